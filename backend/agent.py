@@ -1,0 +1,548 @@
+"""The Dispatcher: orchestrates plans into tasks and runs tasks in parallel.
+
+* Plans: :meth:`Dispatcher.execute_plan` (the seed's entry point) runs on a
+  ``ThreadPoolExecutor``; ``_active_orchestrations`` maps plan ids to their
+  futures, so "is this plan being orchestrated?" is one dict lookup.
+* Tasks: one loop thread claims pending tasks the moment they appear (it is
+  woken by the store's events, not by a timer) while fewer than
+  ``max_parallel_workers`` run, and hands each to a worker thread
+  (:mod:`backend.task_run`).
+* Recovery: :meth:`recover` is the one place that makes the state on disk
+  consistent after a crash; it runs at start-up before anything else.
+* Shutdown is warm then cold: stop claiming, cancel runs (their tasks return
+  to pending), wait a grace period, and let the runner kill what is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import watchfiles
+
+from backend.config import Settings
+from backend.errors import Conflict, NotFound, ShipyardError
+from backend.events import Event, EventBus
+from backend.git_ops import GitError, GitRepo
+from backend.models import Plan, PlanStatus, RunStats, Task, TaskStatus, TaskType, dump
+from backend.orchestrator import (
+    OrchestrationError,
+    build_system_prompt,
+    build_user_message,
+    parse_answer,
+    task_schema,
+)
+from backend.reaper import MARK, RUN_MARK, kill_marked
+from backend.runners.claude_code import AgentEvent, ClaudeCodeRunner, RunRequest
+from backend.store import Store
+from backend.task_run import STANDALONE_BRANCH, Stop, TaskRun, branch_for, plan_branch
+
+log = logging.getLogger(__name__)
+
+READ_ONLY_TOOLS = ["Read", "Grep", "Glob"]
+WRITE_TOOLS = ["Write", "Edit", "MultiEdit", "NotebookEdit", "Bash"]
+
+
+@dataclass
+class _Running:
+    task_id: str
+    stop: Stop
+    future: Future[None] | None = None
+
+
+class Dispatcher:
+    """Owns every agent run of one project."""
+
+    def __init__(self, settings: Settings, store: Store, bus: EventBus,
+                 runner: ClaudeCodeRunner | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.bus = bus
+        self.runner = runner or ClaudeCodeRunner(claude_bin=settings.claude_bin)
+        self.git = GitRepo(settings.project_dir)
+        self.worktrees_dir = settings.state_path / "worktrees"
+        self.integration_lock = threading.Lock()
+        # plans
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="orchestrator")
+        self._active_orchestrations: dict[str, Future[None]] = {}
+        self._orchestration_stops: dict[str, threading.Event] = {}
+        self._plan_lock = threading.Lock()
+        # tasks
+        self._workers = ThreadPoolExecutor(max_workers=settings.max_parallel_workers,
+                                           thread_name_prefix="agent")
+        self._running: dict[str, _Running] = {}
+        self._wake = threading.Condition()
+        self._dirty = True
+        self._accepting = False
+        self._closing = False
+        self._loop_thread: threading.Thread | None = None
+        self._watch_stop = threading.Event()
+        bus.add_listener(self._on_bus_event)
+
+    # ================================================================ lifecycle
+    def startup(self) -> None:
+        """Recover, then start the task loop (called from the app's lifespan)."""
+        self.worktrees_dir.mkdir(parents=True, exist_ok=True)
+        self.recover()
+        self._loop_thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
+        self._loop_thread.start()
+        threading.Thread(target=self._watch_pending, name="pending-watcher", daemon=True).start()
+        self.start()
+
+    def shutdown(self, grace_s: float = 10.0) -> None:
+        """Warm shutdown: stop claiming, stop every run, wait for them to settle."""
+        with self._wake:
+            self._accepting = False
+            self._closing = True
+            self._wake.notify_all()
+        self._watch_stop.set()
+        for plan_id, stop in list(self._orchestration_stops.items()):
+            log.info("stopping orchestration of plan %s (shutdown)", plan_id)
+            stop.set()
+        for running in list(self._running.values()):
+            running.stop.request("stop")
+        deadline = time.monotonic() + grace_s
+        for future in [r.future for r in self._running.values() if r.future] + list(
+                self._active_orchestrations.values()):
+            with contextlib.suppress(Exception):
+                future.result(timeout=max(0.1, deadline - time.monotonic()))
+        self._workers.shutdown(wait=False, cancel_futures=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def start(self) -> None:
+        with self._wake:
+            self._accepting = True
+            self._dirty = True
+            self._wake.notify_all()
+        self.bus.publish("dispatcher.status", self.status())
+
+    def stop(self) -> None:
+        """Stop claiming and cancel running agents; their tasks return to pending."""
+        with self._wake:
+            self._accepting = False
+        for running in list(self._running.values()):
+            running.stop.request("stop")
+        for running in list(self._running.values()):
+            if running.future is not None:
+                with contextlib.suppress(Exception):
+                    running.future.result(timeout=60)
+        self.bus.publish("dispatcher.status", self.status())
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "running": self._accepting,
+            "max_parallel_workers": self.settings.max_parallel_workers,
+            "active_tasks": sorted(self._running),
+            "active_orchestrations": sorted(self._active_orchestrations),
+        }
+
+    def child_env(self, run: str) -> dict[str, str]:
+        """Environment for commands we start outside the runner (setup, tests)."""
+        env = dict(os.environ)
+        env[MARK] = str(self.settings.state_path)
+        env[RUN_MARK] = run
+        return env
+
+    def base_branch(self) -> str:
+        """The branch work starts from: configured, else the one checked out in the project."""
+        branch = self.settings.base_branch or self.git.current_branch()
+        if branch is None:
+            raise Conflict("the project has no branch checked out (detached HEAD): set base_branch.")
+        if self.git.rev_parse(branch) is None:
+            raise Conflict(f"the base branch {branch} has no commits yet: make a first commit.")
+        return branch
+
+    # ================================================================ recovery
+    def recover(self) -> None:
+        """Make the state consistent after a crash; the one reaper of dead work."""
+        killed = kill_marked(self.settings.state_path)
+        if killed:
+            log.warning("recovery: stopped %d process(es) left by a previous server", killed)
+        for plan_id in self.store.discard_all_staged():
+            log.warning("recovery: discarded half-created tasks of plan %s", plan_id)
+        for plan in self.store.list_plans()[PlanStatus.executing.value]:
+            if plan.id in self._active_orchestrations:
+                continue
+            self._drop_unpublished_tasks(plan.id)
+            self.store.move_plan(plan.id, PlanStatus.failed, expect=[PlanStatus.executing],
+                                 error="interrupted by a restart: the server stopped while the "
+                                 "orchestrator was running. Retry to run it again.", tasks=[])
+            log.warning("recovery: plan %s was executing; marked failed", plan.id)
+        for task in self.store.list_tasks(TaskStatus.in_progress)[TaskStatus.in_progress.value]:
+            if task.id in self._running:
+                continue
+            self._cleanup_task_git(task.id)
+            self.store.move_task(task.id, TaskStatus.pending, expect=[TaskStatus.in_progress],
+                                 started=None, branch=None)
+            log.warning("recovery: task %s was in progress; returned to pending", task.id)
+        self._remove_stray_worktrees()
+
+    def _drop_unpublished_tasks(self, plan_id: str) -> None:
+        """Pending tasks of a plan that never reached done were published half-way: remove them."""
+        for task in self.store.list_tasks(TaskStatus.pending)[TaskStatus.pending.value]:
+            if task.plan_id == plan_id:
+                self.store.delete_task(task.id)
+
+    def _cleanup_task_git(self, task_id: str) -> None:
+        with contextlib.suppress(GitError):
+            self.git.remove_worktree(self.worktrees_dir / task_id)
+        with contextlib.suppress(GitError):
+            self.git.delete_branch(branch_for(task_id))
+
+    def _remove_stray_worktrees(self) -> None:
+        live = set(self._running)
+        try:
+            for entry in self.git.list_worktrees():
+                path = Path(entry.get("path", ""))
+                if path.parent == self.worktrees_dir and path.name not in live:
+                    self.git.remove_worktree(path)
+            if self.worktrees_dir.exists():
+                for child in self.worktrees_dir.iterdir():
+                    if child.name not in live:
+                        self.git.remove_worktree(child)
+            self.git.prune_worktrees()
+        except GitError as exc:
+            log.warning("recovery: cleaning worktrees failed: %s", exc)
+
+    # ================================================================ plans
+    def describe_plan(self, plan: Plan, brief: bool = False) -> dict[str, Any]:
+        data = dump(plan)
+        if brief:
+            data.pop("content", None)
+        data["orchestrating"] = plan.id in self._active_orchestrations
+        progress = {s.value: 0 for s in TaskStatus}
+        cost = plan.orchestration.cost_usd if plan.orchestration and plan.orchestration.cost_usd else 0.0
+        tasks = []
+        for task_id in plan.tasks:
+            try:
+                task = self.store.get_task(task_id)
+            except NotFound:
+                continue
+            progress[task.status.value] += 1
+            if task.run and task.run.cost_usd:
+                cost += task.run.cost_usd
+            if not brief:
+                tasks.append({"id": task.id, "title": task.title, "status": task.status.value,
+                              "task_type": task.task_type.value, "error": task.error})
+        progress["total"] = len(plan.tasks)
+        data["progress"] = progress
+        data["total_cost_usd"] = round(cost, 6)
+        if not brief:
+            data["task_details"] = tasks
+        return data
+
+    def start_plan(self, plan_id: str) -> dict[str, Any]:
+        """Validate, move a draft to ready, and submit :meth:`execute_plan`; returns at once."""
+        with self._plan_lock:
+            plan = self.store.get_plan(plan_id)
+            if plan_id in self._active_orchestrations:
+                raise Conflict(f"plan {plan_id} is already being orchestrated.")
+            if plan.status not in (PlanStatus.draft, PlanStatus.ready):
+                raise Conflict(f"plan {plan_id} is {plan.status.value}; only a draft or ready plan "
+                               "can be started" + (" (retry it first)." if plan.status ==
+                                                   PlanStatus.failed else "."))
+            if plan.status == PlanStatus.draft:
+                self.store.move_plan(plan_id, PlanStatus.ready, expect=[PlanStatus.draft])
+            self._orchestration_stops[plan_id] = threading.Event()
+            future = self._executor.submit(self.execute_plan, plan_id)
+            self._active_orchestrations[plan_id] = future
+        future.add_done_callback(lambda _f: self._orchestration_done(plan_id))
+        return {"status": "executing", "plan_id": plan_id}
+
+    def _orchestration_done(self, plan_id: str) -> None:
+        with self._plan_lock:
+            self._active_orchestrations.pop(plan_id, None)
+            self._orchestration_stops.pop(plan_id, None)
+        self.bus.publish("plan.orchestration", {"plan_id": plan_id, "active": False})
+
+    def is_orchestrating(self, plan_id: str) -> bool:
+        return plan_id in self._active_orchestrations
+
+    def cancel_plan(self, plan_id: str) -> dict[str, Any]:
+        plan = self.store.get_plan(plan_id)
+        stop = self._orchestration_stops.get(plan_id)
+        if stop is None:
+            raise Conflict(f"plan {plan_id} is {plan.status.value} and not being orchestrated; "
+                           "there is nothing to cancel.")
+        stop.set()
+        future = self._active_orchestrations.get(plan_id)
+        if future is not None:
+            with contextlib.suppress(Exception):
+                future.result(timeout=30)
+        return self.describe_plan(self.store.get_plan(plan_id))
+
+    def retry_plan(self, plan_id: str) -> Plan:
+        return self.store.move_plan(plan_id, PlanStatus.ready, expect=[PlanStatus.failed],
+                                    error=None, tasks=[], orchestration=None)
+
+    def delete_plan(self, plan_id: str) -> None:
+        if self.is_orchestrating(plan_id):
+            raise Conflict(f"plan {plan_id} is being orchestrated; cancel it first.")
+        self.store.delete_plan(plan_id, forbid=[PlanStatus.executing])
+
+    def _plan_note(self, plan_id: str, summary: str, kind: str = "shipyard", **data: Any) -> None:
+        event = {"kind": kind, "ts": time.time(), "summary": summary, "data": data}
+        with open(self.store.plan_log_path(plan_id), "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(event, ensure_ascii=False) + "\n")
+        self.bus.publish("plan.log", {"plan_id": plan_id, "event": event})
+        log.info("plan %s: %s", plan_id, summary)
+
+    def execute_plan(self, plan_id: str) -> None:
+        """Run the orchestrator for a ready plan and turn its answer into tasks.
+
+        ready → executing → done (with its tasks pending) or failed (with a
+        reason a person can act on). Runs on the orchestrator thread pool.
+        """
+        stop = self._orchestration_stops.get(plan_id) or threading.Event()
+        try:
+            plan = self.store.move_plan(plan_id, PlanStatus.executing, expect=[PlanStatus.ready],
+                                        error=None, tasks=[])
+        except ShipyardError as exc:
+            log.warning("plan %s cannot start: %s", plan_id, exc.detail)
+            return
+        try:
+            self._orchestrate(plan, stop)
+        except OrchestrationError as exc:
+            self._fail_plan(plan_id, str(exc))
+        except ShipyardError as exc:
+            self._fail_plan(plan_id, exc.detail)
+        except Exception as exc:
+            log.exception("orchestration of plan %s crashed", plan_id)
+            self._fail_plan(plan_id, f"internal error while orchestrating: {type(exc).__name__}: {exc}")
+
+    def _fail_plan(self, plan_id: str, error: str) -> None:
+        self.store.discard_staged(plan_id)
+        self._plan_note(plan_id, f"failed: {error}", kind="failed")
+        with contextlib.suppress(ShipyardError):
+            self.store.move_plan(plan_id, PlanStatus.failed, expect=[PlanStatus.executing],
+                                 error=error, tasks=[])
+
+    def _orchestrate(self, plan: Plan, stop: threading.Event) -> None:
+        settings = self.settings
+        base = self.base_branch()
+        base_commit = self.git.rev_parse(base)
+        self._plan_note(plan.id, f"orchestrator starting on {settings.name} (base {base})")
+        if stop.is_set():
+            raise OrchestrationError("cancelled")
+
+        def on_event(event: AgentEvent) -> None:
+            self.bus.publish("plan.log", {"plan_id": plan.id, "event": event.to_dict()})
+
+        request = RunRequest(
+            prompt=build_user_message(plan),
+            cwd=settings.project_dir,
+            append_system_prompt=build_system_prompt(settings.name, settings.max_tasks),
+            tools=list(READ_ONLY_TOOLS),
+            disallowed_tools=list(WRITE_TOOLS),
+            json_schema=task_schema(settings.max_tasks),
+            model=settings.orchestrator_model,
+            extra_args=list(settings.orchestrator_extra_args),
+            env={MARK: str(settings.state_path), RUN_MARK: f"plan-{plan.id}"},
+            timeout_s=settings.orchestrator_timeout_s,
+            idle_timeout_s=settings.idle_timeout_s,
+            log_path=self.store.plan_log_path(plan.id),
+        )
+        result = self.runner.run(request, on_event=on_event, cancel=stop)
+        usage = result.usage or {}
+        stats = RunStats(outcome=result.outcome, cost_usd=result.cost_usd,
+                         input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"),
+                         num_turns=result.num_turns, duration_ms=result.duration_ms,
+                         session_id=result.session_id)
+        self.store.update_plan(plan.id, orchestration=dump(stats))
+        if not result.ok:
+            raise OrchestrationError("cancelled" if result.outcome == "cancelled"
+                                     else f"the orchestrator failed: {result.reason}")
+        answer = parse_answer(result.structured_output, result.text, settings.max_tasks)
+        for note in answer.notes:
+            self._plan_note(plan.id, note, kind="warning")
+        if stop.is_set():
+            raise OrchestrationError("cancelled")
+        task_ids = [self._create_task(spec.title, spec.content, spec.task_type, plan.id).id
+                    for spec in answer.tasks]
+        branch = plan_branch(plan.id)
+        with self.integration_lock:
+            self.git.ensure_branch(branch, base_commit or base)
+        self.store.update_plan(plan.id, integration_branch=branch, base_branch=base,
+                               base_commit=base_commit)
+        self._link_tasks_to_plan(plan.id, task_ids)
+        self.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.executing])
+        self._plan_note(plan.id, f"created {len(task_ids)} task(s) from the {answer.source}",
+                        kind="tasks", task_ids=task_ids)
+
+    def _create_task(self, title: str, content: str, task_type: TaskType | str = TaskType.feature,
+                     plan_id: str | None = None) -> Task:
+        """Create a task (the seed's name).
+
+        With a ``plan_id`` the task is staged, invisible to workers, until
+        :meth:`_link_tasks_to_plan` publishes all of the plan's tasks at once.
+        Without one it is pending, and picked up, immediately.
+        """
+        if plan_id is None:
+            return self.store.create_task(title, content, task_type)
+        return self.store.create_task(title, content, task_type, plan_id=plan_id, staged=True)
+
+    def _link_tasks_to_plan(self, plan_id: str, task_ids: list[str]) -> Plan:
+        """Record the plan's tasks and make them pending together (all or nothing)."""
+        plan = self.store.update_plan(plan_id, tasks=list(task_ids))
+        self.store.publish_staged(plan_id, task_ids)
+        return plan
+
+    def land_plan(self, plan_id: str) -> dict[str, Any]:
+        plan = self.store.get_plan(plan_id)
+        if plan.status != PlanStatus.done or not plan.integration_branch:
+            raise Conflict(f"plan {plan_id} is {plan.status.value}; only a done plan's integrated "
+                           "work can be landed.")
+        unfinished = [t for t in plan.tasks if self._task_status(t) in
+                      (TaskStatus.pending, TaskStatus.in_progress)]
+        if unfinished:
+            raise Conflict(f"{len(unfinished)} task(s) of plan {plan_id} are still pending or running; "
+                           "land once they have finished.")
+        base = plan.base_branch or self.base_branch()
+        with self.integration_lock:
+            outcome = self.git.land(plan.integration_branch, base)
+        self._plan_note(plan_id, outcome.message, kind="land", ok=outcome.ok)
+        if not outcome.ok:
+            raise Conflict(outcome.message)
+        return {"ok": True, "message": outcome.message, "commit": outcome.commit, "branch": base}
+
+    def _task_status(self, task_id: str) -> TaskStatus | None:
+        try:
+            return self.store.get_task(task_id).status
+        except NotFound:
+            return None
+
+    # ================================================================ tasks
+    def describe_task(self, task: Task) -> dict[str, Any]:
+        data = dump(task)
+        data["error_log"] = self.store.read_error_log(task.id) if task.status == TaskStatus.failed else None
+        data["running"] = task.id in self._running
+        return data
+
+    def cancel_task(self, task_id: str) -> Task:
+        task = self.store.get_task(task_id)
+        running = self._running.get(task_id)
+        if running is not None:
+            running.stop.request("cancel")
+            if running.future is not None:
+                with contextlib.suppress(Exception):
+                    running.future.result(timeout=60)
+            return self.store.get_task(task_id)
+        if task.status == TaskStatus.pending:
+            return self.store.move_task(task_id, TaskStatus.failed, expect=[TaskStatus.pending],
+                                        error="cancelled before it started",
+                                        error_log="The task was cancelled before an agent started on it.")
+        raise Conflict(f"task {task_id} is {task.status.value}; only pending or running tasks can be "
+                       "cancelled.")
+
+    def rerun_task(self, task_id: str) -> Task:
+        task = self.store.get_task(task_id)
+        if task.status != TaskStatus.failed:
+            raise Conflict(f"task {task_id} is {task.status.value}; only a failed task can be rerun.")
+        with contextlib.suppress(GitError):
+            self.git.delete_branch(branch_for(task_id))
+        return self.store.move_task(task_id, TaskStatus.pending, expect=[TaskStatus.failed],
+                                    started=None, finished=None, branch=None)
+
+    def task_diff(self, task_id: str) -> dict[str, Any]:
+        """The task's changes: live from its branch while it exists, else from its integration."""
+        task = self.store.get_task(task_id)
+        branch = branch_for(task_id)
+        base = task.base_commit
+        if base and self.git.rev_parse(branch):
+            tip = self.git.rev_parse(branch) or base
+            return {"source": branch, "diff": self.git.diff(base, tip),
+                    "files": self.git.changed_files(base, tip)}
+        commit = self._integration_commit(task_id)
+        if commit:
+            return {"source": commit, "diff": self.git.diff(f"{commit}^1", f"{commit}^2"),
+                    "files": self.git.changed_files(f"{commit}^1", f"{commit}^2")}
+        return {"source": None, "diff": "", "files": []}
+
+    def _integration_commit(self, task_id: str) -> str | None:
+        path = self.store.task_log_path(task_id)
+        if not path.exists():
+            return None
+        commit = None
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if '"integrated"' in line:
+                    with contextlib.suppress(json.JSONDecodeError):
+                        commit = json.loads(line).get("data", {}).get("commit") or commit
+        return commit
+
+    # ---------------------------------------------------------------- loop
+    def _on_bus_event(self, event: Event) -> None:
+        if event.type in ("task.created", "task.status", "dispatcher.wake"):
+            with self._wake:
+                self._dirty = True
+                self._wake.notify_all()
+
+    def wake(self) -> None:
+        """Look at tasks/pending/ again (e.g. after a file was dropped in by hand)."""
+        self.bus.publish("dispatcher.wake", {})
+
+    def _watch_pending(self) -> None:
+        """Wake the loop when a task file is dropped into tasks/pending/ by hand (inotify)."""
+        pending = self.store.tasks_dir / TaskStatus.pending.value
+        try:
+            for _changes in watchfiles.watch(pending, stop_event=self._watch_stop, debounce=20,
+                                             step=10, recursive=False, raise_interrupt=False):
+                with self._wake:
+                    self._dirty = True
+                    self._wake.notify_all()
+        except Exception:
+            log.exception("watching %s failed; hand-made task files are picked up on the next event",
+                          pending)
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closing and not (
+                        self._dirty and self._accepting
+                        and len(self._running) < self.settings.max_parallel_workers):
+                    self._wake.wait()
+                if self._closing:
+                    return
+                self._dirty = False
+            try:
+                self._claim_available()
+            except Exception:
+                log.exception("dispatcher loop error")
+
+    def _claim_available(self) -> None:
+        while self._accepting and not self._closing:
+            with self._wake:
+                if len(self._running) >= self.settings.max_parallel_workers:
+                    return
+            task = self.store.claim_next_task()
+            if task is None:
+                return
+            running = _Running(task.id, Stop())
+            with self._wake:
+                self._running[task.id] = running
+            running.future = self._workers.submit(self._run_task, task, running)
+
+    def _run_task(self, task: Task, running: _Running) -> None:
+        try:
+            TaskRun(self, task, running.stop).execute()
+        except Exception:
+            log.exception("task %s: unexpected error outside the run", task.id)
+            with contextlib.suppress(ShipyardError):
+                self.store.move_task(task.id, TaskStatus.failed, expect=[TaskStatus.in_progress],
+                                     error="internal error", error_log="internal error; see the server log")
+        finally:
+            with self._wake:
+                self._running.pop(task.id, None)
+                self._dirty = True
+                self._wake.notify_all()
+
+
+__all__ = ["STANDALONE_BRANCH", "Dispatcher"]

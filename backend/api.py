@@ -1,0 +1,245 @@
+"""HTTP API under ``/agent`` plus the dashboard at ``/``.
+
+Routes only translate HTTP to calls on the store and the dispatcher; the
+business rules live there. Errors become ``{"detail": "<sentence>"}`` with the
+status their exception carries; anything unexpected is logged with its
+traceback and answered with a plain sentence, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+
+from backend import __version__
+from backend.agent import Dispatcher
+from backend.config import Settings
+from backend.doctor import run_checks
+from backend.errors import ShipyardError
+from backend.events import EventBus
+from backend.models import PlanCreate, PlanStatus, PlanUpdate, TaskCreate, TaskStatus, dump
+from backend.runlog import read_log
+from backend.security import GuardMiddleware
+from backend.store import Store, validate_id
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> FastAPI:
+    """Build the application for one project.
+
+    The dispatcher (and with it every agent run) is owned by the app's
+    lifespan: it starts recovery and the task loop on start-up and stops runs
+    on shutdown, so no agent lives in a request's background task.
+    """
+    if dispatcher is None:
+        bus = EventBus()
+        store = Store(settings.state_path, bus.publish)
+        dispatcher = Dispatcher(settings, store, bus)
+    disp = dispatcher
+    store = disp.store
+    bus = disp.bus
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        disp.startup()
+        try:
+            yield
+        finally:
+            bus.close()
+            disp.shutdown()
+
+    app = FastAPI(
+        title="Shipyard",
+        version=__version__,
+        description="Plans in, merged work out: Claude Code orchestrates a plan into tasks and "
+        "runs each in its own git worktree.",
+        lifespan=lifespan,
+    )
+    app.state.dispatcher = disp
+    app.add_middleware(GuardMiddleware, settings=settings)
+    _install_error_handlers(app)
+
+    # ---------------------------------------------------------------- health
+    @app.get("/agent/health", tags=["health"])
+    def health() -> dict[str, Any]:
+        checks = run_checks(settings, quick=True)
+        return {
+            "ok": True,
+            "project": settings.name,
+            "project_dir": str(settings.project_dir),
+            "version": __version__,
+            "counts": store.counts(),
+            "problems": [{"path": p, "reason": r} for p, r in sorted(store.problems.items())],
+            "checks": [c.to_dict() for c in checks],
+            "dispatcher": disp.status(),
+        }
+
+    # ---------------------------------------------------------------- plans
+    @app.get("/agent/plans", tags=["plans"])
+    def list_plans() -> dict[str, list[dict[str, Any]]]:
+        grouped = store.list_plans()
+        return {status: [disp.describe_plan(p, brief=True) for p in plans]
+                for status, plans in grouped.items()}
+
+    @app.post("/agent/plans", status_code=201, tags=["plans"])
+    def create_plan(body: PlanCreate) -> dict[str, Any]:
+        plan = store.create_plan(body.title, body.summary, body.content)
+        return disp.describe_plan(plan)
+
+    @app.get("/agent/plans/{plan_id}", tags=["plans"])
+    def get_plan(plan_id: str) -> dict[str, Any]:
+        return disp.describe_plan(store.get_plan(plan_id))
+
+    @app.patch("/agent/plans/{plan_id}", tags=["plans"])
+    def update_plan(plan_id: str, body: PlanUpdate) -> dict[str, Any]:
+        fields = body.model_dump(exclude_none=True)
+        plan = store.update_plan(plan_id, expect=[PlanStatus.draft, PlanStatus.ready], **fields)
+        return disp.describe_plan(plan)
+
+    @app.post("/agent/plans/{plan_id}/ready", tags=["plans"])
+    def ready_plan(plan_id: str) -> dict[str, Any]:
+        plan = store.get_plan(plan_id)
+        if plan.status == PlanStatus.ready:
+            return disp.describe_plan(plan)
+        plan = store.move_plan(plan_id, PlanStatus.ready, expect=[PlanStatus.draft])
+        return disp.describe_plan(plan)
+
+    @app.delete("/agent/plans/{plan_id}", tags=["plans"])
+    def delete_plan(plan_id: str) -> dict[str, Any]:
+        disp.delete_plan(plan_id)
+        return {"deleted": plan_id}
+
+    @app.post("/agent/plans/{plan_id}/start", status_code=202, tags=["plans"])
+    def start_plan(plan_id: str) -> dict[str, Any]:
+        return disp.start_plan(plan_id)
+
+    @app.post("/agent/plans/{plan_id}/cancel", tags=["plans"])
+    def cancel_plan(plan_id: str) -> dict[str, Any]:
+        return disp.cancel_plan(plan_id)
+
+    @app.post("/agent/plans/{plan_id}/retry", tags=["plans"])
+    def retry_plan(plan_id: str) -> dict[str, Any]:
+        return disp.describe_plan(disp.retry_plan(plan_id))
+
+    @app.post("/agent/plans/{plan_id}/land", tags=["plans"])
+    def land_plan(plan_id: str) -> dict[str, Any]:
+        return disp.land_plan(plan_id)
+
+    @app.get("/agent/plans/{plan_id}/log", tags=["plans"])
+    def plan_log(plan_id: str, after: int = Query(0, ge=0),
+                 limit: int = Query(1000, ge=1, le=10000),
+                 tail: int | None = Query(None, ge=1, le=10000)) -> dict[str, Any]:
+        store.get_plan(plan_id)
+        return read_log(store.plan_log_path(plan_id), after=after, limit=limit, tail=tail)
+
+    # ---------------------------------------------------------------- tasks
+    @app.get("/agent/tasks", tags=["tasks"])
+    def list_tasks() -> dict[str, list[dict[str, Any]]]:
+        return {status: [dump(t) for t in tasks] for status, tasks in store.list_tasks().items()}
+
+    @app.post("/agent/tasks", status_code=201, tags=["tasks"])
+    def create_task(body: TaskCreate) -> dict[str, Any]:
+        task = disp._create_task(body.title, body.content, body.task_type)
+        return dump(task)
+
+    @app.get("/agent/tasks/{task_id}", tags=["tasks"])
+    def get_task(task_id: str) -> dict[str, Any]:
+        return disp.describe_task(store.get_task(task_id))
+
+    @app.delete("/agent/tasks/{task_id}", tags=["tasks"])
+    def delete_task(task_id: str) -> dict[str, Any]:
+        store.delete_task(task_id, forbid=[TaskStatus.in_progress])
+        return {"deleted": task_id}
+
+    @app.get("/agent/tasks/{task_id}/log", tags=["tasks"])
+    def task_log(task_id: str, after: int = Query(0, ge=0),
+                 limit: int = Query(1000, ge=1, le=10000),
+                 tail: int | None = Query(None, ge=1, le=10000)) -> dict[str, Any]:
+        store.get_task(task_id)
+        return read_log(store.task_log_path(task_id), after=after, limit=limit, tail=tail)
+
+    @app.get("/agent/tasks/{task_id}/diff", tags=["tasks"])
+    def task_diff(task_id: str) -> dict[str, Any]:
+        return disp.task_diff(task_id)
+
+    @app.post("/agent/tasks/{task_id}/cancel", tags=["tasks"])
+    def cancel_task(task_id: str) -> dict[str, Any]:
+        return dump(disp.cancel_task(task_id))
+
+    @app.post("/agent/tasks/{task_id}/rerun", tags=["tasks"])
+    def rerun_task(task_id: str) -> dict[str, Any]:
+        return dump(disp.rerun_task(task_id))
+
+    # ---------------------------------------------------------------- dispatcher
+    @app.get("/agent/dispatcher", tags=["dispatcher"])
+    def dispatcher_status() -> dict[str, Any]:
+        return disp.status()
+
+    @app.post("/agent/dispatcher/start", tags=["dispatcher"])
+    def dispatcher_start() -> dict[str, Any]:
+        disp.start()
+        return disp.status()
+
+    @app.post("/agent/dispatcher/stop", tags=["dispatcher"])
+    def dispatcher_stop() -> dict[str, Any]:
+        disp.stop()
+        return disp.status()
+
+    # ---------------------------------------------------------------- events
+    @app.get("/agent/events", tags=["events"])
+    async def events(request: Request, after: int | None = Query(None, ge=0),
+                     types: str | None = Query(None, description="comma-separated prefixes, "
+                                               "e.g. plan,task")) -> EventSourceResponse:
+        """Server-Sent Events of every change. Reconnect with Last-Event-ID to replay."""
+        header = request.headers.get("last-event-id")
+        start = after
+        if header and header.isdigit():
+            start = int(header)
+        wanted = frozenset(t.strip() for t in types.split(",") if t.strip()) if types else None
+
+        async def stream() -> AsyncIterator[ServerSentEvent]:
+            yield ServerSentEvent(data=f'{{"last_id": {bus.last_id}}}', event="hello")
+            async for event in bus.subscribe(after=start, types=wanted):
+                yield ServerSentEvent(data=event.to_json(), event=event.type, id=str(event.id))
+
+        return EventSourceResponse(stream(), ping=15, send_timeout=30)
+
+    from backend.web import mount_dashboard  # local import: web depends on nothing here
+
+    mount_dashboard(app, settings)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ShipyardError)
+    async def _domain(_request: Request, exc: ShipyardError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for error in exc.errors():
+            loc = [str(x) for x in error.get("loc", ()) if x not in ("body", "query", "path")]
+            where = ".".join(loc) or "request"
+            message = error.get("msg", "invalid")
+            if error.get("type") == "extra_forbidden":
+                message = "is not a known field"
+            parts.append(f"{where}: {message}")
+        return JSONResponse({"detail": "invalid request: " + "; ".join(parts)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the server log "
+                             "has the details."}, status_code=500)
+
+
+__all__ = ["create_app", "validate_id"]

@@ -1,0 +1,375 @@
+"""The ``shipyard`` command.
+
+``serve`` runs the server for the repository you are in; every other command
+talks to a running server over HTTP (the same API the dashboard uses) and
+prints a sentence, not a traceback, when something is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from backend import __version__
+from backend.client import Client, ClientError, resolve_server
+from backend.config import ConfigError, load_settings
+
+app = typer.Typer(help="Shipyard: plans in, merged work out.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+plan_app = typer.Typer(help="Create, start and follow plans.", no_args_is_help=True)
+task_app = typer.Typer(help="Inspect and steer tasks.", no_args_is_help=True)
+app.add_typer(plan_app, name="plan")
+app.add_typer(task_app, name="task")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print raw JSON.")]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _client() -> Client:
+    url, token = resolve_server()
+    return Client(url, token)
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except ClientError as exc:
+        _fail(str(exc))
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@app.command()
+def version() -> None:
+    """Print Shipyard's version."""
+    typer.echo(__version__)
+
+
+# ------------------------------------------------------------------ serve
+@app.command()
+def serve(
+    project: Annotated[Path | None, typer.Option(help="Repository to manage (default: cwd).")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8765; 0 picks a free one).")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="State directory (default .shipyard).")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Run the Shipyard server and dashboard for a repository."""
+    import uvicorn
+    from filelock import FileLock, Timeout
+
+    from backend.api import create_app
+    from backend.project import prepare_state_dir
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(project, {"host": host, "port": port, "state_dir": state_dir})
+        state = prepare_state_dir(settings)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    lock = FileLock(str(state / "server.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        _fail(f"another Shipyard server is already running for {settings.project_dir} "
+              f"(lock {state / 'server.lock'}).")
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        _fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}. "
+              "Pick another port with --port or SHIPYARD_PORT.")
+    actual_port = sock.getsockname()[1]
+    settings.port = actual_port
+    application = create_app(settings)
+    typer.secho(f"Shipyard {__version__} for {settings.name} ({settings.project_dir})", bold=True)
+    typer.echo(f"  dashboard: {settings.url}/")
+    typer.echo(f"  API docs:  {settings.url}/docs")
+    typer.echo(f"  state:     {state}")
+    typer.echo("  Ctrl-C stops (running agents are stopped and their tasks requeued).")
+    sys.stdout.flush()
+    config = uvicorn.Config(application, log_level=log_level.lower(), timeout_graceful_shutdown=5,
+                            access_log=log_level.lower() == "debug")
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        lock.release()
+
+
+# ------------------------------------------------------------------ doctor
+@app.command()
+def doctor(project: Annotated[Path | None, typer.Option(help="Repository (default: cwd).")] = None) -> None:
+    """Check that Shipyard can run agents here, and say how to fix what is missing."""
+    from backend.doctor import Check, run_checks
+
+    try:
+        settings = load_settings(project)
+    except ConfigError as exc:
+        typer.secho(f"✗ project: {exc}", fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+    checks: list[Check] = run_checks(settings)
+    client = Client(settings.url, settings.access_token, timeout=3)
+    try:
+        client.get("/agent/health")
+        checks.append(Check("server", "ok", f"running at {settings.url}"))
+    except ClientError:
+        checks.append(Check("server", "warn", f"not running at {settings.url}",
+                            "start it with 'shipyard serve'."))
+    marks = {"ok": ("✓", typer.colors.GREEN), "warn": ("!", typer.colors.YELLOW),
+             "error": ("✗", typer.colors.RED)}
+    for check in checks:
+        mark, colour = marks[check.level]
+        typer.secho(f"{mark} {check.name}: {check.detail}", fg=colour)
+        if check.fix:
+            typer.echo(f"    fix: {check.fix}")
+    if any(c.level == "error" for c in checks):
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------ plans
+def _read_body(file: Path | None) -> str:
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8")
+        except OSError as exc:
+            _fail(f"cannot read {file}: {exc.strerror}")
+    if sys.stdin.isatty():
+        typer.echo("Type the plan (markdown), then Ctrl-D:", err=True)
+    return sys.stdin.read()
+
+
+@plan_app.command("new")
+def plan_new(
+    title: Annotated[str, typer.Option(help="Plan title.")],
+    file: Annotated[Path | None, typer.Option(help="Markdown file (default: stdin).")] = None,
+    summary: Annotated[str, typer.Option(help="One-paragraph summary.")] = "",
+    json_out: JsonFlag = False,
+) -> None:
+    """Create a draft plan from a markdown file or standard input."""
+    body = _read_body(file)
+    plan = _call(_client().post, "/agent/plans", json={"title": title, "summary": summary, "content": body})
+    if json_out:
+        _print_json(plan)
+    else:
+        typer.echo(f"created plan {plan['id']} ({plan['status']}): {plan['title']}")
+        typer.echo(f"start it with: shipyard plan start {plan['id']} --follow")
+
+
+@plan_app.command("list")
+def plan_list(json_out: JsonFlag = False) -> None:
+    """List plans by status."""
+    grouped = _call(_client().get, "/agent/plans")
+    if json_out:
+        _print_json(grouped)
+        return
+    empty = True
+    for status, plans in grouped.items():
+        for plan in plans:
+            empty = False
+            progress = plan.get("progress", {})
+            done = progress.get("completed", 0)
+            total = progress.get("total", 0)
+            extra = f"  {done}/{total} done" if total else ""
+            typer.echo(f"{plan['id']}  {status:<9}  {plan['title']}{extra}")
+    if empty:
+        typer.echo("no plans yet: create one with 'shipyard plan new --title ... --file plan.md'")
+
+
+@plan_app.command("show")
+def plan_show(plan_id: str, json_out: JsonFlag = False) -> None:
+    """Show one plan, its tasks and progress."""
+    plan = _call(_client().get, f"/agent/plans/{plan_id}")
+    if json_out:
+        _print_json(plan)
+        return
+    typer.secho(f"{plan['title']}  [{plan['status']}{' · orchestrating' if plan['orchestrating'] else ''}]",
+                bold=True)
+    typer.echo(f"id: {plan['id']}   created: {plan['created']}")
+    if plan.get("summary"):
+        typer.echo(f"\n{plan['summary']}")
+    if plan.get("error"):
+        typer.secho(f"\nerror: {plan['error']}", fg=typer.colors.RED)
+    if plan.get("integration_branch"):
+        typer.echo(f"\nintegration branch: {plan['integration_branch']} (base {plan.get('base_branch')})")
+    if plan.get("task_details"):
+        typer.echo("\ntasks:")
+        for task in plan["task_details"]:
+            typer.echo(f"  {task['id']}  {task['status']:<11}  {task['title']}")
+    typer.echo(f"\ncost: ${plan.get('total_cost_usd', 0):.4f}")
+
+
+def _print_event(prefix: str, event: dict[str, Any]) -> None:
+    summary = event.get("summary") or event.get("kind", "")
+    typer.echo(f"{prefix}{summary}")
+
+
+@plan_app.command("start")
+def plan_start(plan_id: str, follow: Annotated[bool, typer.Option(help="Stream progress.")] = False) -> None:
+    """Start the orchestrator on a plan; with --follow, stream what it does and print the tasks."""
+    client = _client()
+    answer = _call(client.post, f"/agent/plans/{plan_id}/start")
+    typer.echo(f"plan {answer['plan_id']}: {answer['status']}")
+    if follow:
+        _follow_plan(client, plan_id)
+
+
+def _follow_plan(client: Client, plan_id: str) -> None:
+    try:
+        for event in client.events(types="plan", after=0):
+            if event.get("plan_id") == plan_id and event["type"] == "plan.log":
+                _print_event("  ", event.get("event", {}))
+            plan = event.get("plan")
+            if event["type"] == "plan.status" and plan and plan["id"] == plan_id:
+                if plan["status"] in ("done", "failed"):
+                    break
+    except ClientError as exc:
+        _fail(str(exc))
+    plan = _call(client.get, f"/agent/plans/{plan_id}")
+    if plan["status"] == "failed":
+        _fail(f"plan failed: {plan.get('error')}")
+    typer.secho(f"plan {plan_id} produced {len(plan['tasks'])} task(s):", bold=True)
+    for task in plan.get("task_details", []):
+        typer.echo(f"  {task['id']}  [{task['task_type']}]  {task['title']}")
+
+
+@plan_app.command("cancel")
+def plan_cancel(plan_id: str) -> None:
+    """Stop a running orchestration (the plan becomes failed: cancelled)."""
+    plan = _call(_client().post, f"/agent/plans/{plan_id}/cancel")
+    typer.echo(f"plan {plan_id}: {plan['status']}{' — ' + plan['error'] if plan.get('error') else ''}")
+
+
+@plan_app.command("retry")
+def plan_retry(plan_id: str) -> None:
+    """Move a failed plan back to ready."""
+    plan = _call(_client().post, f"/agent/plans/{plan_id}/retry")
+    typer.echo(f"plan {plan_id}: {plan['status']}")
+
+
+@plan_app.command("land")
+def plan_land(plan_id: str) -> None:
+    """Merge a plan's integration branch into its base branch, when that is safe."""
+    answer = _call(_client().post, f"/agent/plans/{plan_id}/land")
+    typer.echo(answer["message"])
+
+
+@plan_app.command("log")
+def plan_log(plan_id: str) -> None:
+    """Print the orchestrator's run log."""
+    log = _call(_client().get, f"/agent/plans/{plan_id}/log")
+    for event in log["events"]:
+        _print_event("", event)
+
+
+# ------------------------------------------------------------------ tasks
+@task_app.command("list")
+def task_list(json_out: JsonFlag = False) -> None:
+    """List tasks by status."""
+    grouped = _call(_client().get, "/agent/tasks")
+    if json_out:
+        _print_json(grouped)
+        return
+    count = 0
+    for status, tasks in grouped.items():
+        for task in tasks:
+            count += 1
+            plan = f"  (plan {task['plan_id']})" if task.get("plan_id") else ""
+            typer.echo(f"{task['id']}  {status:<11}  [{task['task_type']}]  {task['title']}{plan}")
+    if not count:
+        typer.echo("no tasks yet")
+
+
+@task_app.command("new")
+def task_new(
+    title: Annotated[str, typer.Option(help="Task title.")],
+    file: Annotated[Path | None, typer.Option(help="Markdown file (default: stdin).")] = None,
+    task_type: Annotated[str, typer.Option("--type", help="feature, bugfix, refactor, chore, docs, test")]
+    = "feature",
+) -> None:
+    """Create a standalone task (it starts as soon as a worker is free)."""
+    task = _call(_client().post, "/agent/tasks",
+                 json={"title": title, "content": _read_body(file), "task_type": task_type})
+    typer.echo(f"created task {task['id']}: {task['title']}")
+
+
+@task_app.command("show")
+def task_show(task_id: str, json_out: JsonFlag = False) -> None:
+    """Show one task: content, status, plan, run figures and error log."""
+    task = _call(_client().get, f"/agent/tasks/{task_id}")
+    if json_out:
+        _print_json(task)
+        return
+    typer.secho(f"{task['title']}  [{task['status']}]", bold=True)
+    typer.echo(f"id: {task['id']}   type: {task['task_type']}   plan: {task.get('plan_id') or '-'}")
+    run = task.get("run") or {}
+    if run:
+        typer.echo(f"run: {run.get('outcome')}  cost ${run.get('cost_usd') or 0:.4f}  "
+                   f"turns {run.get('num_turns')}  {(run.get('duration_ms') or 0) / 1000:.1f} s")
+    if task.get("result"):
+        typer.echo(f"result: {task['result']}")
+    typer.echo(f"\n{task['content']}")
+    if task.get("error_log"):
+        typer.secho(f"\n{task['error_log']}", fg=typer.colors.RED)
+
+
+@task_app.command("logs")
+def task_logs(task_id: str, follow: Annotated[bool, typer.Option(help="Keep streaming.")] = False) -> None:
+    """Print a task's agent activity; with --follow, keep streaming until it ends."""
+    client = _client()
+    log = _call(client.get, f"/agent/tasks/{task_id}/log")
+    for event in log["events"]:
+        _print_event("", event)
+    if not follow:
+        return
+    task = _call(client.get, f"/agent/tasks/{task_id}")
+    if task["status"] in ("completed", "failed"):
+        return
+    try:
+        for event in client.events(types="task"):
+            if event.get("task_id") == task_id and event["type"] == "task.log":
+                _print_event("", event.get("event", {}))
+            found = event.get("task")
+            if event["type"] == "task.status" and found and found["id"] == task_id \
+                    and found["status"] in ("completed", "failed"):
+                typer.echo(f"task {task_id}: {found['status']}")
+                return
+    except ClientError as exc:
+        _fail(str(exc))
+
+
+@task_app.command("cancel")
+def task_cancel(task_id: str) -> None:
+    """Cancel a pending or running task."""
+    task = _call(_client().post, f"/agent/tasks/{task_id}/cancel")
+    typer.echo(f"task {task_id}: {task['status']}")
+
+
+@task_app.command("rerun")
+def task_rerun(task_id: str) -> None:
+    """Send a failed task back to pending."""
+    task = _call(_client().post, f"/agent/tasks/{task_id}/rerun")
+    typer.echo(f"task {task_id}: {task['status']}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

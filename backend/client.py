@@ -1,0 +1,77 @@
+"""The CLI's client for a running Shipyard server: the same API the browser uses."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+from httpx_sse import connect_sse
+
+from backend.config import ConfigError, Settings, load_settings
+
+
+class ClientError(Exception):
+    """Something the user should read: an API error sentence or a connection problem."""
+
+
+def resolve_server(environ: dict[str, str] | None = None) -> tuple[str, str | None]:
+    """(base URL, token): SHIPYARD_URL/SHIPYARD_TOKEN, else the current project's settings."""
+    env = os.environ if environ is None else environ
+    url = env.get("SHIPYARD_URL")
+    token = env.get("SHIPYARD_TOKEN") or env.get("SHIPYARD_ACCESS_TOKEN")
+    if url:
+        return url.rstrip("/"), token
+    try:
+        settings: Settings = load_settings(require_git=False)
+    except ConfigError:
+        settings = Settings()
+    return settings.url, token or settings.access_token
+
+
+class Client:
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.base_url = base_url
+        self.http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise ClientError(f"no Shipyard server is running at {self.base_url}: start one with "
+                              "'shipyard serve' in your project (or set SHIPYARD_URL).") from exc
+        except httpx.HTTPError as exc:
+            raise ClientError(f"talking to {self.base_url} failed: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except (json.JSONDecodeError, AttributeError):
+                detail = response.text[:300]
+            raise ClientError(f"{detail} (HTTP {response.status_code})")
+        return response.json()
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs)
+
+    def events(self, types: str | None = None, after: int | None = None) -> Iterator[dict[str, Any]]:
+        """Follow the server's event stream (blocking iterator of event dicts)."""
+        params: dict[str, Any] = {}
+        if types:
+            params["types"] = types
+        if after is not None:
+            params["after"] = after
+        try:
+            with connect_sse(self.http, "GET", "/agent/events", params=params,
+                             timeout=httpx.Timeout(30.0, read=None)) as source:
+                for sse in source.iter_sse():
+                    if sse.event == "hello" or not sse.data:
+                        continue
+                    yield json.loads(sse.data)
+        except httpx.ConnectError as exc:
+            raise ClientError(f"no Shipyard server is running at {self.base_url}.") from exc

@@ -1,0 +1,275 @@
+"""Settings: one table drives the config file, the environment and the docs.
+
+Values come from, in rising priority: the defaults below, ``shipyard.yaml`` in
+the project root, ``SHIPYARD_<NAME>`` environment variables, and explicit
+overrides (CLI flags). Every bad value fails loudly with the key's name and
+where it came from, because a server that starts agents must never run on a
+half-understood configuration.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONFIG_FILE = "shipyard.yaml"
+ENV_PREFIX = "SHIPYARD_"
+DEFAULT_PORT = 8765
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the person who has to fix it."""
+
+
+class Settings(BaseModel):
+    """Every setting Shipyard reads. Field descriptions are the user-facing help."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    project_dir: Path = Field(
+        default_factory=Path.cwd,
+        description="The git repository Shipyard manages (default: the current directory).",
+    )
+    state_dir: Path = Field(
+        default=Path(".shipyard"),
+        description="Where plans, tasks, logs and worktrees live, relative to the project "
+        "(default .shipyard, git-ignored). '.' gives the seed's top-level plans/ and tasks/.",
+    )
+    project_name: str | None = Field(
+        default=None, description="Name used in prompts and the UI (default: the directory name)."
+    )
+    host: str = Field(default="127.0.0.1", description="Address the server binds to.")
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535, description="Port the server binds to.")
+    access_token: str | None = Field(
+        default=None,
+        description="Token every request must carry; required when host is not loopback.",
+    )
+    server_url: str | None = Field(
+        default=None,
+        description="URL the CLI talks to (default: http://<host>:<port>).",
+    )
+    claude_bin: str | None = Field(
+        default=None,
+        description="Path to the claude executable (default: claude on PATH, then Shipyard's .tools/).",
+    )
+    max_parallel_workers: int = Field(
+        default=4, ge=1, le=64, description="Most task agents running at once."
+    )
+    permission_mode: str = Field(
+        default="bypassPermissions",
+        description="Claude Code permission mode for task agents (bypassPermissions lets them "
+        "edit and run commands unattended).",
+    )
+    agent_model: str | None = Field(default=None, description="Model for task agents.")
+    agent_extra_args: list[str] = Field(
+        default_factory=list, description="Extra CLI arguments for task agents."
+    )
+    task_timeout_s: float = Field(default=1800, gt=0, description="Wall-clock limit per task run.")
+    idle_timeout_s: float = Field(
+        default=300, gt=0, description="Stop a run that prints nothing for this long."
+    )
+    orchestrator_model: str | None = Field(default=None, description="Model for the orchestrator.")
+    orchestrator_timeout_s: float = Field(
+        default=1200, gt=0, description="Wall-clock limit for one orchestration."
+    )
+    orchestrator_extra_args: list[str] = Field(
+        default_factory=list, description="Extra CLI arguments for the orchestrator."
+    )
+    max_tasks: int = Field(default=20, ge=1, le=200, description="Most tasks one plan may produce.")
+    base_branch: str | None = Field(
+        default=None,
+        description="Branch tasks start from and plans land on (default: the checked-out branch).",
+    )
+    copy_files: list[str] = Field(
+        default_factory=list,
+        description="Globs of git-ignored files (such as .env) copied into every task worktree.",
+    )
+    setup_command: str | None = Field(
+        default=None, description="Shell command run in each worktree before its agent starts."
+    )
+    test_command: str | None = Field(
+        default=None,
+        description="Shell command run on the integrated result; a failure rejects the task.",
+    )
+    test_timeout_s: float = Field(default=600, gt=0, description="Limit for test_command.")
+
+    @field_validator("agent_extra_args", "orchestrator_extra_args", "copy_files", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        """Accept a JSON list or a comma-separated string, as environment variables can only be text."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("state_dir", "project_dir", mode="before")
+    @classmethod
+    def _expand_user(cls, value: Any) -> Any:
+        return Path(value).expanduser() if isinstance(value, str) else value
+
+    # Derived values -------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        """Absolute state directory."""
+        path = self.state_dir if self.state_dir.is_absolute() else self.project_dir / self.state_dir
+        return path.resolve()
+
+    @property
+    def name(self) -> str:
+        return self.project_name or self.project_dir.resolve().name
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+    @property
+    def url(self) -> str:
+        if self.server_url:
+            return self.server_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost."""
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(name, default, help) for every setting, for docs and ``shipyard doctor``."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            default = "(cwd)" if name == "project_dir" else repr(field.default_factory())
+        else:
+            default = repr(field.default)
+        rows.append((name, default, field.description or ""))
+    return rows
+
+
+def _git_toplevel(path: Path) -> Path | None:
+    try:
+        proc = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=path,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (FileNotFoundError, NotADirectoryError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return Path(proc.stdout.strip())
+
+
+def _read_config_file(project_dir: Path) -> dict[str, Any]:
+    path = project_dir / CONFIG_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must be a mapping of setting names to values.")
+    unknown = sorted(set(map(str, data)) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown setting(s) {', '.join(unknown)}. "
+            f"Known settings: {', '.join(Settings.model_fields)}."
+        )
+    if "project_dir" in data:
+        raise ConfigError(f"{path}: project_dir cannot be set from inside the project.")
+    return data
+
+
+def _read_environment(environ: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name in Settings.model_fields:
+            values[name] = value
+        elif name not in ("url", "token"):  # CLI conveniences, see cli.py
+            raise ConfigError(f"environment variable {key}: unknown setting '{name}'.")
+    return values
+
+
+def load_settings(
+    project_dir: Path | str | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+    require_git: bool = True,
+) -> Settings:
+    """Build validated settings for a project.
+
+    ``project_dir`` falls back to ``SHIPYARD_PROJECT_DIR`` then the current
+    directory; when ``require_git`` is set it must be inside a git repository
+    and is normalised to the repository's top level.
+    """
+    env = dict(os.environ if environ is None else environ)
+    env_values = _read_environment(env)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    raw_dir = project_dir or overrides.pop("project_dir", None) or env_values.pop("project_dir", None)
+    env_values.pop("project_dir", None)
+    directory = Path(raw_dir).expanduser() if raw_dir else Path.cwd()
+    if not directory.is_dir():
+        raise ConfigError(f"project directory {directory} does not exist.")
+    directory = directory.resolve()
+    if require_git:
+        top = _git_toplevel(directory)
+        if top is None:
+            raise ConfigError(
+                f"{directory} is not a git repository. Shipyard runs each task on its own git "
+                "branch, so it needs one: run 'git init' there (and make a first commit), or "
+                "start Shipyard inside an existing repository."
+            )
+        directory = top.resolve()
+    file_values = _read_config_file(directory)
+    merged: dict[str, Any] = {**file_values, **env_values, **overrides, "project_dir": directory}
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, file_values, env_values)) from exc
+    if not settings.is_loopback and not settings.access_token:
+        raise ConfigError(
+            f"host {settings.host} is not a loopback address: set access_token "
+            "(SHIPYARD_ACCESS_TOKEN) first. Anyone who can reach this server can make it run "
+            "commands on this machine."
+        )
+    return settings
+
+
+def _explain(exc: ValidationError, file_values: dict, env_values: dict) -> str:
+    """Turn pydantic's errors into lines that name the key and where it was set."""
+    lines = []
+    for error in exc.errors():
+        key = str(error["loc"][0]) if error["loc"] else "?"
+        if key in env_values:
+            source = f"{ENV_PREFIX}{key.upper()}"
+        elif key in file_values:
+            source = f"{CONFIG_FILE}: {key}"
+        else:
+            source = key
+        lines.append(f"{source}: {error['msg']} (got {error.get('input')!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)

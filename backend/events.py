@@ -1,0 +1,149 @@
+"""In-process publish/subscribe of plan, task and agent events.
+
+Producers are worker threads (the orchestrator and agents) and request
+handlers; consumers are SSE streams running on the server's event loop. Every
+event gets a monotonically increasing id, and the last few thousand are kept
+so a client that reconnects with ``Last-Event-ID`` misses nothing. A consumer
+that falls too far behind is dropped (its stream ends and the browser
+reconnects and replays) rather than letting memory grow without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+REPLAY_SIZE = 5000
+QUEUE_SIZE = 10000
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    type: str
+    data: dict[str, Any]
+    ts: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps({"id": self.id, "type": self.type, "ts": self.ts, **self.data},
+                          ensure_ascii=False, default=str)
+
+
+class _Subscriber:
+    def __init__(self, loop: asyncio.AbstractEventLoop, types: frozenset[str] | None) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_SIZE)
+        self.types = types
+        self.dropped = False
+
+    def wants(self, event: Event) -> bool:
+        return self.types is None or any(
+            event.type == t or event.type.startswith(t + ".") for t in self.types
+        )
+
+    def offer(self, event: Event | None) -> None:
+        """Runs on the subscriber's loop."""
+        if self.dropped:
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped = True
+            # make room for the end-of-stream marker
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
+
+
+class EventBus:
+    """Thread-safe fan-out with replay."""
+
+    def __init__(self, replay_size: int = REPLAY_SIZE) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._recent: deque[Event] = deque(maxlen=replay_size)
+        self._subscribers: set[_Subscriber] = set()
+        self._listeners: list[Callable[[Event], None]] = []
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        """Call ``listener`` synchronously on every publish (the dispatcher's wake-up hook)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def publish(self, type_: str, data: dict[str, Any]) -> Event:
+        with self._lock:
+            event = Event(next(self._ids), type_, data)
+            self._recent.append(event)
+            subscribers = list(self._subscribers)
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener failed on %s", event.type)
+        for sub in subscribers:
+            if sub.wants(event):
+                try:
+                    sub.loop.call_soon_threadsafe(sub.offer, event)
+                except RuntimeError:  # loop closed
+                    self._discard(sub)
+        return event
+
+    def _discard(self, sub: _Subscriber) -> None:
+        with self._lock:
+            self._subscribers.discard(sub)
+
+    @property
+    def last_id(self) -> int:
+        with self._lock:
+            return self._recent[-1].id if self._recent else 0
+
+    def recent(self, after: int = 0, types: frozenset[str] | None = None) -> list[Event]:
+        with self._lock:
+            events = [e for e in self._recent if e.id > after]
+        probe = _Subscriber.__new__(_Subscriber)
+        probe.types = types
+        return [e for e in events if probe.wants(e)]
+
+    async def subscribe(self, after: int | None = None,
+                        types: frozenset[str] | None = None) -> AsyncIterator[Event]:
+        """Yield events as they happen, first replaying those after ``after``."""
+        sub = _Subscriber(asyncio.get_running_loop(), types)
+        with self._lock:
+            backlog = [e for e in self._recent if after is not None and e.id > after]
+            self._subscribers.add(sub)
+        try:
+            last = 0
+            for event in backlog:
+                if sub.wants(event):
+                    last = event.id
+                    yield event
+            while True:
+                event = await sub.queue.get()
+                if event is None:
+                    return
+                if event.id <= last:
+                    continue
+                yield event
+        finally:
+            self._discard(sub)
+
+    def close(self) -> None:
+        """End every stream (server shutdown)."""
+        with self._lock:
+            subscribers = list(self._subscribers)
+            self._subscribers.clear()
+        for sub in subscribers:
+            with contextlib.suppress(RuntimeError):
+                sub.loop.call_soon_threadsafe(sub.offer, None)

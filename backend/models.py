@@ -1,0 +1,153 @@
+"""Shared data shapes: statuses, plans, tasks and API request bodies.
+
+The store, the API and the UI all speak these models, so a field means the
+same thing everywhere. Request bodies forbid unknown fields: a typo in a client
+should be an error, not silently ignored data.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def utcnow() -> str:
+    """ISO-8601 UTC timestamp with seconds precision, as stored on disk."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class PlanStatus(StrEnum):
+    draft = "draft"
+    ready = "ready"
+    executing = "executing"
+    done = "done"
+    failed = "failed"
+
+
+class TaskStatus(StrEnum):
+    pending = "pending"
+    in_progress = "in_progress"
+    completed = "completed"
+    failed = "failed"
+
+
+class TaskType(StrEnum):
+    feature = "feature"
+    bugfix = "bugfix"
+    refactor = "refactor"
+    chore = "chore"
+    docs = "docs"
+    test = "test"
+
+
+class RunStats(BaseModel):
+    """What one Claude Code run cost and how it ended (from its result event)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    outcome: str | None = None
+    cost_usd: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    num_turns: int | None = None
+    duration_ms: int | None = None
+    session_id: str | None = None
+
+
+class Plan(BaseModel):
+    """A plan as stored in ``plans/<status>/<id>.plan.json``. The folder is the status."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    title: str
+    summary: str = ""
+    content: str = ""
+    status: PlanStatus = PlanStatus.draft
+    created: str = Field(default_factory=utcnow)
+    modified: str = Field(default_factory=utcnow)
+    tasks: list[str] = Field(default_factory=list)
+    error: str | None = None
+    orchestration: RunStats | None = None
+    integration_branch: str | None = None
+    base_branch: str | None = None
+    base_commit: str | None = None
+
+
+class Task(BaseModel):
+    """A task as stored in ``tasks/<status>/<id>.md``. The folder is the status."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    title: str
+    content: str = ""
+    task_type: TaskType = TaskType.feature
+    plan_id: str | None = None
+    status: TaskStatus = TaskStatus.pending
+    created: str = Field(default_factory=utcnow)
+    modified: str = Field(default_factory=utcnow)
+    branch: str | None = None
+    base_commit: str | None = None
+    attempts: int = 0
+    started: str | None = None
+    finished: str | None = None
+    run: RunStats | None = None
+    result: str | None = None
+    error: str | None = None
+
+
+# Request bodies --------------------------------------------------------------
+
+TITLE_MAX = 200
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class PlanCreate(_Body):
+    title: str = Field(min_length=1, max_length=TITLE_MAX)
+    summary: str = Field(default="", max_length=5_000)
+    content: str = Field(default="", max_length=500_000)
+
+    @field_validator("title")
+    @classmethod
+    def _title_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("title must not be blank")
+        return value.strip()
+
+
+class PlanUpdate(_Body):
+    title: str | None = Field(default=None, min_length=1, max_length=TITLE_MAX)
+    summary: str | None = Field(default=None, max_length=5_000)
+    content: str | None = Field(default=None, max_length=500_000)
+
+    @field_validator("title")
+    @classmethod
+    def _title_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("title must not be blank")
+        return value.strip() if value else value
+
+
+class TaskCreate(_Body):
+    title: str = Field(min_length=1, max_length=TITLE_MAX)
+    content: str = Field(min_length=1, max_length=500_000)
+    task_type: TaskType = TaskType.feature
+
+    @field_validator("title", "content")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """JSON-ready dict of a model."""
+    return model.model_dump(mode="json")

@@ -1,0 +1,392 @@
+"""Plans and tasks on disk.
+
+Layout, relative to the state directory::
+
+    plans/{draft,ready,executing,done,failed}/<id>.plan.json
+    tasks/{pending,in_progress,completed,failed}/<id>.md
+    tasks/failed/<id>.error.log          why a task failed, in words
+    tasks/.staging/<plan_id>/<id>.md     a plan's tasks until all exist (see publish_staged)
+    logs/plans/<id>.jsonl, logs/tasks/<id>.jsonl   run logs (stable while the item moves)
+
+The folder is the status. Every write is atomic and every status change is a
+single ``rename`` made under one lock, so a crash at any instant leaves each
+item in exactly one valid folder. Files that cannot be parsed are skipped and
+reported through :attr:`Store.problems`, never raised to a client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from backend.errors import Conflict, NotFound
+from backend.models import Plan, PlanStatus, Task, TaskStatus, TaskType, dump, utcnow
+from backend.store.atomic import atomic_write, is_temp_name
+from backend.store.ids import is_valid_id, new_id, validate_id
+from backend.store.taskfile import TaskFileError, parse_task, render_task
+
+log = logging.getLogger(__name__)
+
+PLAN_SUFFIX = ".plan.json"
+TASK_SUFFIX = ".md"
+ERROR_SUFFIX = ".error.log"
+STAGING = ".staging"
+
+Publish = Callable[[str, dict[str, Any]], None]
+
+
+def _no_publish(_type: str, _data: dict[str, Any]) -> None:
+    return None
+
+
+class Store:
+    """All reads and writes of plan and task files go through here."""
+
+    def __init__(self, root: Path, publish: Publish | None = None) -> None:
+        self.root = root.resolve()
+        self.lock = threading.RLock()
+        self.publish: Publish = publish or _no_publish
+        self.problems: dict[str, str] = {}
+        self.plans_dir = self.root / "plans"
+        self.tasks_dir = self.root / "tasks"
+        self.logs_dir = self.root / "logs"
+        for status in PlanStatus:
+            (self.plans_dir / status.value).mkdir(parents=True, exist_ok=True)
+        for status in TaskStatus:
+            (self.tasks_dir / status.value).mkdir(parents=True, exist_ok=True)
+        (self.tasks_dir / STAGING).mkdir(parents=True, exist_ok=True)
+        (self.logs_dir / "plans").mkdir(parents=True, exist_ok=True)
+        (self.logs_dir / "tasks").mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ paths
+    def plan_path(self, status: PlanStatus, plan_id: str) -> Path:
+        return self.plans_dir / status.value / f"{validate_id(plan_id, 'plan')}{PLAN_SUFFIX}"
+
+    def task_path(self, status: TaskStatus, task_id: str) -> Path:
+        return self.tasks_dir / status.value / f"{validate_id(task_id, 'task')}{TASK_SUFFIX}"
+
+    def plan_log_path(self, plan_id: str) -> Path:
+        return self.logs_dir / "plans" / f"{validate_id(plan_id, 'plan')}.jsonl"
+
+    def task_log_path(self, task_id: str) -> Path:
+        return self.logs_dir / "tasks" / f"{validate_id(task_id, 'task')}.jsonl"
+
+    def error_log_path(self, task_id: str) -> Path:
+        return self.tasks_dir / TaskStatus.failed.value / f"{validate_id(task_id, 'task')}{ERROR_SUFFIX}"
+
+    def _report(self, path: Path, reason: str) -> None:
+        key = str(path.relative_to(self.root))
+        if self.problems.get(key) != reason:
+            log.warning("skipping %s: %s", key, reason)
+        self.problems[key] = reason
+
+    def _clear_problem(self, path: Path) -> None:
+        self.problems.pop(str(path.relative_to(self.root)), None)
+
+    # ------------------------------------------------------------------ plans
+    def _read_plan(self, path: Path, status: PlanStatus) -> Plan | None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            stem = path.name.removesuffix(PLAN_SUFFIX)
+            if data.get("id") != stem:
+                raise ValueError(f"id {data.get('id')!r} does not match the file name")
+            plan = Plan.model_validate({**data, "status": status.value})
+        except FileNotFoundError:
+            return None
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._report(path, f"not a valid plan file: {str(exc).splitlines()[0][:200]}")
+            return None
+        self._clear_problem(path)
+        return plan
+
+    def _locate_plan(self, plan_id: str) -> tuple[PlanStatus, Path] | None:
+        for status in PlanStatus:
+            path = self.plan_path(status, plan_id)
+            if path.exists():
+                return status, path
+        return None
+
+    def get_plan(self, plan_id: str) -> Plan:
+        validate_id(plan_id, "plan")
+        for _attempt in range(3):  # a concurrent move can slip between locate and read
+            found = self._locate_plan(plan_id)
+            if found is None:
+                break
+            plan = self._read_plan(found[1], found[0])
+            if plan is not None:
+                return plan
+            if not found[1].exists():
+                continue
+            reason = self.problems.get(str(found[1].relative_to(self.root)), "unreadable")
+            raise NotFound(f"plan {plan_id} exists but its file cannot be read: {reason}")
+        raise NotFound(f"no plan with id {plan_id}.")
+
+    def list_plans(self) -> dict[str, list[Plan]]:
+        grouped: dict[str, list[Plan]] = {}
+        for status in PlanStatus:
+            plans = []
+            for path in self._files(self.plans_dir / status.value, PLAN_SUFFIX):
+                plan = self._read_plan(path, status)
+                if plan is not None:
+                    plans.append(plan)
+            plans.sort(key=lambda p: (p.created, p.id))
+            grouped[status.value] = plans
+        return grouped
+
+    def create_plan(self, title: str, summary: str = "", content: str = "") -> Plan:
+        with self.lock:
+            plan = Plan(id=new_id(), title=title, summary=summary, content=content)
+            self._write_plan(plan)
+        self.publish("plan.created", {"plan": dump(plan)})
+        return plan
+
+    def _write_plan(self, plan: Plan) -> None:
+        path = self.plan_path(plan.status, plan.id)
+        atomic_write(path, json.dumps(dump(plan), indent=2, ensure_ascii=False) + "\n")
+
+    def update_plan(self, plan_id: str, expect: Iterable[PlanStatus] | None = None, **fields: Any) -> Plan:
+        """Change fields of a plan in place (same folder)."""
+        with self.lock:
+            plan = self.get_plan(plan_id)
+            if expect is not None and plan.status not in set(expect):
+                raise Conflict(f"plan {plan_id} is {plan.status.value}; it can only be changed while "
+                               f"{' or '.join(s.value for s in expect)}.")
+            plan = plan.model_copy(update={**fields, "modified": utcnow()})
+            plan = Plan.model_validate(dump(plan))
+            self._write_plan(plan)
+        self.publish("plan.updated", {"plan": dump(plan)})
+        return plan
+
+    def move_plan(self, plan_id: str, to: PlanStatus, expect: Iterable[PlanStatus] | None = None,
+                  **fields: Any) -> Plan:
+        """Move a plan to another status folder: one ``rename``, then the fields are updated.
+
+        ``expect`` lists the statuses the plan may be in; anything else is a
+        :class:`Conflict`, so two racing requests cannot both win.
+        """
+        with self.lock:
+            plan = self.get_plan(plan_id)
+            allowed = set(expect) if expect is not None else None
+            if allowed is not None and plan.status not in allowed:
+                raise Conflict(f"plan {plan_id} is {plan.status.value}, not "
+                               f"{' or '.join(sorted(s.value for s in allowed))}.")
+            old_status = plan.status
+            os.rename(self.plan_path(old_status, plan_id), self.plan_path(to, plan_id))
+            plan = Plan.model_validate({**dump(plan), **fields, "status": to.value, "modified": utcnow()})
+            self._write_plan(plan)
+        self.publish("plan.status", {"plan": dump(plan), "from": old_status.value, "to": to.value})
+        return plan
+
+    def delete_plan(self, plan_id: str, forbid: Iterable[PlanStatus] = ()) -> Plan:
+        with self.lock:
+            plan = self.get_plan(plan_id)
+            if plan.status in set(forbid):
+                raise Conflict(f"plan {plan_id} is {plan.status.value} and cannot be deleted now; "
+                               "cancel it first.")
+            self.plan_path(plan.status, plan_id).unlink()
+            with contextlib.suppress(FileNotFoundError):
+                self.plan_log_path(plan_id).unlink()
+        self.publish("plan.deleted", {"plan_id": plan_id})
+        return plan
+
+    # ------------------------------------------------------------------ tasks
+    def _read_task(self, path: Path, status: TaskStatus | None) -> Task | None:
+        try:
+            text = path.read_text(encoding="utf-8")
+            task = parse_task(text, path)
+        except FileNotFoundError:
+            return None
+        except (TaskFileError, UnicodeDecodeError) as exc:
+            self._report(path, f"not a valid task file: {str(exc).splitlines()[0][:200]}")
+            return None
+        self._clear_problem(path)
+        if status is not None:
+            task.status = status
+        return task
+
+    def _locate_task(self, task_id: str) -> tuple[TaskStatus, Path] | None:
+        for status in TaskStatus:
+            path = self.task_path(status, task_id)
+            if path.exists():
+                return status, path
+        return None
+
+    def get_task(self, task_id: str) -> Task:
+        validate_id(task_id, "task")
+        for _attempt in range(3):
+            found = self._locate_task(task_id)
+            if found is None:
+                break
+            task = self._read_task(found[1], found[0])
+            if task is not None:
+                return task
+            if not found[1].exists():
+                continue
+            raise NotFound(f"task {task_id} exists but its file is unreadable.")
+        raise NotFound(f"no task with id {task_id}.")
+
+    def list_tasks(self, status: TaskStatus | None = None) -> dict[str, list[Task]]:
+        grouped: dict[str, list[Task]] = {}
+        for st in [status] if status else list(TaskStatus):
+            tasks = []
+            for path in self._files(self.tasks_dir / st.value, TASK_SUFFIX):
+                if not is_valid_id(path.name.removesuffix(TASK_SUFFIX)):
+                    self._report(path, "file name is not a valid task id")
+                    continue
+                task = self._read_task(path, st)
+                if task is not None:
+                    tasks.append(task)
+            tasks.sort(key=lambda t: (t.created, t.id))
+            grouped[st.value] = tasks
+        return grouped
+
+    def create_task(self, title: str, content: str, task_type: TaskType | str = TaskType.feature,
+                    plan_id: str | None = None, staged: bool = False) -> Task:
+        """Write a new task file.
+
+        ``staged`` tasks go to ``tasks/.staging/<plan_id>/`` where no worker
+        looks; :meth:`publish_staged` makes a plan's tasks pending all at once.
+        """
+        if plan_id is not None:
+            validate_id(plan_id, "plan")
+        task = Task(id=new_id(), title=title, content=content, task_type=TaskType(task_type),
+                    plan_id=plan_id)
+        with self.lock:
+            if staged:
+                if plan_id is None:
+                    raise ValueError("staged tasks need a plan")
+                folder = self.tasks_dir / STAGING / plan_id
+                folder.mkdir(parents=True, exist_ok=True)
+                atomic_write(folder / f"{task.id}{TASK_SUFFIX}", render_task(task))
+                return task
+            atomic_write(self.task_path(TaskStatus.pending, task.id), render_task(task))
+        self.publish("task.created", {"task": dump(task)})
+        return task
+
+    def staged_task_ids(self, plan_id: str) -> list[str]:
+        folder = self.tasks_dir / STAGING / validate_id(plan_id, "plan")
+        return sorted(p.name.removesuffix(TASK_SUFFIX) for p in self._files(folder, TASK_SUFFIX))
+
+    def publish_staged(self, plan_id: str, task_ids: list[str]) -> list[Task]:
+        """Move a plan's staged tasks into ``pending/``, under the lock, in the given order."""
+        folder = self.tasks_dir / STAGING / validate_id(plan_id, "plan")
+        published = []
+        with self.lock:
+            for task_id in task_ids:
+                src = folder / f"{validate_id(task_id, 'task')}{TASK_SUFFIX}"
+                if not src.exists():
+                    raise NotFound(f"task {task_id} was not created for plan {plan_id}.")
+            for task_id in task_ids:
+                os.rename(folder / f"{task_id}{TASK_SUFFIX}", self.task_path(TaskStatus.pending, task_id))
+            shutil.rmtree(folder, ignore_errors=True)
+            for task_id in task_ids:
+                task = self.get_task(task_id)
+                published.append(task)
+        for task in published:
+            self.publish("task.created", {"task": dump(task)})
+        return published
+
+    def discard_staged(self, plan_id: str) -> None:
+        shutil.rmtree(self.tasks_dir / STAGING / validate_id(plan_id, "plan"), ignore_errors=True)
+
+    def discard_all_staged(self) -> list[str]:
+        """Remove every staging folder (start-up recovery); returns the plan ids."""
+        gone = []
+        for child in (self.tasks_dir / STAGING).iterdir():
+            shutil.rmtree(child, ignore_errors=True)
+            gone.append(child.name)
+        return gone
+
+    def _write_task(self, task: Task) -> None:
+        atomic_write(self.task_path(task.status, task.id), render_task(task))
+
+    def update_task(self, task_id: str, **fields: Any) -> Task:
+        with self.lock:
+            task = self.get_task(task_id)
+            task = Task.model_validate({**dump(task), **fields, "status": task.status.value,
+                                        "modified": utcnow()})
+            self._write_task(task)
+        self.publish("task.updated", {"task": dump(task)})
+        return task
+
+    def move_task(self, task_id: str, to: TaskStatus, expect: Iterable[TaskStatus] | None = None,
+                  error_log: str | None = None, **fields: Any) -> Task:
+        """Move a task between status folders with one ``rename`` (see :meth:`move_plan`)."""
+        with self.lock:
+            task = self.get_task(task_id)
+            allowed = set(expect) if expect is not None else None
+            if allowed is not None and task.status not in allowed:
+                raise Conflict(f"task {task_id} is {task.status.value}, not "
+                               f"{' or '.join(sorted(s.value for s in allowed))}.")
+            old_status = task.status
+            os.rename(self.task_path(old_status, task_id), self.task_path(to, task_id))
+            if old_status == TaskStatus.failed and to != TaskStatus.failed:
+                with contextlib.suppress(FileNotFoundError):
+                    self.error_log_path(task_id).unlink()
+            task = Task.model_validate({**dump(task), **fields, "status": to.value, "modified": utcnow()})
+            self._write_task(task)
+            if to == TaskStatus.failed and error_log is not None:
+                atomic_write(self.error_log_path(task_id), error_log.rstrip() + "\n")
+        self.publish("task.status", {"task": dump(task), "from": old_status.value, "to": to.value})
+        return task
+
+    def claim_next_task(self, skip: Callable[[Task], bool] | None = None) -> Task | None:
+        """Atomically move the oldest pending task to ``in_progress`` and return it."""
+        with self.lock:
+            for task in self.list_tasks(TaskStatus.pending)[TaskStatus.pending.value]:
+                if skip is not None and skip(task):
+                    continue
+                try:
+                    return self.move_task(task.id, TaskStatus.in_progress,
+                                          expect=[TaskStatus.pending], started=utcnow(),
+                                          finished=None, attempts=task.attempts + 1)
+                except (NotFound, Conflict):
+                    continue
+        return None
+
+    def read_error_log(self, task_id: str) -> str | None:
+        try:
+            return self.error_log_path(task_id).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def delete_task(self, task_id: str, forbid: Iterable[TaskStatus] = ()) -> Task:
+        with self.lock:
+            task = self.get_task(task_id)
+            if task.status in set(forbid):
+                raise Conflict(f"task {task_id} is {task.status.value}; cancel it first.")
+            self.task_path(task.status, task_id).unlink()
+            for path in (self.error_log_path(task_id), self.task_log_path(task_id)):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        self.publish("task.deleted", {"task_id": task_id})
+        return task
+
+    # ------------------------------------------------------------------ misc
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {
+            "plans": {s.value: len(self._files(self.plans_dir / s.value, PLAN_SUFFIX)) for s in PlanStatus},
+            "tasks": {s.value: len(self._files(self.tasks_dir / s.value, TASK_SUFFIX)) for s in TaskStatus},
+        }
+
+    def _files(self, folder: Path, suffix: str) -> list[Path]:
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            return []
+        out = []
+        for entry in entries:
+            name = entry.name
+            if is_temp_name(name) or not name.endswith(suffix) or not entry.is_file():
+                continue
+            out.append(Path(entry.path))
+        return out

@@ -1,0 +1,320 @@
+"""Carrying out one task: worktree, agent, commit, integrate, clean up.
+
+The dispatcher claims a task and hands it to :func:`run_task` on a worker
+thread. Every way a run can end is written to the task in words: completed
+(integrated, or "no changes"), failed (agent failure, timeout, idle, setup,
+conflict, tests; the task branch is kept for inspection), cancelled by the
+user (failed, "cancelled"), or stopped by the dispatcher (back to pending).
+The user's own working tree is never touched: integration happens through
+refs (see :mod:`backend.git_ops`) and tests run in a worktree of their own.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backend.errors import NotFound
+from backend.git_ops import GitError
+from backend.models import RunStats, Task, TaskStatus, dump, utcnow
+from backend.reaper import MARK, RUN_MARK
+from backend.runners.claude_code import AgentEvent, RunRequest, RunResult
+
+if TYPE_CHECKING:
+    from backend.agent import Dispatcher
+
+log = logging.getLogger(__name__)
+
+STANDALONE_BRANCH = "shipyard/tasks"
+
+AGENT_INSTRUCTIONS = """You are an autonomous coding agent working for Shipyard on the project "{project}".
+You are in a git worktree of the project on the branch {branch}; other agents work on other
+tasks in parallel in their own worktrees, and your branch will be merged automatically.
+- Do exactly the task below; keep changes focused on it.
+- If the project has tests, run the relevant ones and make sure they pass.
+- Commit your work with git (git add -A && git commit -m "<clear message>") when you are done.
+- Do not push, do not switch or create branches, do not rewrite history.
+"""
+
+
+@dataclass
+class Stop:
+    """Why a running task is being stopped: set by the dispatcher before it signals."""
+
+    reason: str = ""  # "cancel" (user: task fails) or "stop" (dispatcher: back to pending)
+    event: threading.Event = field(default_factory=threading.Event)
+
+    def request(self, reason: str) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+            self.event.set()
+
+
+class TaskFailure(Exception):
+    """A task cannot be completed; ``summary`` is the one-line reason, ``details`` the log text."""
+
+    def __init__(self, summary: str, details: str = "", keep_branch: bool = True) -> None:
+        super().__init__(summary)
+        self.summary = summary
+        self.details = details
+        self.keep_branch = keep_branch
+
+
+def branch_for(task_id: str) -> str:
+    return f"shipyard/task-{task_id}"
+
+
+def plan_branch(plan_id: str) -> str:
+    return f"shipyard/plan-{plan_id}"
+
+
+def build_prompt(disp: Dispatcher, task: Task, previous_error: str | None = None) -> str:
+    parts = [f"# Task: {task.title}", task.content.strip()]
+    if task.plan_id:
+        try:
+            plan = disp.store.get_plan(task.plan_id)
+            context = f"## Context\n\nThis task is part of the plan \"{plan.title}\"."
+            if plan.summary.strip():
+                context += f"\n\n{plan.summary.strip()}"
+            parts.append(context)
+        except NotFound:
+            pass
+    if previous_error:
+        parts.append("## Previous attempt\n\nAn earlier attempt at this task failed: "
+                     f"{previous_error}\nThe worktree has been reset to the latest integrated state; "
+                     "do the task again.")
+    return "\n\n".join(parts) + "\n"
+
+
+class TaskRun:
+    """One attempt at one task. Create, then call :meth:`execute` on a worker thread."""
+
+    def __init__(self, disp: Dispatcher, task: Task, stop: Stop) -> None:
+        self.disp = disp
+        self.task = task
+        self.stop = stop
+        self.store = disp.store
+        self.git = disp.git
+        self.settings = disp.settings
+        self.branch = branch_for(task.id)
+        self.worktree = disp.worktrees_dir / task.id
+        self.log_path = self.store.task_log_path(task.id)
+        self.target, self.base_ref = self._target()
+
+    def _target(self) -> tuple[str, str]:
+        """(branch to integrate into, ref the task starts from)."""
+        if self.task.plan_id and self.git.branch_exists(plan_branch(self.task.plan_id)):
+            branch = plan_branch(self.task.plan_id)
+            return branch, branch
+        base = self.disp.base_branch()
+        self.git.ensure_branch(STANDALONE_BRANCH, base)
+        return STANDALONE_BRANCH, base
+
+    # -------------------------------------------------------------- logging
+    def note(self, summary: str, kind: str = "shipyard", **data: Any) -> None:
+        """Append a Shipyard event to the task's run log and the event stream."""
+        event = {"kind": kind, "ts": time.time(), "summary": summary, "data": data}
+        with open(self.log_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(event, ensure_ascii=False) + "\n")
+        self.disp.bus.publish("task.log", {"task_id": self.task.id, "event": event})
+
+    def _on_event(self, event: AgentEvent) -> None:
+        self.disp.bus.publish("task.log", {"task_id": self.task.id, "event": event.to_dict()})
+
+    # -------------------------------------------------------------- steps
+    def execute(self) -> None:
+        task = self.task
+        self.note(f"attempt {task.attempts}: starting on {self.branch}")
+        try:
+            base_commit = self.git.rev_parse(self.base_ref)
+            if base_commit is None:
+                raise TaskFailure(f"the base branch {self.base_ref} does not exist.", keep_branch=False)
+            self._prepare(base_commit)
+            result = self._run_agent()
+            self._record(result)
+            if not result.ok:
+                if result.outcome == "cancelled":
+                    raise _Stopped()
+                raise TaskFailure(f"the agent failed: {result.reason}", self._failure_details(result),
+                                  keep_branch=True)
+            self._finish(base_commit)
+        except _Stopped:
+            self._stopped()
+        except TaskFailure as failure:
+            if self.stop.event.is_set():
+                self._stopped()
+            else:
+                self._fail(failure)
+        except Exception as exc:  # anything unexpected still ends in a valid state
+            log.exception("task %s crashed", task.id)
+            self._fail(TaskFailure(f"internal error: {type(exc).__name__}: {exc}"))
+
+    def _prepare(self, base_commit: str) -> None:
+        if self.worktree.exists() or self.git.branch_exists(self.branch):
+            self._remove_worktree()
+        try:
+            self.git.add_worktree(self.worktree, self.branch, base_commit)
+        except GitError as exc:
+            raise TaskFailure(f"could not create the worktree: {exc}", keep_branch=False) from exc
+        self.store.update_task(self.task.id, branch=self.branch, base_commit=base_commit)
+        self._copy_files()
+        if self.settings.setup_command:
+            self._shell(self.settings.setup_command, "setup", self.worktree, self.settings.task_timeout_s)
+
+    def _copy_files(self) -> None:
+        project = self.settings.project_dir
+        for pattern in self.settings.copy_files:
+            for match in glob.glob(pattern, root_dir=project, recursive=True, include_hidden=True):
+                src = project / match
+                dest = self.worktree / match
+                if not src.is_file() or src.resolve().is_relative_to(self.settings.state_path):
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest)
+                self.note(f"copied {match} into the worktree")
+
+    def _shell(self, command: str, label: str, cwd: Path, timeout: float) -> None:
+        """Run a configured shell command; a failure is a TaskFailure naming the step."""
+        self.note(f"{label}: {command}", kind=label)
+        env = self.disp.child_env(f"task-{self.task.id}")
+        try:
+            proc = subprocess.run(command, shell=True, cwd=cwd, capture_output=True, text=True,
+                                  timeout=timeout, env=env, start_new_session=True)
+        except subprocess.TimeoutExpired as exc:
+            raise TaskFailure(f"the {label} command timed out after {timeout:.0f} s: {command}") from exc
+        tail = (proc.stdout + proc.stderr)[-4000:]
+        self.note(f"{label} exited with code {proc.returncode}", kind=label, output=tail,
+                  exit_code=proc.returncode)
+        if proc.returncode != 0:
+            raise TaskFailure(f"the {label} command failed (exit code {proc.returncode}): {command}",
+                              f"output (last 4000 characters):\n{tail}")
+
+    def _run_agent(self) -> RunResult:
+        previous = self.task.error if self.task.attempts > 1 else None
+        request = RunRequest(
+            prompt=build_prompt(self.disp, self.task, previous),
+            cwd=self.worktree,
+            append_system_prompt=AGENT_INSTRUCTIONS.format(project=self.settings.name, branch=self.branch),
+            permission_mode=self.settings.permission_mode,
+            model=self.settings.agent_model,
+            extra_args=list(self.settings.agent_extra_args),
+            env={MARK: str(self.settings.state_path), RUN_MARK: f"task-{self.task.id}"},
+            timeout_s=self.settings.task_timeout_s,
+            idle_timeout_s=self.settings.idle_timeout_s,
+            log_path=self.log_path,
+        )
+        return self.disp.runner.run(request, on_event=self._on_event, cancel=self.stop.event)
+
+    def _record(self, result: RunResult) -> None:
+        usage = result.usage or {}
+        stats = RunStats(outcome=result.outcome, cost_usd=result.cost_usd,
+                         input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"),
+                         num_turns=result.num_turns, duration_ms=result.duration_ms,
+                         session_id=result.session_id)
+        self.store.update_task(self.task.id, run=dump(stats))
+
+    def _failure_details(self, result: RunResult) -> str:
+        lines = [f"outcome: {result.outcome}", f"reason: {result.reason}"]
+        if result.exit_code is not None:
+            lines.append(f"exit code: {result.exit_code}")
+        if result.signal is not None:
+            lines.append(f"signal: {result.signal}")
+        if result.text:
+            lines.append(f"last answer: {result.text[-2000:]}")
+        if result.stderr_tail:
+            lines.append(f"stderr (tail):\n{result.stderr_tail}")
+        return "\n".join(lines)
+
+    def _finish(self, base_commit: str) -> None:
+        committed = self.git.commit_all(self.worktree, f"{self.task.title}\n\nShipyard task {self.task.id} "
+                                        "(changes the agent left uncommitted)")
+        if committed:
+            self.note("committed changes the agent left uncommitted")
+        tip = self.git.rev_parse(self.branch)
+        if tip is None or self.git.commits_between(base_commit, tip) == 0:
+            self._complete("no changes", keep_branch=False)
+            return
+        with self.disp.integration_lock:
+            if self.stop.event.is_set():
+                raise _Stopped()
+            self._integrate(tip)
+
+    def _integrate(self, tip: str) -> None:
+        for _attempt in range(3):
+            target_tip = self.git.rev_parse(self.target)
+            if target_tip is None:
+                raise TaskFailure(f"the integration branch {self.target} is gone.")
+            outcome = self.git.merge_commit(
+                target_tip, tip, f"Merge {self.branch}: {self.task.title}\n\nShipyard task {self.task.id}")
+            if not outcome.ok:
+                paths = ", ".join(outcome.conflicts) or "(unknown paths)"
+                raise TaskFailure(f"merge conflict with {self.target} in: {paths}",
+                                  f"{outcome.message}\nThe branch {self.branch} was kept for inspection.")
+            assert outcome.commit is not None
+            if self.settings.test_command:
+                self._test(outcome.commit)
+            if self.git.update_ref(f"refs/heads/{self.target}", outcome.commit, target_tip):
+                self.note(f"integrated into {self.target} ({outcome.commit[:10]})", kind="integrated",
+                          commit=outcome.commit, branch=self.target)
+                self._complete(f"integrated into {self.target} as {outcome.commit[:10]}", keep_branch=False)
+                return
+        raise TaskFailure(f"{self.target} kept moving while integrating; try again.")
+
+    def _test(self, commit: str) -> None:
+        path = self.disp.worktrees_dir / f"{self.task.id}-test"
+        try:
+            self.git.add_detached_worktree(path, commit)
+            self._shell(self.settings.test_command or "", "test", path, self.settings.test_timeout_s)
+        except TaskFailure as failure:
+            raise TaskFailure(f"tests failed on the integrated result: {failure.summary}", failure.details
+                              + f"\nThe integration was not kept; {self.branch} was kept.") from failure
+        finally:
+            self.git.remove_worktree(path)
+
+    # -------------------------------------------------------------- endings
+    def _remove_worktree(self, keep_branch: bool = False) -> None:
+        try:
+            self.git.remove_worktree(self.worktree)
+            if not keep_branch:
+                self.git.delete_branch(self.branch)
+        except GitError as exc:
+            log.warning("cleaning up task %s: %s", self.task.id, exc)
+
+    def _complete(self, result: str, keep_branch: bool) -> None:
+        self._remove_worktree(keep_branch=keep_branch)
+        self.store.move_task(self.task.id, TaskStatus.completed, expect=[TaskStatus.in_progress],
+                             finished=utcnow(), result=result, error=None,
+                             branch=self.branch if keep_branch else None)
+        self.note(f"completed: {result}", kind="completed")
+
+    def _fail(self, failure: TaskFailure) -> None:
+        self._remove_worktree(keep_branch=failure.keep_branch)
+        text = f"Task {self.task.id} failed: {failure.summary}\n"
+        if failure.details:
+            text += f"\n{failure.details}\n"
+        text += f"\nRun log: {self.log_path}\n"
+        self.note(f"failed: {failure.summary}", kind="failed")
+        self.store.move_task(self.task.id, TaskStatus.failed, expect=[TaskStatus.in_progress],
+                             error_log=text, finished=utcnow(), error=failure.summary, result=None,
+                             branch=self.branch if failure.keep_branch else None)
+
+    def _stopped(self) -> None:
+        if self.stop.reason == "stop":
+            self._remove_worktree()
+            self.note("stopped by the dispatcher; returned to pending", kind="requeued")
+            self.store.move_task(self.task.id, TaskStatus.pending, expect=[TaskStatus.in_progress],
+                                 started=None, finished=None, branch=None)
+        else:
+            self._fail(TaskFailure("cancelled", "The task was cancelled by the user.", keep_branch=True))
+
+
+class _Stopped(Exception):
+    """The run was stopped on purpose (cancel or dispatcher stop)."""

@@ -1,0 +1,29 @@
+"""The dashboard: static files served at ``/`` by the same server (no build step)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from backend.config import Settings
+from backend.security import TOKEN_COOKIE
+
+STATIC = Path(__file__).parent / "static"
+
+
+def mount_dashboard(app: FastAPI, settings: Settings) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index(request: Request) -> Response:
+        page = STATIC / "index.html"
+        if not page.exists():
+            return HTMLResponse("<h1>Shipyard</h1><p>The dashboard is not built yet.</p>")
+        response: Response = FileResponse(page, headers={"Cache-Control": "no-cache"})
+        token = request.query_params.get("token")
+        if token and settings.access_token:
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return response

@@ -1,0 +1,65 @@
+# Shared set-up steps for scripts/start and scripts/test. Sourced, not run.
+# Every step is idempotent and quick when already done, so both commands can
+# be typed on a fresh machine or the hundredth time alike.
+
+SHIPYARD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+CLAUDE_CODE_VERSION="2.1.197"   # the version claude-code-notes.md was measured on
+PYTHON="${PYTHON:-python3}"
+
+say() { printf '\033[1m[shipyard]\033[0m %s\n' "$*" >&2; }
+
+# ensure_venv [extra]: a project-local virtualenv with Shipyard installed (editable).
+ensure_venv() {
+    local extra="${1:-}"
+    local venv="$SHIPYARD_ROOT/.venv"
+    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        say "Python 3.11 or newer is needed (found: $("$PYTHON" --version 2>&1)). Set PYTHON=/path/to/python3.11."
+        exit 1
+    fi
+    if [ ! -x "$venv/bin/python" ]; then
+        say "creating virtualenv in $venv"
+        "$PYTHON" -m venv "$venv"
+    fi
+    local spec="$SHIPYARD_ROOT"
+    [ -n "$extra" ] && spec="$SHIPYARD_ROOT[$extra]"
+    local stamp="$venv/.installed-$(sha1sum "$SHIPYARD_ROOT/pyproject.toml" | cut -c1-12)${extra:+-$extra}"
+    if [ ! -f "$stamp" ]; then
+        say "installing Python packages${extra:+ (with $extra extras)}"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec"
+        touch "$stamp"
+    fi
+}
+
+# ensure_claude_cli: the pinned Claude Code CLI in .tools/ (never a global install).
+ensure_claude_cli() {
+    local bin="$SHIPYARD_ROOT/.tools/node_modules/.bin/claude"
+    if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "^$CLAUDE_CODE_VERSION"; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        say "npm is needed to install Claude Code (install Node.js 18+), or set SHIPYARD_CLAUDE_BIN to an existing claude binary."
+        return 1
+    fi
+    say "installing Claude Code $CLAUDE_CODE_VERSION into .tools/ (npm)"
+    mkdir -p "$SHIPYARD_ROOT/.tools"
+    npm install --silent --no-audit --no-fund --prefix "$SHIPYARD_ROOT/.tools" \
+        "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" >/dev/null
+    "$bin" --version >/dev/null
+}
+
+# ensure_chromium: Debian's chromium for the browser tests (Playwright cannot download one here).
+ensure_chromium() {
+    if [ -x /usr/bin/chromium ]; then
+        return 0
+    fi
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+            say "chromium is missing and this user cannot install it: apt-get install chromium"
+            return 1
+        fi
+    fi
+    say "installing chromium (apt)"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+}

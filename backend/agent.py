@@ -95,7 +95,8 @@ class Dispatcher:
         self._loop_thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
         self._loop_thread.start()
         threading.Thread(target=self._watch_pending, name="pending-watcher", daemon=True).start()
-        self.start()
+        if self.settings.dispatcher_autostart:
+            self.start()
 
     def shutdown(self, grace_s: float = 10.0) -> None:
         """Warm shutdown: stop claiming, stop every run, wait for them to settle."""

@@ -235,9 +235,9 @@ def _follow_plan(client: Client, plan_id: str) -> None:
             if event.get("plan_id") == plan_id and event["type"] == "plan.log":
                 _print_event("  ", event.get("event", {}))
             plan = event.get("plan")
-            if event["type"] == "plan.status" and plan and plan["id"] == plan_id:
-                if plan["status"] in ("done", "failed"):
-                    break
+            if (event["type"] == "plan.status" and plan and plan["id"] == plan_id
+                    and plan["status"] in ("done", "failed")):
+                break
     except ClientError as exc:
         _fail(str(exc))
     plan = _call(client.get, f"/agent/plans/{plan_id}")

@@ -59,6 +59,10 @@ class Settings(BaseModel):
         default=None,
         description="Path to the claude executable (default: claude on PATH, then Shipyard's .tools/).",
     )
+    dispatcher_autostart: bool = Field(
+        default=True,
+        description="Start picking up pending tasks when the server starts (false: start paused).",
+    )
     max_parallel_workers: int = Field(
         default=4, ge=1, le=64, description="Most task agents running at once."
     )

@@ -1,0 +1,146 @@
+"""Real-process helpers for tests: git repositories and a real Shipyard server.
+
+The server runs as a subprocess (``python -m backend.cli serve``) on a free
+port, exactly as a user starts it, so API, CLI and browser tests exercise
+the real HTTP stack, lifespan, signals and files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
+    """A git repository on ``main`` with one commit holding ``files``."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.name", "Test User")
+    git(path, "config", "user.email", "test@example.com")
+    for name, text in (files or {"README.md": "# demo\n"}).items():
+        target = path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "initial")
+    return path
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "project", {"README.md": "# demo project\n",
+                                            "app.py": "def hello():\n    return 'hello'\n"})
+
+
+class ServerProcess:
+    """``shipyard serve`` in a subprocess; ``url`` once it answers."""
+
+    def __init__(self, project: Path, env: dict[str, str] | None = None,
+                 args: list[str] | None = None) -> None:
+        self.project = project
+        self.env = {**os.environ, **(env or {})}
+        self.env.setdefault("PYTHONUNBUFFERED", "1")
+        self.args = args or []
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+        self.output: list[str] = []
+        self._reader: threading.Thread | None = None
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "backend.cli", "serve", "--port", "0", *self.args],
+            cwd=self.project, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True)
+        found = threading.Event()
+
+        def read() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.output.append(line)
+                match = re.search(r"dashboard: (http://\S+)/", line)
+                if match and not self.url:
+                    self.url = match.group(1)
+                    found.set()
+            found.set()
+
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
+        if not found.wait(timeout) or not self.url:
+            self.kill()
+            raise RuntimeError("server did not start:\n" + "".join(self.output))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/agent/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError("server did not become healthy:\n" + "".join(self.output))
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """Polite stop (SIGINT, like Ctrl-C); returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self) -> None:
+        """SIGKILL the server only (not its agents): a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def start_server() -> Iterator[object]:
+    """Factory: ``start_server(project, env=..., args=...)``; every server is stopped afterwards."""
+    servers: list[ServerProcess] = []
+
+    def factory(project: Path, env: dict[str, str] | None = None,
+                args: list[str] | None = None) -> ServerProcess:
+        server = ServerProcess(project, env, args).start()
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in servers:
+        server.stop()
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, message: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy (a deadline, not a sleep)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}; last value: {last!r}")

@@ -1,0 +1,70 @@
+"""The shipyard command against a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import make_repo
+
+PAUSED = {"SHIPYARD_DISPATCHER_AUTOSTART": "false"}
+
+
+def shipyard(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "backend.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=cwd, input=stdin, timeout=60)
+
+
+def test_plan_and_task_commands(tmp_path: Path, start_server) -> None:
+    project = make_repo(tmp_path / "cli")
+    server = start_server(project, PAUSED)
+    env = {"SHIPYARD_URL": server.url}
+    plan_file = tmp_path / "plan.md"
+    plan_file.write_text("# Add a CLI\n\nDetails.\n")
+    created = shipyard("plan", "new", "--title", "Add a CLI", "--file", str(plan_file), env=env)
+    assert created.returncode == 0, created.stderr
+    plan_id = created.stdout.split()[2]
+    from_stdin = shipyard("plan", "new", "--title", "From stdin", "--json", env=env, stdin="body text")
+    assert json.loads(from_stdin.stdout)["content"] == "body text"
+    listed = shipyard("plan", "list", env=env)
+    assert plan_id in listed.stdout and "draft" in listed.stdout
+    shown = shipyard("plan", "show", plan_id, "--json", env=env)
+    assert json.loads(shown.stdout)["content"] == "# Add a CLI\n\nDetails.\n"
+    missing = shipyard("plan", "show", "nope123", env=env)
+    assert missing.returncode == 1 and "no plan with id nope123" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    task = shipyard("task", "new", "--title", "Tidy", "--type", "chore", env=env, stdin="tidy up")
+    task_id = task.stdout.split()[2].rstrip(":")
+    assert task_id in shipyard("task", "list", env=env).stdout
+    assert "tidy up" in shipyard("task", "show", task_id, env=env).stdout
+    assert json.loads(shipyard("task", "list", "--json", env=env).stdout)["pending"][0]["id"] == task_id
+
+
+def test_no_server_is_said_clearly(tmp_path: Path) -> None:
+    result = shipyard("plan", "list", env={"SHIPYARD_URL": "http://127.0.0.1:9"})
+    assert result.returncode == 1
+    assert "no Shipyard server is running at http://127.0.0.1:9" in result.stderr
+
+
+def test_serve_outside_git_says_so(tmp_path: Path) -> None:
+    result = shipyard("serve", "--port", "0", cwd=tmp_path)
+    assert result.returncode == 1 and "is not a git repository" in result.stderr
+
+
+def test_doctor_reports_claude_and_root(tmp_path: Path) -> None:
+    project = make_repo(tmp_path / "doc")
+    env = {"SHIPYARD_CLAUDE_BIN": str(tmp_path / "missing-claude"), "PATH": "/usr/bin:/bin"}
+    env.pop("IS_SANDBOX", None)
+    result = subprocess.run([sys.executable, "-m", "backend.cli", "doctor"], cwd=project, text=True,
+                            capture_output=True, timeout=60,
+                            env={k: v for k, v in {**os.environ, **env}.items()
+                                 if k not in ("IS_SANDBOX", "ANTHROPIC_API_KEY")})
+    assert result.returncode == 1
+    assert "claude: Claude Code (claude) was not found" in result.stdout
+    assert "npm install -g @anthropic-ai/claude-code" in result.stdout
+    if os.geteuid() == 0:
+        assert "IS_SANDBOX=1" in result.stdout

@@ -62,6 +62,7 @@ recorded, and never consumes a scripted turn.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
@@ -671,7 +672,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _HTTPServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Silence the default per-request stderr log; requests are recorded instead."""
 
     # -- helpers -----------------------------------------------------------------
@@ -739,10 +740,8 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client went away (e.g. a cancelled run): nothing to answer
         except Exception as exc:  # a test-bed bug: record it, answer 500
             self.owner.errors.append(f"{type(exc).__name__}: {exc}")
-            try:
+            with contextlib.suppress(OSError):
                 self._send_json(500, _error_body(500, "api_error", f"fake server bug: {exc}"))
-            except OSError:
-                pass
 
     def _post(self) -> None:
         body = self._read_body()
@@ -918,7 +917,9 @@ def _auxiliary_answer(req: RecordedRequest) -> tuple[str, Turn] | None:
     body = req.body if isinstance(req.body, dict) else {}
     fmt = (body.get("output_config") or {}).get("format")
     system = req.system_text
-    if "sentence-case title" in system or "title" in system and "<session>" in req.first_user_text:
+    if "sentence-case title" in system or (
+        "title" in system and "<session>" in req.first_user_text
+    ):
         return "title", text(json.dumps({"title": "Scripted session"}))
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema" and not req.tools:
         return "json side call", text(json.dumps(_example_for(fmt.get("schema") or {})))
@@ -929,7 +930,7 @@ def _example_for(schema: Any) -> Any:
     """A small value that satisfies simple JSON schemas (objects, strings, numbers ...)."""
     if not isinstance(schema, dict):
         return None
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     kind = schema.get("type")
     if isinstance(kind, list):

@@ -1,0 +1,130 @@
+"""Pytest fixtures for running the real ``claude`` binary against the scripted model.
+
+Loaded as a plugin by ``tests/conftest.py`` (``pytest_plugins``). The pieces:
+
+* ``model_server`` - a started :class:`~tests.fakes.model_server.ModelServer`
+  on a free port, stopped after the test (and the test fails if the server hit
+  an internal error while answering).
+* ``claude_bin`` - the pinned CLI in ``<repo>/.tools``; a missing binary fails
+  the test (CI installs it with ``scripts/test``) instead of skipping it.
+* ``claude_env`` - the environment that points the CLI at the model server and
+  keeps it offline, quick and isolated (its own ``CLAUDE_CONFIG_DIR``).
+* ``claude_environ`` - the same values applied to ``os.environ`` (for tests
+  that start a real server subprocess, which must inherit them).
+* ``claude_runner`` - a :class:`~backend.runners.claude_code.ClaudeCodeRunner`
+  using that binary and a hermetic copy of the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backend.runners.claude_code import NESTED_SESSION_ENV_VARS, ClaudeCodeRunner
+from tests.fakes.model_server import ModelServer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CLAUDE_BIN = REPO_ROOT / ".tools" / "node_modules" / ".bin" / "claude"
+
+#: Inherited variables that would send the CLI somewhere other than the fake
+#: (another provider, an OAuth login, a proxy) and are therefore removed.
+FOREIGN_ENV_VARS: tuple[str, ...] = (
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_MODEL",
+    "ANTHROPIC_SMALL_FAST_MODEL",
+    "ANTHROPIC_DEFAULT_HAIKU_MODEL",
+    "ANTHROPIC_DEFAULT_SONNET_MODEL",
+    "ANTHROPIC_DEFAULT_OPUS_MODEL",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "CLAUDE_CODE_USE_FOUNDRY",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "MAX_STRUCTURED_OUTPUT_RETRIES",
+)
+
+
+@pytest.fixture
+def model_server() -> Iterator[ModelServer]:
+    """A scripted Anthropic API on 127.0.0.1 (see tests/fakes/model_server.py)."""
+    server = ModelServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+    assert not server.errors, f"the scripted model server failed: {server.errors}"
+
+
+@pytest.fixture
+def claude_bin() -> str:
+    """The pinned Claude Code CLI. Missing means the test bed is not installed: fail."""
+    if not (CLAUDE_BIN.is_file() and os.access(CLAUDE_BIN, os.X_OK)):
+        pytest.fail(
+            f"Claude Code CLI not found at {CLAUDE_BIN}: run scripts/test "
+            "(it installs the pinned version into .tools/)"
+        )
+    return str(CLAUDE_BIN)
+
+
+@pytest.fixture
+def claude_env(model_server: ModelServer, tmp_path: Path) -> dict[str, str]:
+    """Variables that point ``claude`` at the scripted model and keep it offline.
+
+    ``IS_SANDBOX=1`` lets ``--dangerously-skip-permissions`` run as root (CI
+    containers), ``CLAUDE_CODE_MAX_RETRIES=1`` makes API failures end in about a
+    second instead of minutes, and the rest switch off update checks, telemetry,
+    error reporting and side calls such as session-title generation.
+    """
+    config_dir = tmp_path / "claude-config"
+    config_dir.mkdir(exist_ok=True)
+    return {
+        "ANTHROPIC_BASE_URL": model_server.url,
+        "ANTHROPIC_API_KEY": "test-key",
+        "IS_SANDBOX": "1",
+        "CLAUDE_CONFIG_DIR": str(config_dir),
+        "CLAUDE_CODE_MAX_RETRIES": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+        "DISABLE_BUG_COMMAND": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "CLAUDE_CODE_DISABLE_TERMINAL_TITLE": "1",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+
+
+def hermetic_environ(claude_env: dict[str, str]) -> dict[str, str]:
+    """``os.environ`` without foreign or nested-session variables, plus ``claude_env``."""
+    env = {
+        k: v for k, v in os.environ.items()
+        if k not in FOREIGN_ENV_VARS and k not in NESTED_SESSION_ENV_VARS
+    }
+    env.update(claude_env)
+    return env
+
+
+@pytest.fixture
+def claude_environ(
+    claude_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """Apply ``claude_env`` to ``os.environ`` for the test (and anything it spawns)."""
+    for name in (*FOREIGN_ENV_VARS, *NESTED_SESSION_ENV_VARS):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in claude_env.items():
+        monkeypatch.setenv(name, value)
+    return claude_env
+
+
+@pytest.fixture
+def claude_runner(claude_bin: str, claude_env: dict[str, str]) -> ClaudeCodeRunner:
+    """A runner for the pinned CLI whose inherited environment is hermetic."""
+    return ClaudeCodeRunner(claude_bin, base_env=hermetic_environ(claude_env), grace_s=5.0)

@@ -62,6 +62,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         description="Plans in, merged work out: Claude Code orchestrates a plan into tasks and "
         "runs each in its own git worktree.",
         lifespan=lifespan,
+        redirect_slashes=False,  # never answer an odd path with a redirect to another one
     )
     app.state.dispatcher = disp
     app.add_middleware(GuardMiddleware, settings=settings)

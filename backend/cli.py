@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -106,10 +107,25 @@ def serve(
     config = uvicorn.Config(application, log_level=log_level.lower(), timeout_graceful_shutdown=5,
                             access_log=log_level.lower() == "debug")
     server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on the first SIGINT/SIGTERM (a second one forces it) and then
+    # re-raises the signal; these handlers turn that re-raise into a quiet, successful exit.
+    signal.signal(signal.SIGTERM, _stopped_by_signal)
+    signal.signal(signal.SIGINT, _stopped_by_signal)
     try:
         server.run(sockets=[sock])
+    except _StopServing:
+        pass
     finally:
         lock.release()
+    typer.echo("Shipyard stopped.")
+
+
+class _StopServing(Exception):
+    """Raised by the signal handler once uvicorn has finished its graceful shutdown."""
+
+
+def _stopped_by_signal(_signum: int, _frame: object) -> None:
+    raise _StopServing()
 
 
 # ------------------------------------------------------------------ doctor

@@ -87,7 +87,7 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/agent/health", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/agent/health", timeout=2, headers=self.headers).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -97,8 +97,19 @@ class ServerProcess:
         self.kill()
         raise RuntimeError("server did not become healthy:\n" + "".join(self.output))
 
+    @property
+    def headers(self) -> dict[str, str]:
+        token = self.env.get("SHIPYARD_ACCESS_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30)
+        return httpx.Client(base_url=self.url, timeout=30, headers=self.headers)
+
+    def _reap(self) -> None:
+        if self._reader is not None:
+            self._reader.join(10)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """Polite stop (SIGINT, like Ctrl-C); returns the exit code."""
@@ -106,16 +117,19 @@ class ServerProcess:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGINT)
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             return None
+        self._reap()
+        return code
 
     def kill(self) -> None:
         """SIGKILL the server only (not its agents): a crash."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        self._reap()
 
 
 @pytest.fixture

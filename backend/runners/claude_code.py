@@ -72,6 +72,7 @@ __all__ = [
     "RunResult",
     "describe_api_error",
     "find_claude_bin",
+    "result_failure_reason",
 ]
 
 logger = logging.getLogger(__name__)
@@ -453,8 +454,9 @@ class _Normalizer:
     tool it answers, and shortens paths inside the working directory.
     """
 
-    def __init__(self, cwd: Path) -> None:
-        self.cwd = str(cwd)
+    def __init__(self, request: RunRequest) -> None:
+        self.request = request
+        self.cwd = str(request.cwd)
         self.tool_names: dict[str, str] = {}
 
     def events(self, obj: dict[str, Any]) -> list[AgentEvent]:
@@ -595,9 +597,10 @@ class _Normalizer:
         data = {k: obj[k] for k in keys if k in obj}
         cost = obj.get("total_cost_usd")
         cost_text = f", ${cost:.4f}" if isinstance(cost, int | float) else ""
-        verdict = "error" if obj.get("is_error") else "done"
-        summary = (f"{verdict}: {obj.get('subtype')} after {obj.get('num_turns')} turns"
-                   f"{cost_text}")
+        failure = result_failure_reason(obj, self.request)
+        turns = f"{obj.get('num_turns')} turns"
+        summary = (f"failed after {turns}: {failure}" if failure
+                   else f"finished in {turns}{cost_text}")
         return AgentEvent("result", now, summary, _clip(data))
 
 
@@ -883,7 +886,7 @@ class _Supervision:
         self.log = log
         self.on_event = on_event
         self.cancel = cancel
-        self.normalizer = _Normalizer(Path(request.cwd))
+        self.normalizer = _Normalizer(request)
         self.splitter = _LineSplitter(runner.max_line_bytes)
         self.result_obj: dict[str, Any] | None = None
         self.init_session: str | None = None
@@ -1109,40 +1112,52 @@ class _Supervision:
             result.reason = f"Claude Code exited without a result ({how})" + (
                 f": {_one_line(last, 300)}" if last else "")
         else:
-            result.reason = self._failure_reason(res, exit_code, lingered)
+            result.reason = result_failure_reason(res, req, exit_code, lingered)
             if result.reason is None:
                 result.ok, result.outcome = True, "finished"
         return result
 
-    def _failure_reason(self, res: dict[str, Any], exit_code: int | None, lingered: bool) -> str | None:
-        req = self.request
-        subtype = res.get("subtype")
-        errors = res.get("errors") or []
-        detail = f": {_one_line(str(errors[0]), 300)}" if errors else ""
-        if subtype == "error_max_turns":
-            limit = req.max_turns if req.max_turns is not None else res.get("num_turns")
-            return f"reached the turn limit (--max-turns {limit})"
-        if subtype == "error_max_budget_usd":
-            limit = f"{req.max_budget_usd:g}" if req.max_budget_usd is not None else "?"
-            return f"reached the budget limit (--max-budget-usd {limit})"
-        if subtype == "error_max_structured_output_retries":
-            return ("structured output invalid after retries "
-                    "(error_max_structured_output_retries)")
-        if subtype == "error_during_execution":
-            return f"Claude Code stopped with an error during execution{detail}"
-        if subtype != "success":
-            return f"Claude Code ended with {subtype}{detail}"
-        if res.get("is_error"):
-            status = res.get("api_error_status")
-            text = str(res.get("result") or "")
-            if status is not None:
-                return describe_api_error(status)
-            if any(hint in text.lower() for hint in _CONNECT_HINTS):
-                return "could not connect to the model API"
-            return f"Claude Code reported an error: {_one_line(text, 300) or 'no details'}"
-        if req.json_schema is not None and "structured_output" not in res:
-            return ("no structured output: the model answered in text instead of calling "
-                    "the StructuredOutput tool")
-        if exit_code not in (0, None) and not lingered:
-            return f"Claude Code reported success but exited with code {exit_code}"
-        return None
+
+def result_failure_reason(
+    res: Mapping[str, Any],
+    request: RunRequest | None = None,
+    exit_code: int | None = None,
+    lingered: bool = False,
+) -> str | None:
+    """Why a run that produced ``result`` event ``res`` failed, or None if it succeeded.
+
+    ``is_error`` wins over ``subtype`` (API failures end ``subtype: "success"``
+    with ``is_error: true``), and a ``--json-schema`` run must carry the
+    ``structured_output`` key: a text-only answer ends "success" without it.
+    """
+    subtype = res.get("subtype")
+    errors = res.get("errors") or []
+    detail = f": {_one_line(str(errors[0]), 300)}" if errors else ""
+    if subtype == "error_max_turns":
+        limit = request.max_turns if request and request.max_turns is not None else res.get(
+            "num_turns")
+        return f"reached the turn limit (--max-turns {limit})"
+    if subtype == "error_max_budget_usd":
+        limit = (f"{request.max_budget_usd:g}" if request and request.max_budget_usd is not None
+                 else "?")
+        return f"reached the budget limit (--max-budget-usd {limit})"
+    if subtype == "error_max_structured_output_retries":
+        return "structured output invalid after retries (error_max_structured_output_retries)"
+    if subtype == "error_during_execution":
+        return f"Claude Code stopped with an error during execution{detail}"
+    if subtype != "success":
+        return f"Claude Code ended with {subtype}{detail}"
+    if res.get("is_error"):
+        status = res.get("api_error_status")
+        text = str(res.get("result") or "")
+        if status is not None:
+            return describe_api_error(status)
+        if any(hint in text.lower() for hint in _CONNECT_HINTS):
+            return "could not connect to the model API"
+        return f"Claude Code reported an error: {_one_line(text, 300) or 'no details'}"
+    if request is not None and request.json_schema is not None and "structured_output" not in res:
+        return ("no structured output: the model answered in text instead of calling "
+                "the StructuredOutput tool")
+    if exit_code not in (0, None) and not lingered:
+        return f"Claude Code reported success but exited with code {exit_code}"
+    return None

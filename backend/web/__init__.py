@@ -20,9 +20,11 @@ def mount_dashboard(app: FastAPI, settings: Settings) -> None:
     @app.get("/", include_in_schema=False)
     def index(request: Request) -> Response:
         page = STATIC / "index.html"
-        if not page.exists():
-            return HTMLResponse("<h1>Shipyard</h1><p>The dashboard is not built yet.</p>")
-        response: Response = FileResponse(page, headers={"Cache-Control": "no-cache"})
+        response: Response
+        if page.exists():
+            response = FileResponse(page, headers={"Cache-Control": "no-cache"})
+        else:
+            response = HTMLResponse("<h1>Shipyard</h1><p>The dashboard files are missing.</p>")
         token = request.query_params.get("token")
         if token and settings.access_token:
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")

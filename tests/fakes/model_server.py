@@ -68,7 +68,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -871,10 +871,12 @@ def _tool_id(position: int | None, index: int) -> str:
     return f"toolu_fake_{position or 0:03d}_{index:02d}"
 
 
-def _chunks(value: str, size: int) -> list[str]:
+def _chunks(value: str, size: int) -> Iterator[str]:
+    """Slices of ``value`` made one at a time, so a huge answer is not copied whole."""
     if not value:
-        return [""]
-    return [value[i : i + size] for i in range(0, len(value), size)]
+        yield ""
+    for i in range(0, len(value), size):
+        yield value[i : i + size]
 
 
 def _full_message(

@@ -334,7 +334,11 @@ class Dispatcher:
         if stop.is_set():
             raise OrchestrationError("cancelled")
 
+        said: list[str] = []  # every text the model wrote: the JSON may precede a closing remark
+
         def on_event(event: AgentEvent) -> None:
+            if event.kind == "text" and isinstance(event.data.get("text"), str):
+                said.append(event.data["text"])
             self.bus.publish("plan.log", {"plan_id": plan.id, "event": event.to_dict()})
 
         request = RunRequest(
@@ -358,10 +362,18 @@ class Dispatcher:
                          num_turns=result.num_turns, duration_ms=result.duration_ms,
                          session_id=result.session_id)
         self.store.update_plan(plan.id, orchestration=dump(stats))
-        if not result.ok:
+        # A run that ended normally but answered in text instead of through StructuredOutput is
+        # not a failure here: the answer may still be in the text (fenced JSON or a bare object).
+        answered_in_text = (result.subtype == "success" and not result.is_error
+                            and result.structured_output is None and result.outcome != "cancelled")
+        if not result.ok and not answered_in_text:
             raise OrchestrationError("cancelled" if result.outcome == "cancelled"
                                      else f"the orchestrator failed: {result.reason}")
-        answer = parse_answer(result.structured_output, result.text, settings.max_tasks)
+        if answered_in_text:
+            self._plan_note(plan.id, "no StructuredOutput call; looking for JSON in the answer text")
+        if result.text and (not said or said[-1] != result.text):
+            said.append(result.text)
+        answer = parse_answer(result.structured_output, "\n\n".join(said), settings.max_tasks)
         for note in answer.notes:
             self._plan_note(plan.id, note, kind="warning")
         if stop.is_set():

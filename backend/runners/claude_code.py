@@ -1055,6 +1055,10 @@ class _Supervision:
                 logger.error("processes of run %s survived SIGKILL: %s", self.token, survivors)
             stdin_thread.join(timeout=2)
             stderr_thread.join(timeout=2)
+            if not stderr_thread.is_alive():
+                proc.stderr.close()
+            with contextlib.suppress(OSError, ValueError):
+                proc.stdin.close()
         return self._result(proc.returncode, lingered)
 
     def _stop_cause(

@@ -465,31 +465,16 @@ class Dispatcher:
                                     started=None, finished=None, branch=None)
 
     def task_diff(self, task_id: str) -> dict[str, Any]:
-        """The task's changes: live from its branch while it exists, else from its integration."""
+        """The task's own changes: base commit to its branch tip (live while it runs, kept after)."""
         task = self.store.get_task(task_id)
-        branch = branch_for(task_id)
         base = task.base_commit
-        if base and self.git.rev_parse(branch):
-            tip = self.git.rev_parse(branch) or base
-            return {"source": branch, "diff": self.git.diff(base, tip),
-                    "files": self.git.changed_files(base, tip)}
-        commit = self._integration_commit(task_id)
-        if commit:
-            return {"source": commit, "diff": self.git.diff(f"{commit}^1", f"{commit}^2"),
-                    "files": self.git.changed_files(f"{commit}^1", f"{commit}^2")}
-        return {"source": None, "diff": "", "files": []}
-
-    def _integration_commit(self, task_id: str) -> str | None:
-        path = self.store.task_log_path(task_id)
-        if not path.exists():
-            return None
-        commit = None
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if '"integrated"' in line:
-                    with contextlib.suppress(json.JSONDecodeError):
-                        commit = json.loads(line).get("data", {}).get("commit") or commit
-        return commit
+        tip = self.git.rev_parse(branch_for(task_id)) or task.head_commit
+        if not base or not tip:
+            return {"source": None, "diff": "", "files": []}
+        try:
+            return {"source": tip, "diff": self.git.diff(base, tip), "files": self.git.changed_files(base, tip)}
+        except GitError as exc:
+            return {"source": None, "diff": "", "files": [], "error": str(exc)}
 
     # ---------------------------------------------------------------- loop
     def _on_bus_event(self, event: Event) -> None:

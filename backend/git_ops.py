@@ -490,10 +490,12 @@ class GitRepo:
             result.append(current)
         return result
 
-    def checked_out_at(self, branch: str) -> Path | None:
+    def checked_out_at(
+        self, branch: str, worktrees: list[dict] | None = None
+    ) -> Path | None:
         """Where ``branch`` is checked out (project dir or a worktree), or None."""
         name = self._branch_name(branch)
-        for wt in self.list_worktrees():
+        for wt in self.list_worktrees() if worktrees is None else worktrees:
             if wt["branch"] == name:
                 return wt["path"]
         return None
@@ -680,6 +682,11 @@ class GitRepo:
                         f"out in {where}, and moving it there would make that working tree "
                         "look as if it undid the new commits. Use land instead."
                     )
+            return self._cas(full, new_sha, old)
+
+    def _cas(self, full: str, new_sha: str, old: str | None) -> bool:
+        """``git update-ref`` with an expected old value; False only when the ref moved."""
+        with self.lock:
             expected = old if old is not None else ZERO_SHA
             proc = self._git(
                 "update-ref", "-m", "shipyard: update", full, new_sha, expected,
@@ -699,23 +706,21 @@ class GitRepo:
 
     # ------------------------------------------------------------------ worktrees
 
-    def _find_worktree(self, path: Path) -> dict | None:
-        for wt in self.list_worktrees():
+    def _find_worktree(self, path: Path, worktrees: list[dict] | None = None) -> dict | None:
+        for wt in self.list_worktrees() if worktrees is None else worktrees:
             if self._same_path(wt["path"], path):
                 return wt
         return None
 
-    def _prepare_worktree_path(self, path: Path) -> Path:
+    def _prepare_worktree_path(self, path: Path, worktrees: list[dict]) -> Path:
         path = Path(path).absolute()
+        known = self._find_worktree(path, worktrees)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            known = self._find_worktree(path)
             where = "a worktree already" if known else "not empty"
             raise GitError(f"Cannot create a worktree at {path}: the directory is {where}.")
-        if not path.exists():
+        if known is not None:
             # A stale registration (directory deleted by hand) would make git refuse.
-            known = self._find_worktree(path)
-            if known is not None and known["prunable"]:
-                self.prune_worktrees()
+            self.prune_worktrees()
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -730,13 +735,14 @@ class GitRepo:
         _check_ref_arg(branch)
         with self.lock:
             sha = self._require(start_point, "start point")
-            where = self.checked_out_at(branch)
+            worktrees = self.list_worktrees()
+            where = self.checked_out_at(branch, worktrees)
             if where is not None:
                 raise GitError(
                     f"Cannot create a worktree on branch {branch}: it is already checked out "
                     f"in {where}."
                 )
-            path = self._prepare_worktree_path(path)
+            path = self._prepare_worktree_path(path, worktrees)
             self._git(
                 "worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), sha,
                 what=f"create the worktree {path} on branch {branch}",
@@ -748,7 +754,7 @@ class GitRepo:
         """Check out ``commit`` at ``path`` with a detached HEAD (for read-only runs)."""
         with self.lock:
             sha = self._require(commit, "commit")
-            path = self._prepare_worktree_path(path)
+            path = self._prepare_worktree_path(path, self.list_worktrees())
             self._git(
                 "worktree", "add", "--quiet", "--detach", str(path), sha,
                 what=f"create the detached worktree {path}",
@@ -764,7 +770,8 @@ class GitRepo:
         """
         path = Path(path).absolute()
         with self.lock:
-            known = self._find_worktree(path)
+            worktrees = self.list_worktrees()
+            known = self._find_worktree(path, worktrees)
             if known is None:
                 if os.path.lexists(path):
                     raise GitError(
@@ -772,7 +779,7 @@ class GitRepo:
                     )
                 self.prune_worktrees()
                 return
-            main = self.list_worktrees()[0]["path"]
+            main = worktrees[0]["path"]
             if self._same_path(known["path"], self.root) or self._same_path(known["path"], main):
                 raise GitError(f"Refusing to remove {path}: it is the project's own checkout.")
             if path.exists():
@@ -899,7 +906,7 @@ class GitRepo:
                 if not outcome.ok or outcome.up_to_date:
                     return outcome
                 assert outcome.commit is not None
-                if self.update_ref(into_ref, outcome.commit, into_tip):
+                if self._cas(into_ref, outcome.commit, into_tip):
                     how = "Fast-forwarded" if outcome.fast_forward else "Merged"
                     outcome.message = (
                         f"{how} {branch} into {into}; {into} is now {_short(outcome.commit)}."
@@ -956,7 +963,7 @@ class GitRepo:
             count = self.commits_between(base, tip)
             where = self.checked_out_at(onto_ref)
             if where is None:
-                if not self.update_ref(onto_ref, target, base):
+                if not self._cas(onto_ref, target, base):
                     return LandOutcome(
                         False,
                         f"{onto_name} moved while Shipyard was landing {branch}; nothing was "

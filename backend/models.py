@@ -92,6 +92,7 @@ class Task(BaseModel):
     modified: str = Field(default_factory=utcnow)
     branch: str | None = None
     base_commit: str | None = None
+    head_commit: str | None = None  # the task branch's tip when it was integrated (for its diff)
     attempts: int = 0
     started: str | None = None
     finished: str | None = None

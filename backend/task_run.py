@@ -264,7 +264,8 @@ class TaskRun:
             if self.git.update_ref(f"refs/heads/{self.target}", outcome.commit, target_tip):
                 self.note(f"integrated into {self.target} ({outcome.commit[:10]})", kind="integrated",
                           commit=outcome.commit, branch=self.target)
-                self._complete(f"integrated into {self.target} as {outcome.commit[:10]}", keep_branch=False)
+                self._complete(f"integrated into {self.target} as {outcome.commit[:10]}", keep_branch=False,
+                               head_commit=tip)
                 return
         raise TaskFailure(f"{self.target} kept moving while integrating; try again.")
 
@@ -288,14 +289,15 @@ class TaskRun:
         except GitError as exc:
             log.warning("cleaning up task %s: %s", self.task.id, exc)
 
-    def _complete(self, result: str, keep_branch: bool) -> None:
+    def _complete(self, result: str, keep_branch: bool, head_commit: str | None = None) -> None:
         self._remove_worktree(keep_branch=keep_branch)
         self.store.move_task(self.task.id, TaskStatus.completed, expect=[TaskStatus.in_progress],
-                             finished=utcnow(), result=result, error=None,
+                             finished=utcnow(), result=result, error=None, head_commit=head_commit,
                              branch=self.branch if keep_branch else None)
         self.note(f"completed: {result}", kind="completed")
 
     def _fail(self, failure: TaskFailure) -> None:
+        head = self.git.rev_parse(self.branch) if failure.keep_branch else None
         self._remove_worktree(keep_branch=failure.keep_branch)
         text = f"Task {self.task.id} failed: {failure.summary}\n"
         if failure.details:
@@ -304,7 +306,7 @@ class TaskRun:
         self.note(f"failed: {failure.summary}", kind="failed")
         self.store.move_task(self.task.id, TaskStatus.failed, expect=[TaskStatus.in_progress],
                              error_log=text, finished=utcnow(), error=failure.summary, result=None,
-                             branch=self.branch if failure.keep_branch else None)
+                             head_commit=head, branch=self.branch if failure.keep_branch else None)
 
     def _stopped(self) -> None:
         if self.stop.reason == "stop":

@@ -158,3 +158,48 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, message: 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {message}; last value: {last!r}")
+
+
+class EventRecorder:
+    """Collects a server's /agent/events stream on a thread, from the moment it is ready."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        self.url = url
+        self.headers = headers or {}
+        self.events: list[dict] = []
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> EventRecorder:
+        self._thread.start()
+        if not self._ready.wait(15):
+            raise RuntimeError("event stream did not open")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # the thread ends at the next event or when the server closes the stream
+        self._stop.set()
+
+    def _run(self) -> None:
+        import json
+
+        try:
+            with httpx.stream("GET", f"{self.url}/agent/events", headers=self.headers,
+                              timeout=httpx.Timeout(10, read=None)) as response:
+                event_type = None
+                for line in response.iter_lines():
+                    if self._stop.is_set():
+                        return
+                    if line.startswith("event:"):
+                        event_type = line[6:].strip()
+                    elif line.startswith("data:"):
+                        if event_type == "hello":
+                            self._ready.set()
+                        else:
+                            self.events.append(json.loads(line[5:]))
+        except httpx.HTTPError:
+            self._ready.set()
+
+    def of_type(self, type_: str) -> list[dict]:
+        return [e for e in list(self.events) if e["type"] == type_]

@@ -234,7 +234,7 @@ def test_cancel_stops_the_orchestrator(server: ServerProcess, model_server: Mode
 def test_restart_marks_interrupted_plans_failed(git_repo: Path, env: dict[str, str], start_server,
                                                 model_server: ModelServer) -> None:
     model_server.script("Add greetings", [stall()])
-    first = ServerProcess(git_repo, env).start()
+    first = start_server(git_repo, env)
     with first.client() as http:
         plan_id = start(http)
         model_server.wait_for(lambda r: "Add greetings" in r.first_user_text, timeout=30)

@@ -466,10 +466,14 @@ def test_stall_after_headers_trips_the_idle_watchdog(
 ) -> None:
     model_server.script("hang please", [stall()])
     started = time.monotonic()
-    result = claude_runner.run(RunRequest(prompt="hang please", cwd=workdir, idle_timeout_s=3))
+    events = Recorder()
+    result = claude_runner.run(RunRequest(prompt="hang please", cwd=workdir, idle_timeout_s=3),
+                               on_event=events)
     elapsed = time.monotonic() - started
     assert (result.ok, result.outcome, result.reason) == (False, "idle", "no output for 3 s")
     assert 3 <= elapsed < 3 + claude_runner.grace_s + 10
+    stops = [e for e in events.of("error") if e.data.get("stop")]
+    assert [e.summary for e in stops] == ["stopping Claude Code: no output for 3 s"]
     assert model_server.requests_for("hang please")[0].served == "stall"
 
 
@@ -511,6 +515,31 @@ def test_cancel_during_bash_returns_promptly_and_leaves_nothing(
     assert (result.ok, result.outcome, result.reason) == (False, "cancelled", "cancelled")
     assert returned_at - cancelled_at[0] < claude_runner.grace_s + 5
     assert sleeping("297") == []
+
+
+@pytest.mark.slow
+def test_sigkill_without_grace_still_leaves_nothing(
+    claude_bin: str, claude_env: dict[str, str], model_server: ModelServer, workdir: Path
+) -> None:
+    """With no grace period Claude Code gets no chance to stop its Bash tool.
+
+    The tool's shell runs in its own session, so killing the CLI's process
+    group orphans it: only the runner's sweep can find and end it.
+    """
+    runner = ClaudeCodeRunner(claude_bin, base_env=hermetic_environ(claude_env), grace_s=0)
+    model_server.script("sleep then die", [bash("sleep 294"), text("never")])
+    cancel = threading.Event()
+
+    def cancel_once_sleeping() -> None:
+        wait_until(lambda: sleeping("294"), 60, "the Bash tool's sleep to start")
+        cancel.set()
+
+    threading.Thread(target=cancel_once_sleeping, daemon=True).start()
+    result = runner.run(RunRequest(prompt="sleep then die", cwd=workdir,
+                                   permission_mode="bypassPermissions"), cancel=cancel)
+    assert result.outcome == "cancelled"
+    assert result.signal == 9 and result.exit_code is None
+    assert sleeping("294") == []
 
 
 @pytest.mark.slow

@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import json
 import logging
 import os
@@ -960,8 +961,6 @@ class _Supervision:
         fd, path = tempfile.mkstemp(prefix="shipyard-claude-", suffix=".stdout")
         os.unlink(path)
         try:
-            import fcntl
-
             fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
             try:
                 proc = subprocess.Popen(
@@ -1010,8 +1009,16 @@ class _Supervision:
                     if cause is not None:
                         if cause == "lingered":
                             lingered = True
+                            self.emit(AgentEvent(
+                                "other", time.time(),
+                                f"Claude Code still running {self.runner.post_result_grace_s:g} s "
+                                "after its result: stopping it", {"stop": cause}))
                         else:
                             self.stop_cause = cause
+                            reason = self._stop_reason(cause)
+                            self.emit(AgentEvent("error", time.time(),
+                                                 f"stopping Claude Code: {reason}",
+                                                 {"stop": cause, "reason": reason}))
                         descendants.snapshot()
                         _signal_group(proc.pid, signal.SIGINT)
                         stopping_since = now
@@ -1078,6 +1085,13 @@ class _Supervision:
             return "idle"
         return None
 
+    def _stop_reason(self, cause: str) -> str:
+        if cause == "timed_out":
+            return f"timed out after {self.request.timeout_s:g} s"
+        if cause == "idle":
+            return f"no output for {self.request.idle_timeout_s:g} s"
+        return "cancelled"
+
     # -- the verdict ---------------------------------------------------------------
     def _result(self, returncode: int | None, lingered: bool) -> RunResult:
         req = self.request
@@ -1103,12 +1117,8 @@ class _Supervision:
             signal=sig,
             stderr_tail=stderr_tail,
         )
-        if self.stop_cause == "timed_out":
-            result.outcome, result.reason = "timed_out", f"timed out after {req.timeout_s:g} s"
-        elif self.stop_cause == "idle":
-            result.outcome, result.reason = "idle", f"no output for {req.idle_timeout_s:g} s"
-        elif self.stop_cause == "cancelled":
-            result.outcome, result.reason = "cancelled", "cancelled"
+        if self.stop_cause is not None:
+            result.outcome, result.reason = self.stop_cause, self._stop_reason(self.stop_cause)
         elif self.result_obj is None:
             how = f"exit code {exit_code}" if exit_code is not None else (
                 f"killed by signal {signal.Signals(sig).name}" if sig else "unknown exit")

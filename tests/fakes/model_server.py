@@ -53,11 +53,13 @@ body, system prompt text, names of the tools offered, messages) so a test can
 assert what Claude Code was told: :meth:`ModelServer.requests_for`,
 :meth:`ModelServer.tools_offered`, :meth:`ModelServer.wait_for`.
 
-Auxiliary requests: Claude Code 2.1.197 in ``-p`` mode was measured to send
-``HEAD /`` and then only main-conversation ``POST /v1/messages?beta=true``
-calls (see docs/runner.md). Anything else (token counting, other paths,
-non-streaming calls that no script matches) gets a harmless answer, is
-recorded, and never consumes a scripted turn.
+Auxiliary requests: Claude Code 2.1.197 in ``-p`` mode sends ``HEAD /``, the
+conversation calls (``POST /v1/messages?beta=true``, streaming) and, for a new
+session unless ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1``, one side call
+asking for a session title whose user message quotes the prompt. Side calls
+(recognised by :func:`_auxiliary_answer`), token counting, other paths and
+calls no script matches get a harmless answer, are recorded with
+``auxiliary=True``, and never consume a scripted turn.
 """
 
 from __future__ import annotations
@@ -588,6 +590,11 @@ class ModelServer:
             s = Script(label, match, turns)
             self._scripts.append(s)
             return s
+
+    def unscript(self, script: Script) -> None:
+        """Withdraw a script, e.g. so a rerun of the same task meets a new one."""
+        with self._lock:
+            self._scripts.remove(script)
 
     def default(self, turns: Sequence[Turn | Block]) -> Script:
         """The script for requests no other script matches."""

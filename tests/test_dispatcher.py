@@ -1,0 +1,303 @@
+"""Tasks run in parallel, each in its own worktree with its own Claude Code, and are integrated.
+
+Real server process, real ``claude``, real git; the model is scripted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.fakes.model_server import ModelServer, bash, delay, http_error, stall, structured, text, write
+from tests.support import EventRecorder, git, wait_for
+
+pytestmark = pytest.mark.slow
+
+DONE = ("completed", "failed")
+
+
+@pytest.fixture
+def env(claude_environ: dict[str, str], claude_bin: str) -> dict[str, str]:
+    return {**claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin, "SHIPYARD_MAX_PARALLEL_WORKERS": "5"}
+
+
+def plan_with(model_server: ModelServer, title: str, tasks: list[dict]) -> dict:
+    model_server.script(f"Plan: {title}", [structured({"tasks": tasks})])
+    return {"title": title, "summary": "", "content": "do it"}
+
+
+def agent_writes(model_server: ModelServer, task_title: str, path: str, content: str,
+                 commit: bool = True, first_delay: float = 0.0) -> None:
+    turns = [delay(first_delay, write(path, content)) if first_delay else write(path, content)]
+    if commit:
+        turns.append(bash(f"git add -A && git commit -q -m 'Add {path}'"))
+    turns.append(text(f"Done: {path}"))
+    model_server.script(f"# Task: {task_title}", turns)
+
+
+def run_plan(http: httpx.Client, plan: dict, timeout: float = 90) -> tuple[dict, dict[str, dict]]:
+    plan_id = http.post("/agent/plans", json=plan).json()["id"]
+    assert http.post(f"/agent/plans/{plan_id}/start").status_code == 202
+
+    def all_done() -> dict | None:
+        current = http.get(f"/agent/plans/{plan_id}").json()
+        if current["status"] == "failed":
+            raise AssertionError(f"plan failed: {current['error']}")
+        if current["status"] != "done":
+            return None
+        statuses = [t["status"] for t in current["task_details"]]
+        return current if statuses and all(s in DONE for s in statuses) else None
+
+    current = wait_for(all_done, timeout=timeout, interval=0.1, message="plan tasks to finish")
+    tasks = {t["id"]: http.get(f"/agent/tasks/{t['id']}").json() for t in current["task_details"]}
+    return current, tasks
+
+
+def sleep_processes() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "sleep" and "300" in (proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def sleeping(http: httpx.Client, task_id: str) -> None:
+    """Wait until the task's agent is running its ``sleep 300`` Bash tool."""
+    def bash_started() -> bool:
+        events = http.get(f"/agent/tasks/{task_id}/log").json()["events"]
+        return any(e["kind"] == "tool_use" and e["data"].get("name") == "Bash" for e in events)
+
+    wait_for(bash_started, timeout=30, message="the agent to call Bash")
+    wait_for(sleep_processes, timeout=30, message="sleep 300 to start")
+
+
+def leftover_processes(project: Path) -> list[psutil.Process]:
+    state = str(project / ".shipyard")
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("SHIPYARD_STATE_DIR") == state:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def test_five_tasks_in_parallel_are_all_integrated(git_repo: Path, env: dict, start_server,
+                                                   model_server: ModelServer) -> None:
+    # the user's own uncommitted work, which must survive untouched
+    (git_repo / "README.md").write_text("# demo project\n\nmy uncommitted edit\n")
+    (git_repo / "scratch.txt").write_text("untracked notes\n")
+    head_before = git(git_repo, "rev-parse", "HEAD")
+    tasks = [{"title": f"Add file {n}", "content": f"Create file{n}.txt", "task_type": "feature"}
+             for n in range(5)]
+    plan = plan_with(model_server, "Five files", tasks)
+    for n in range(5):
+        agent_writes(model_server, f"Add file {n}", f"file{n}.txt", f"content {n}\n", first_delay=1.0)
+    server = start_server(git_repo, env)
+    with server.client() as http, EventRecorder(server.url) as recorder:
+        current, by_id = run_plan(http, plan)
+        assert [t["status"] for t in by_id.values()] == ["completed"] * 5, [t["error_log"] for t in by_id.values()]
+        assert all("integrated into" in t["result"] for t in by_id.values())
+        assert all(t["run"]["num_turns"] >= 2 for t in by_id.values())
+        diff = http.get(f"/agent/tasks/{next(iter(by_id))}/diff").json()
+        assert diff["files"] == ["file0.txt"] and "+content 0" in diff["diff"]
+    branch = current["integration_branch"]
+    files = git(git_repo, "ls-tree", "--name-only", branch).split()
+    assert {f"file{n}.txt" for n in range(5)} <= set(files)
+    for n in range(5):
+        assert git(git_repo, "show", f"{branch}:file{n}.txt") == f"content {n}\n"
+    # the user's working tree, index and HEAD are exactly as they were
+    assert (git_repo / "README.md").read_text() == "# demo project\n\nmy uncommitted edit\n"
+    assert (git_repo / "scratch.txt").read_text() == "untracked notes\n"
+    assert git(git_repo, "rev-parse", "HEAD") == head_before
+    assert git(git_repo, "status", "--porcelain").splitlines() == [" M README.md", "?? scratch.txt"]
+    assert not any((git_repo / f"file{n}.txt").exists() for n in range(5))
+    # worktrees and task branches are gone
+    assert list((git_repo / ".shipyard" / "worktrees").iterdir()) == []
+    assert git(git_repo, "worktree", "list").count("\n") == 1
+    assert "shipyard/task-" not in git(git_repo, "branch", "--list")
+    # they really ran at the same time
+    running, peak = 0, 0
+    for event in recorder.of_type("task.status"):
+        running += (event["to"] == "in_progress") - (event["from"] == "in_progress")
+        peak = max(peak, running)
+    assert peak >= 2, "tasks never ran concurrently"
+
+
+def test_same_line_conflict_fails_the_later_task(git_repo: Path, env: dict, start_server,
+                                                 model_server: ModelServer) -> None:
+    tasks = [{"title": f"Retitle {n}", "content": "Change README line 1", "task_type": "docs"} for n in (1, 2)]
+    plan = plan_with(model_server, "Conflict", tasks)
+    # (Claude Code's Write refuses to overwrite a file it has not read, so the agents use Bash)
+    model_server.script("# Task: Retitle 1", [bash("echo '# first title' > README.md && git commit -qam one"),
+                                             text("done")])
+    model_server.script("# Task: Retitle 2", [delay(1.5, bash("echo '# second title' > README.md && "
+                                                              "git commit -qam two")), text("done")])
+    server = start_server(git_repo, env)
+    with server.client() as http:
+        current, by_id = run_plan(http, plan)
+    statuses = sorted(t["status"] for t in by_id.values())
+    assert statuses == ["completed", "failed"]
+    failed = next(t for t in by_id.values() if t["status"] == "failed")
+    assert "merge conflict" in failed["error"] and "README.md" in failed["error"]
+    assert "README.md" in failed["error_log"]
+    assert git(git_repo, "rev-parse", "--verify", "-q", f"shipyard/task-{failed['id']}").strip()  # kept
+    assert git(git_repo, "show", f"{current['integration_branch']}:README.md") == "# first title\n"
+
+
+def test_agent_failure_is_reported(git_repo: Path, env: dict, start_server, model_server: ModelServer) -> None:
+    plan = plan_with(model_server, "Auth", [{"title": "Doomed", "content": "x", "task_type": "chore"}])
+    model_server.script("# Task: Doomed", [http_error(401)])
+    server = start_server(git_repo, env)
+    with server.client() as http:
+        _current, by_id = run_plan(http, plan)
+    task = next(iter(by_id.values()))
+    assert task["status"] == "failed"
+    assert "authentication failed (HTTP 401)" in task["error"]
+    assert "authentication failed" in (server.project / ".shipyard" / "tasks" / "failed"
+                                       / f"{task['id']}.error.log").read_text()
+
+
+def test_timeout_fails_the_task(git_repo: Path, env: dict, start_server, model_server: ModelServer) -> None:
+    plan = plan_with(model_server, "Slow", [{"title": "Forever", "content": "x", "task_type": "chore"}])
+    model_server.script("# Task: Forever", [stall()])
+    server = start_server(git_repo, {**env, "SHIPYARD_TASK_TIMEOUT_S": "4"})
+    with server.client() as http:
+        _current, by_id = run_plan(http, plan)
+    task = next(iter(by_id.values()))
+    assert task["status"] == "failed" and "timed out after 4 s" in task["error"]
+    assert not leftover_processes(server.project)
+
+
+def test_cancel_and_rerun(git_repo: Path, env: dict, start_server, model_server: ModelServer) -> None:
+    server = start_server(git_repo, env)
+    first = model_server.script("# Task: Long job", [bash("sleep 300"), text("never")])
+    with server.client() as http:
+        task_id = http.post("/agent/tasks", json={"title": "Long job", "content": "wait"}).json()["id"]
+        sleeping(http, task_id)
+        cancelled = http.post(f"/agent/tasks/{task_id}/cancel").json()
+        assert (cancelled["status"] == "failed" and cancelled["error"] == "the agent failed: cancelled") \
+            or cancelled["error"] == "cancelled"
+        assert not leftover_processes(server.project)
+        assert not sleep_processes()
+        model_server.unscript(first)
+        model_server.script("# Task: Long job", [write("later.txt", "ok\n"), text("done")])
+        assert http.post(f"/agent/tasks/{task_id}/rerun").json()["status"] == "pending"
+        done = wait_for(lambda: (t := http.get(f"/agent/tasks/{task_id}").json())["status"] in DONE and t,
+                        timeout=60, message="rerun to finish")
+        assert done["status"] == "completed", done["error_log"]
+        assert done["attempts"] == 2
+    assert git(git_repo, "show", "shipyard/tasks:later.txt") == "ok\n"
+
+
+def test_failing_test_command_rejects_the_integration(git_repo: Path, env: dict, start_server,
+                                                      model_server: ModelServer) -> None:
+    plan = plan_with(model_server, "Tested", [{"title": "Break it", "content": "x", "task_type": "bugfix"}])
+    agent_writes(model_server, "Break it", "broken.txt", "bad\n")
+    server = start_server(git_repo, {**env, "SHIPYARD_TEST_COMMAND": "test ! -f broken.txt"})
+    with server.client() as http:
+        current, by_id = run_plan(http, plan)
+    task = next(iter(by_id.values()))
+    assert task["status"] == "failed" and "tests failed on the integrated result" in task["error"]
+    branch = current["integration_branch"]
+    assert "broken.txt" not in git(git_repo, "ls-tree", "--name-only", branch)
+    assert git(git_repo, "rev-parse", branch) == git(git_repo, "rev-parse", "main")
+
+
+def test_no_changes_completes(git_repo: Path, env: dict, start_server, model_server: ModelServer) -> None:
+    plan = plan_with(model_server, "Noop", [{"title": "Look only", "content": "x", "task_type": "chore"}])
+    model_server.script("# Task: Look only", [text("Nothing needed changing.")])
+    server = start_server(git_repo, env)
+    with server.client() as http:
+        _current, by_id = run_plan(http, plan)
+    task = next(iter(by_id.values()))
+    assert (task["status"], task["result"]) == ("completed", "no changes")
+
+
+def test_uncommitted_agent_changes_are_committed_for_it(git_repo: Path, env: dict, start_server,
+                                                        model_server: ModelServer) -> None:
+    server = start_server(git_repo, env)
+    agent_writes(model_server, "Lazy agent", "lazy.txt", "not committed by the agent\n", commit=False)
+    with server.client() as http:
+        task_id = http.post("/agent/tasks", json={"title": "Lazy agent", "content": "x"}).json()["id"]
+        task = wait_for(lambda: (t := http.get(f"/agent/tasks/{task_id}").json())["status"] in DONE and t,
+                        timeout=60, message="task")
+    assert task["status"] == "completed", task["error_log"]
+    assert git(git_repo, "show", "shipyard/tasks:lazy.txt") == "not committed by the agent\n"
+    assert "Lazy agent" in git(git_repo, "log", "-1", "--format=%B", "shipyard/tasks")
+
+
+def test_kill_9_mid_run_then_restart_recovers(git_repo: Path, env: dict, start_server,
+                                              model_server: ModelServer) -> None:
+    first_script = model_server.script("# Task: Interrupted", [bash("sleep 300"), text("never")])
+    first = start_server(git_repo, env)
+    with first.client() as http:
+        task_id = http.post("/agent/tasks", json={"title": "Interrupted", "content": "x"}).json()["id"]
+        sleeping(http, task_id)
+    first.kill()
+    assert leftover_processes(git_repo), "the orphaned agent should still be running before the restart"
+    model_server.unscript(first_script)
+    model_server.script("# Task: Interrupted", [write("after.txt", "x\n"), text("done")])
+    second = start_server(git_repo, env)
+    with second.client() as http:
+        task = wait_for(lambda: (t := http.get(f"/agent/tasks/{task_id}").json())["status"] in DONE and t,
+                        timeout=60, message="requeued task to finish")
+    assert task["status"] == "completed", task["error_log"]
+    homes = [p for p in (git_repo / ".shipyard" / "tasks").rglob(f"{task_id}.md")]
+    assert len(homes) == 1  # exactly one valid place
+    assert not leftover_processes(git_repo)
+    assert not sleep_processes()
+
+
+def test_land_refused_on_dirty_base_then_done_when_clean(git_repo: Path, env: dict, start_server,
+                                                         model_server: ModelServer) -> None:
+    plan = plan_with(model_server, "Landing", [{"title": "Add feature", "content": "x", "task_type": "feature"}])
+    agent_writes(model_server, "Add feature", "feature.txt", "feature\n")
+    server = start_server(git_repo, env)
+    (git_repo / "app.py").write_text("# dirty edit\n")
+    with server.client() as http:
+        current, _tasks = run_plan(http, plan)
+        refused = http.post(f"/agent/plans/{current['id']}/land")
+        assert refused.status_code == 409
+        assert "uncommitted changes" in refused.json()["detail"] and "app.py" in refused.json()["detail"]
+        assert (git_repo / "app.py").read_text() == "# dirty edit\n"
+        git(git_repo, "checkout", "--", "app.py")
+        landed = http.post(f"/agent/plans/{current['id']}/land")
+        assert landed.status_code == 200, landed.text
+    assert (git_repo / "feature.txt").read_text() == "feature\n"
+    assert git(git_repo, "status", "--porcelain") == ""
+
+
+def test_dispatcher_stop_returns_running_tasks_to_pending(git_repo: Path, env: dict, start_server,
+                                                          model_server: ModelServer) -> None:
+    model_server.script("# Task: Paused", [bash("sleep 300"), text("never")])
+    server = start_server(git_repo, env)
+    with server.client() as http:
+        task_id = http.post("/agent/tasks", json={"title": "Paused", "content": "x"}).json()["id"]
+        sleeping(http, task_id)
+        status = http.post("/agent/dispatcher/stop").json()
+        assert status["running"] is False and status["active_tasks"] == []
+        assert http.get(f"/agent/tasks/{task_id}").json()["status"] == "pending"
+        assert not leftover_processes(server.project)
+        assert json.loads(json.dumps(http.get("/agent/dispatcher").json()))["running"] is False
+
+
+def test_hand_dropped_task_file_is_picked_up(git_repo: Path, env: dict, start_server,
+                                             model_server: ModelServer) -> None:
+    server = start_server(git_repo, env)
+    agent_writes(model_server, "By hand", "hand.txt", "from a file\n")
+    pending = git_repo / ".shipyard" / "tasks" / "pending"
+    (pending / ".hand-made.md.tmp").write_text("# By hand\n\nMake hand.txt\n")
+    (pending / ".hand-made.md.tmp").rename(pending / "hand-made.md")
+    with server.client() as http:
+        task = wait_for(lambda: (t := http.get("/agent/tasks/hand-made").json())["status"] in DONE and t,
+                        timeout=60, message="hand-made task")
+    assert task["status"] == "completed", task["error_log"]
+    assert subprocess.run(["git", "show", "shipyard/tasks:hand.txt"], cwd=git_repo, capture_output=True,
+                          text=True).stdout == "from a file\n"

@@ -22,6 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 CONFIG_FILE = "shipyard.yaml"
 ENV_PREFIX = "SHIPYARD_"
 DEFAULT_PORT = 8765
+#: SHIPYARD_* variables that are not settings: the CLI's conveniences (URL, TOKEN) and the
+#: marks every agent process carries (see backend/reaper.py and the runner), so that a
+#: ``shipyard`` command run by an agent still starts.
+_NOT_SETTINGS = frozenset({"url", "token", "agent_of", "run", "run_token"})
 
 
 class ConfigError(Exception):
@@ -214,7 +218,7 @@ def _read_environment(environ: dict[str, str]) -> dict[str, Any]:
         name = key[len(ENV_PREFIX) :].lower()
         if name in Settings.model_fields:
             values[name] = value
-        elif name not in ("url", "token"):  # CLI conveniences, see cli.py
+        elif name not in _NOT_SETTINGS:
             raise ConfigError(f"environment variable {key}: unknown setting '{name}'.")
     return values
 
@@ -277,3 +281,16 @@ def _explain(exc: ValidationError, file_values: dict, env_values: dict) -> str:
             source = key
         lines.append(f"{source}: {error['msg']} (got {error.get('input')!r})")
     return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def settings_table() -> str:
+    """The markdown table of every setting (docs/configuration.md embeds it verbatim)."""
+    lines = ["| setting | environment | default | meaning |", "|---|---|---|---|"]
+    for name, default, help_text in describe_settings():
+        shown = default.replace("PosixPath(", "").replace(")", "") if "PosixPath" in default else default
+        lines.append(f"| `{name}` | `{ENV_PREFIX}{name.upper()}` | `{shown}` | {help_text} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m backend.config > table, to refresh the docs
+    print(settings_table())

@@ -41,7 +41,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,6 +290,14 @@ class GitRepo:
                     returncode=proc.returncode,
                     stderr=err,
                 )
+            if "dubious ownership" in err:
+                raise NotAGitRepository(
+                    f"{path} is a git repository owned by another user, and git refuses to "
+                    "work in it until it is marked safe: git config --global --add "
+                    f"safe.directory {path}",
+                    returncode=proc.returncode,
+                    stderr=err,
+                )
             raise NotAGitRepository(
                 f"Could not tell whether {path} is a git repository: {_tail(err)}",
                 returncode=proc.returncode,
@@ -369,8 +376,10 @@ class GitRepo:
 
     @staticmethod
     def _qualify(ref: str) -> str:
-        """``main`` → ``refs/heads/main``; full refs pass through."""
+        """``main`` → ``refs/heads/main``; full refs pass through; HEAD is refused."""
         _check_ref_arg(ref)
+        if ref == "HEAD" or ref.endswith("/HEAD"):
+            raise GitError("Shipyard never moves HEAD; name a branch instead.")
         return ref if ref.startswith("refs/") else f"refs/heads/{ref}"
 
     @staticmethod
@@ -542,7 +551,16 @@ class GitRepo:
         chunks: list[bytes] = []
         size = 0
         truncated = False
-        deadline = time.monotonic() + self.timeout
+        timed_out = threading.Event()
+
+        def stop() -> None:
+            timed_out.set()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        watchdog = threading.Timer(self.timeout, stop)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             while True:
                 chunk = proc.stdout.read(65536)
@@ -553,11 +571,8 @@ class GitRepo:
                 if size > max_bytes:
                     truncated = True
                     break
-                if time.monotonic() > deadline:
-                    raise GitError(
-                        f"git diff {base}...{tip} did not finish within {self.timeout:.0f} seconds."
-                    )
         finally:
+            watchdog.cancel()
             if truncated or proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
@@ -566,6 +581,11 @@ class GitRepo:
             proc.stderr.close()
             proc.wait()
         data = b"".join(chunks)
+        if timed_out.is_set() and not truncated:
+            raise GitError(
+                f"git diff {base}...{tip} did not finish within {self.timeout:.0f} seconds "
+                "and was stopped."
+            )
         if not truncated and proc.returncode != 0:
             raise GitError(
                 f"Could not diff {base}...{tip}: git diff exited with {proc.returncode}: "
@@ -978,6 +998,14 @@ class GitRepo:
             refusal = self._land_refusal(Path(where), onto_name, base, target)
             if refusal:
                 return LandOutcome(False, refusal)
+            if self.rev_parse(onto_ref) != base:
+                # Only a fast-forward from exactly the commit we merged onto is safe:
+                # from anywhere else --ff-only could resurrect commits the user dropped.
+                return LandOutcome(
+                    False,
+                    f"{onto_name} moved in {where} while Shipyard was landing {branch}; "
+                    "nothing was changed. Try again.",
+                )
             proc = self._git(
                 "merge", "--ff-only", "--quiet", "--no-autostash", "--no-verify-signatures",
                 "--no-stat", target,

@@ -1,6 +1,6 @@
 """Finding and stopping agent processes that outlived the server that started them.
 
-Every run Shipyard starts carries ``SHIPYARD_STATE_DIR`` in its environment,
+Every run Shipyard starts carries ``SHIPYARD_AGENT_OF`` (the state directory) in its environment,
 and so does everything it starts in turn (Claude Code's Bash tools run in
 their own session, out of reach of process-group signals, but they inherit
 the environment). After a crash or ``kill -9`` of the server, start-up
@@ -18,7 +18,7 @@ import psutil
 
 log = logging.getLogger(__name__)
 
-MARK = "SHIPYARD_STATE_DIR"
+MARK = "SHIPYARD_AGENT_OF"
 RUN_MARK = "SHIPYARD_RUN"
 
 

@@ -303,6 +303,13 @@ def test_commit_all_with_and_without_changes(repo: GitRepo, wt_root: Path) -> No
     ]
     assert repo.commits_between("main", "task/c") == 1
 
+    # The agent may commit by itself: nothing left to commit, the branch keeps its work.
+    write(path / "self.txt", "s\n")
+    git(path, "add", "self.txt")
+    git(path, "commit", "-q", "-m", "agent committed")
+    assert repo.commit_all(path, "nothing left") is None
+    assert repo.commits_between("main", "task/c") == 2
+
 
 def test_commit_all_refuses_the_project_dir(repo: GitRepo, project: Path) -> None:
     write(project / "user.txt", "mine\n")
@@ -445,6 +452,8 @@ def test_update_ref_is_compare_and_swap(repo: GitRepo, wt_root: Path) -> None:
     assert repo.rev_parse("fresh") == newer
     with pytest.raises(GitError, match="checked out in"):
         repo.update_ref("main", newer, main)
+    with pytest.raises(GitError, match="never moves HEAD"):
+        repo.update_ref("HEAD", newer, main)
     assert repo.rev_parse("main") == main
 
 
@@ -543,6 +552,17 @@ def test_land_refuses_when_untracked_files_would_be_overwritten(
     assert "would overwrite untracked files there: " in outcome.message
     assert "feature.txt" in outcome.message and "docs" in outcome.message
     assert snapshot(project) == before
+
+
+def test_land_will_not_overwrite_an_ignored_file_either(
+    repo: GitRepo, project: Path, wt_root: Path
+) -> None:
+    commit_on(repo, "integration", {".env": "SECRET=placeholder\n"}, wt_root)
+    write(project / ".git" / "info" / "exclude", ".env\n")
+    write(project / ".env", "SECRET=the user's\n")
+    outcome = repo.land("integration", "main")
+    assert not outcome.ok and outcome.message.endswith("untracked files there: .env.")
+    assert (project / ".env").read_text() == "SECRET=the user's\n"
 
 
 def test_land_refuses_conflicts_naming_the_paths(

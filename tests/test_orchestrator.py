@@ -263,7 +263,7 @@ def _claude_processes(server: ServerProcess) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["pid"]):
         try:
-            if proc.environ().get("SHIPYARD_STATE_DIR") == state:
+            if proc.environ().get("SHIPYARD_AGENT_OF") == state:
                 found.append(proc)
         except (psutil.Error, OSError):
             continue

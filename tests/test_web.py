@@ -249,14 +249,16 @@ def test_plan_runs_live_from_start_to_diff_and_land(browser: Browser, git_repo: 
         expect(d.panel.locator(".plan-stats")).to_contain_text("2/2 done")
         d.shot("08-plan-done")
 
-        # task detail: activity with the file path, stats, the diff
-        d.card("completed", "Add greeting file").click()
+        # task detail (from the plan's task list): activity with the file path, stats, the diff
+        d.panel.locator(".task-list a", has_text="Add greeting file").click()
         expect(d.panel.locator(".panel-sub .badge").first).to_have_attribute("data-status", "completed")
         expect(d.feed().locator('.ev[data-kind="tool_use"]', has_text="greeting.txt")).to_be_visible()
         expect(d.panel.locator(".diff-file summary")).to_contain_text("greeting.txt")
         expect(d.panel.locator(".diff-body .d-add", has_text="+hello from shipyard")).to_be_visible()
         expect(d.panel.locator(".task-stats")).to_contain_text("$")
-        d.shot("09-task-detail", full_page=False)
+        d.shot("09-task-detail")
+        d.panel.locator(".changes").scroll_into_view_if_needed()
+        d.shot("09-task-diff")
 
         # land: refused while the base has uncommitted changes (the server's reason shown), then done
         page.locator(".panel-sub .plan-link").click()

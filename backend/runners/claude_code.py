@@ -853,9 +853,10 @@ class ClaudeCodeRunner:
         env[RUN_TOKEN_ENV] = token
         log = None
         if request.log_path is not None:
+            log_path = Path(request.log_path)
             try:
-                request.log_path.parent.mkdir(parents=True, exist_ok=True)
-                log = open(request.log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed below
             except OSError as exc:
                 return RunResult.not_started(f"cannot open the run log {request.log_path}: {exc}")
         try:

@@ -54,6 +54,7 @@ class Store:
         self.lock = threading.RLock()
         self.publish: Publish = publish or _no_publish
         self.problems: dict[str, str] = {}
+        self._task_cache: dict[Path, tuple[tuple[int, int, int], Task]] = {}
         self.plans_dir = self.root / "plans"
         self.tasks_dir = self.root / "tasks"
         self.logs_dir = self.root / "logs"
@@ -200,10 +201,24 @@ class Store:
 
     # ------------------------------------------------------------------ tasks
     def _read_task(self, path: Path, status: TaskStatus | None) -> Task | None:
+        """Parse a task file, reusing the last parse while the file is unchanged.
+
+        Files are only ever replaced (never edited in place), so inode, size and
+        mtime identify a version; listing a board of a thousand tasks then costs
+        a stat per file instead of a YAML parse.
+        """
         try:
-            text = path.read_text(encoding="utf-8")
-            task = parse_task(text, path)
+            info = path.stat()
+            key = (info.st_ino, info.st_size, info.st_mtime_ns)
+            cached = self._task_cache.get(path)
+            if cached is not None and cached[0] == key:
+                task = cached[1].model_copy()
+            else:
+                text = path.read_text(encoding="utf-8")
+                task = parse_task(text, path)
+                self._task_cache[path] = (key, task.model_copy())
         except FileNotFoundError:
+            self._task_cache.pop(path, None)
             return None
         except (TaskFileError, UnicodeDecodeError) as exc:
             self._report(path, f"not a valid task file: {str(exc).splitlines()[0][:200]}")

@@ -31,7 +31,7 @@
   // ================================================================ constants
   const PLAN_STATUSES = ["draft", "ready", "executing", "done", "failed"];
   const TASK_COLUMNS = ["pending", "in_progress", "completed", "failed"];
-  const TASK_LABEL = { pending: "Pending", in_progress: "In progress", completed: "Completed", failed: "Failed" };
+  const TASK_LABEL = { pending: "pending", in_progress: "in progress", completed: "completed", failed: "failed" };
   const PLAN_LABEL = { draft: "draft", ready: "ready", executing: "executing", done: "done", failed: "failed" };
   const EVENT_TYPES = [
     "plan.created", "plan.updated", "plan.status", "plan.deleted", "plan.orchestration", "plan.log",
@@ -210,7 +210,8 @@
     dispatcher: null,
     synced: false,
   };
-  const dirty = { tasks: new Set(), plans: new Set(), cols: new Set(), filter: false, planOptions: false };
+  const dirty = { tasks: new Set(), plans: new Set(), cols: new Set(), filter: false, planOptions: false,
+    counts: false };
 
   function isOrchestrating(plan) {
     return plan.status === "executing" || S.orchestrating.has(plan.id);
@@ -446,6 +447,7 @@
       if (firstRender) performance.mark("shipyard:data");
       applySnapshot(plans, tasks);
       S.synced = true;
+      dirty.counts = true;
     } catch (err) {
       if (gen === syncGen && err.status !== 401) toast(err.message, "error");
     } finally {
@@ -566,7 +568,7 @@
     const el = $("#dispatcher");
     const d = S.dispatcher;
     if (!d) return;
-    el.hidden = false;
+    if (el.hidden) el.hidden = false;
     let running = 0;
     for (const t of S.tasks.values()) if (t.status === "in_progress") running++;
     const confirming = Date.now() < dispatcherConfirm;
@@ -818,7 +820,7 @@
       const empty = shown[col] === 0;
       if (col === "plans") renderPlansEmpty(empty, total.plans === 0);
       else {
-        c.empty.hidden = !empty;
+        if (c.empty.hidden !== !empty) c.empty.hidden = !empty;
         if (empty) {
           const msg = total[col] ? "No matching tasks." : (c.empty.dataset.text ||= c.empty.textContent);
           if (c.empty.textContent !== msg) c.empty.textContent = msg;
@@ -829,8 +831,9 @@
 
   function renderPlansEmpty(empty, none) {
     const el = columns.plans.empty;
-    el.hidden = !empty || !S.synced;
-    if (el.hidden) return;
+    const hide = !empty || !S.synced;
+    if (el.hidden !== hide) el.hidden = hide;
+    if (hide) return;
     patch(el, none ? "onboarding" : "nomatch", () => none
       ? h("div", { class: "onboarding" },
         h("h3", null, "Start with a plan"),
@@ -867,7 +870,7 @@
       for (const id of S.tasks.keys()) dirty.tasks.add(id);
       for (const id of S.plans.keys()) dirty.plans.add(id);
     }
-    const changed = dirty.filter || dirty.tasks.size || dirty.plans.size || dirty.cols.size;
+    const changed = dirty.counts || dirty.filter || dirty.tasks.size || dirty.plans.size || dirty.cols.size;
     for (const id of dirty.tasks) updateTaskCard(id);
     for (const id of dirty.plans) updatePlanCard(id);
     for (const col of dirty.cols) if (columns[col]) reorderColumn(col);
@@ -875,6 +878,7 @@
     dirty.plans.clear();
     dirty.cols.clear();
     dirty.filter = false;
+    dirty.counts = false;
     if (changed) {
       updateCounts();
       renderDispatcher();
@@ -1179,7 +1183,7 @@
         break;
       case "error":
         text(ev.summary);
-        if (d.text && d.text !== ev.summary) main.append(h("pre", null, d.text));
+        if (d.text && !String(ev.summary || "").includes(String(d.text).trim())) main.append(h("pre", null, d.text));
         break;
       case "tasks":
         text(ev.summary);
@@ -1292,10 +1296,13 @@
     }
     return files;
   }
-  function renderDiff(result) {
+  function renderDiff(result, status) {
     const text = result.diff || "";
     if (!text.trim()) {
-      return [h("div", { class: "empty-hint" }, result.source ? "The task made no changes." : "No changes yet.")];
+      const hint = status === "in_progress" ? "No commits yet: the changes show here when the agent commits or its run ends."
+        : status === "pending" ? "No changes yet: the task has not started."
+          : result.source || status === "completed" ? "The task made no changes." : "No changes.";
+      return [h("div", { class: "empty-hint" }, hint)];
     }
     const files = parseDiff(text);
     let budget = DIFF_MAX_LINES;
@@ -1468,7 +1475,7 @@
         ];
         if (p.orchestration) {
           items.push(
-            stat("Orchestrator", fmtCost(o.cost_usd), { title: "cost of the orchestrator run" }),
+            stat("Planning", fmtCost(o.cost_usd), { title: "cost of the orchestrator run" }),
             stat("Tokens", `${fmtCount(o.input_tokens)} / ${fmtCount(o.output_tokens)}`,
               { title: "orchestrator tokens: input / output" }),
             stat("Turns", o.num_turns == null ? "—" : String(o.num_turns)),
@@ -1632,8 +1639,9 @@
       try {
         const result = await api("GET", `/agent/tasks/${enc(this.id)}/diff`);
         if (current !== this) return;
-        patch(this.diffEl, JSON.stringify([result.source, result.diff.length, result.diff.slice(0, 2000),
-          result.diff.slice(-2000)]), () => renderDiff(result));
+        const status = this.task() ? this.task().status : null;
+        patch(this.diffEl, JSON.stringify([status, result.source, result.diff.length, result.diff.slice(0, 2000),
+          result.diff.slice(-2000)]), () => renderDiff(result, status));
         const files = result.files || [];
         this.diffAside.textContent = files.length ? `${files.length} file${files.length === 1 ? "" : "s"}` : "";
       } catch (err) {

@@ -25,6 +25,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 REPLAY_SIZE = 5000
+#: Agent activity (``*.log`` events) is kept for replay in a smaller ring: it is by far the
+#: most voluminous and a client that missed some can read it from the run log over HTTP.
+LOG_REPLAY_SIZE = 500
 QUEUE_SIZE = 10000
 
 
@@ -69,10 +72,12 @@ class _Subscriber:
 class EventBus:
     """Thread-safe fan-out with replay."""
 
-    def __init__(self, replay_size: int = REPLAY_SIZE) -> None:
+    def __init__(self, replay_size: int = REPLAY_SIZE, log_replay_size: int = LOG_REPLAY_SIZE) -> None:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._recent: deque[Event] = deque(maxlen=replay_size)
+        self._recent_logs: deque[Event] = deque(maxlen=log_replay_size)
+        self._last_id = 0
         self._subscribers: set[_Subscriber] = set()
         self._listeners: list[Callable[[Event], None]] = []
 
@@ -84,7 +89,8 @@ class EventBus:
     def publish(self, type_: str, data: dict[str, Any]) -> Event:
         with self._lock:
             event = Event(next(self._ids), type_, data)
-            self._recent.append(event)
+            (self._recent_logs if type_.endswith(".log") else self._recent).append(event)
+            self._last_id = event.id
             subscribers = list(self._subscribers)
             listeners = list(self._listeners)
         for listener in listeners:
@@ -107,21 +113,27 @@ class EventBus:
     @property
     def last_id(self) -> int:
         with self._lock:
-            return self._recent[-1].id if self._recent else 0
+            return self._last_id
 
     def recent(self, after: int = 0, types: frozenset[str] | None = None) -> list[Event]:
         with self._lock:
-            events = [e for e in self._recent if e.id > after]
+            events = self._backlog(after)
         probe = _Subscriber.__new__(_Subscriber)
         probe.types = types
         return [e for e in events if probe.wants(e)]
+
+    def _backlog(self, after: int) -> list[Event]:
+        """Kept events newer than ``after``, in order (caller holds the lock)."""
+        events = [e for e in self._recent if e.id > after] + [e for e in self._recent_logs if e.id > after]
+        events.sort(key=lambda e: e.id)
+        return events
 
     async def subscribe(self, after: int | None = None,
                         types: frozenset[str] | None = None) -> AsyncIterator[Event]:
         """Yield events as they happen, first replaying those after ``after``."""
         sub = _Subscriber(asyncio.get_running_loop(), types)
         with self._lock:
-            backlog = [e for e in self._recent if after is not None and e.id > after]
+            backlog = self._backlog(after) if after is not None else []
             self._subscribers.add(sub)
         try:
             last = 0

@@ -21,13 +21,15 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.support import ServerProcess, make_repo  # noqa: E402
+from tests.support import ServerProcess, make_repo
 
 FAKE_AGENT = """#!/bin/sh
+[ "$1" = "--version" ] && { echo "2.1.197 (stand-in)"; exit 0; }
 date +%s.%N > "$PICKUP_DIR/$SHIPYARD_RUN"
 cat > /dev/null
 echo '{"type":"system","subtype":"init","session_id":"s","model":"fake","tools":[]}'
-echo '{"type":"result","subtype":"success","is_error":false,"result":"ok","num_turns":1,"duration_ms":1,"total_cost_usd":0,"usage":{},"session_id":"s"}'
+echo '{"type":"result","subtype":"success","is_error":false,"result":"ok","num_turns":1,'\
+'"duration_ms":1,"total_cost_usd":0,"usage":{},"session_id":"s"}'
 """
 
 

@@ -149,6 +149,15 @@ def test_nothing_is_redrawn_when_nothing_changed(browser: Browser, git_repo: Pat
         http.post("/agent/tasks", json={"title": "Queued 3", "content": "x"})
         expect(d.card("pending")).to_have_count(4)
         assert page.evaluate("window.__mutations") <= 3
+
+        # "/" focuses the filter; it hides what does not match and says how many are shown
+        page.locator("body").press("/")
+        expect(page.locator("#filter")).to_be_focused()
+        page.keyboard.type("queued 2")
+        expect(page.locator('.column[data-col="pending"] .card:visible')).to_have_count(1)
+        expect(page.locator('.column[data-col="pending"] .count')).to_have_text("1 / 4")
+        page.keyboard.press("Escape")
+        expect(page.locator('.column[data-col="pending"] .card:visible')).to_have_count(4)
         d.check()
 
 
@@ -179,6 +188,36 @@ def test_everything_shown_is_escaped(browser: Browser, git_repo: Path, env: dict
         assert page.locator("#board img, #panel img, #board script, #panel script, #panel b").count() == 0
         assert page.evaluate("window.__pwned") is None
         assert plan["title"] == evil
+
+        # the renderer itself, on classic XSS vectors: only its own tags and attributes come out
+        found = page.evaluate("""(vectors) => {
+            const tags = new Set(['H1','H2','H3','H4','H5','H6','P','UL','OL','LI','BLOCKQUOTE','PRE','CODE',
+              'TABLE','THEAD','TBODY','TR','TH','TD','DIV','A','STRONG','EM','DEL','HR','BR','INPUT']);
+            const attrs = new Set(['href','target','rel','start','style','class','data-lang','type','disabled',
+              'checked']);
+            const bad = [];
+            for (const v of vectors) {
+              const box = document.createElement('div');
+              box.innerHTML = window.ShipyardMarkdown.render(v);
+              for (const el of box.querySelectorAll('*')) {
+                if (!tags.has(el.tagName)) bad.push([v, el.tagName]);
+                for (const a of el.attributes) if (!attrs.has(a.name)) bad.push([v, a.name]);
+                const href = el.getAttribute('href');
+                if (href !== null && !/^(https?:|mailto:|[^:]*$)/i.test(href)) bad.push([v, href]);
+                if (el.tagName === 'INPUT' && el.type !== 'checkbox') bad.push([v, 'input']);
+              }
+            }
+            return bad;
+        }""", [
+            "<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "[a](javascript:alert(1))",
+            "[a](JaVaScRiPt:alert(1))", "[a](data:text/html;base64,PHNjcmlwdD4=)", "[a](vbscript:msgbox)",
+            "[a](java\u0000script:alert(1))", "[a](&#106;avascript:alert(1))", '[a](https://x.test/" onclick="x)',
+            "![i](javascript:alert(1))", "<https://ok.test/?q=<b>>", "`<b>`", "**<i>x</i>**",
+            "| <svg onload=alert(1)> | b |\n|---|---|\n| c | d |", "- [x] <iframe src=//x>", "> <style>*{}</style>",
+            '<a href="javascript:alert(1)">x</a>', "```\n</code></pre><script>alert(1)</script>\n```",
+            "_<u>x</u>_ ~~<s>y</s>~~", "1. <object data=x>\n   - <embed src=x>",
+        ])
+        assert found == []
         d.check()
 
 

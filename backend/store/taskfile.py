@@ -54,7 +54,7 @@ def parse_task(text: str, path: Path) -> Task:
         if end < 0:
             raise TaskFileError("metadata block is not closed with '---'")
         try:
-            loaded = yaml.load(text[4:end], Loader=_Loader)  # noqa: S506 - a safe loader
+            loaded = yaml.load(text[4:end], Loader=_Loader)
         except yaml.YAMLError as exc:
             raise TaskFileError(f"metadata block is not valid YAML: {exc}") from exc
         if loaded is not None and not isinstance(loaded, dict):

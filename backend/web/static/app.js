@@ -774,9 +774,15 @@
     plans: byStr("created", -1),
     pending: byStr("created", 1),
     in_progress: byStr("started", 1),
-    completed: (a, b) => byStr("finished", -1)(a, b),
-    failed: (a, b) => byStr("finished", -1)(a, b),
+    completed: byEnd,
+    failed: byEnd,
   };
+  // most recently finished first; a task cancelled before it started has no "finished": use "modified"
+  function byEnd(a, b) {
+    const x = a.finished || a.modified || "";
+    const y = b.finished || b.modified || "";
+    return x > y ? -1 : x < y ? 1 : a.id < b.id ? -1 : 1;
+  }
 
   /** Put the column's cards in order, moving only the elements that are out of place. */
   function reorderColumn(col) {
@@ -1106,7 +1112,7 @@
     let label = "input";
     let body;
     if (name === "Write" && typeof input.content === "string") {
-      const lines = input.content.split("\n").length;
+      const lines = input.content.replace(/\n$/, "").split("\n").length;
       label = `content · ${lines} line${lines === 1 ? "" : "s"}`;
       body = input.content;
     } else if ((name === "Edit" || name === "MultiEdit") && input.old_string !== undefined) {
@@ -1271,11 +1277,10 @@
     const files = [];
     let cur = null;
     for (const line of text.split("\n")) {
-      if (line.startsWith("diff --git ")) {
+      if (line.startsWith("diff --git ")) { // the file's header shows the path instead
         const m = line.match(/^diff --git a\/(.*) b\/(.*)$/);
         cur = { path: m ? m[2] : line.slice(11), lines: [], adds: 0, dels: 0 };
         files.push(cur);
-        cur.lines.push(["meta", line]);
         continue;
       }
       if (!cur) {
@@ -1321,7 +1326,11 @@
         h("summary", null, h("span", null, f.path), h("span", { class: "adds" }, `+${f.adds}`),
           h("span", { class: "dels" }, `−${f.dels}`)), body));
     }
-    if (result.source) out.push(h("div", { class: "empty-hint" }, `From ${result.source}.`));
+    if (result.source) {
+      const source = /^[0-9a-f]{40}$/.test(result.source) ? `the merge commit ${shortSha(result.source)}`
+        : `the branch ${result.source}`;
+      out.push(h("div", { class: "empty-hint" }, `Changes as recorded in ${source}.`));
+    }
     return out;
   }
 

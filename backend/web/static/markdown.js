@@ -166,8 +166,9 @@
       if (BLANK_RE.test(line)) {
         let j = i + 1;
         while (j < lines.length && BLANK_RE.test(lines[j])) j++;
-        if (j < lines.length && (indentOf(lines[j]) > base ||
-            (LIST_RE.test(lines[j]) && indentOf(lines[j]) === base && !HR_RE.test(lines[j])))) {
+        const next = j < lines.length ? lines[j].match(LIST_RE) : null;
+        const sameList = next && next[1].length === base && /\d/.test(next[2]) === ordered && !HR_RE.test(lines[j]);
+        if (j < lines.length && (indentOf(lines[j]) > base || sameList)) {
           if (indentOf(lines[j]) > base) current.push("");
           else loose = true;
           i = j;

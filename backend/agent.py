@@ -70,6 +70,7 @@ class Dispatcher:
         self.git = GitRepo(settings.project_dir)
         self.worktrees_dir = settings.state_path / "worktrees"
         self.integration_lock = threading.Lock()
+        self._ensured: set[str] = set()
         # plans
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="orchestrator")
         self._active_orchestrations: dict[str, Future[None]] = {}
@@ -152,13 +153,19 @@ class Dispatcher:
         env[RUN_MARK] = run
         return env
 
+    def ensure_branch_once(self, name: str, start_point: str) -> None:
+        """Create ``name`` if missing; remembered so the hot path skips the git calls next time."""
+        if name in self._ensured:
+            return
+        with self.integration_lock:
+            self.git.ensure_branch(name, start_point)
+        self._ensured.add(name)
+
     def base_branch(self) -> str:
         """The branch work starts from: configured, else the one checked out in the project."""
         branch = self.settings.base_branch or self.git.current_branch()
         if branch is None:
             raise Conflict("the project has no branch checked out (detached HEAD): set base_branch.")
-        if self.git.rev_parse(branch) is None:
-            raise Conflict(f"the base branch {branch} has no commits yet: make a first commit.")
         return branch
 
     # ================================================================ recovery
@@ -330,6 +337,8 @@ class Dispatcher:
         settings = self.settings
         base = self.base_branch()
         base_commit = self.git.rev_parse(base)
+        if base_commit is None:
+            raise OrchestrationError(f"the base branch {base} has no commits yet: make a first commit.")
         self._plan_note(plan.id, f"orchestrator starting on {settings.name} (base {base})")
         if stop.is_set():
             raise OrchestrationError("cancelled")
@@ -382,7 +391,7 @@ class Dispatcher:
                     for spec in answer.tasks]
         branch = plan_branch(plan.id)
         with self.integration_lock:
-            self.git.ensure_branch(branch, base_commit or base)
+            self.git.ensure_branch(branch, base_commit)
         self.store.update_plan(plan.id, integration_branch=branch, base_branch=base,
                                base_commit=base_commit)
         self._link_tasks_to_plan(plan.id, task_ids)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend.errors import NotFound
+from backend.errors import NotFound, ShipyardError
 from backend.git_ops import GitError
 from backend.models import RunStats, Task, TaskStatus, dump, utcnow
 from backend.reaper import MARK, RUN_MARK
@@ -107,7 +107,7 @@ class TaskRun:
         self.branch = branch_for(task.id)
         self.worktree = disp.worktrees_dir / task.id
         self.log_path = self.store.task_log_path(task.id)
-        self.target, self.base_ref = self._target()
+        self.target = self.base_ref = ""
 
     def _target(self) -> tuple[str, str]:
         """(branch to integrate into, ref the task starts from)."""
@@ -115,7 +115,7 @@ class TaskRun:
             branch = plan_branch(self.task.plan_id)
             return branch, branch
         base = self.disp.base_branch()
-        self.git.ensure_branch(STANDALONE_BRANCH, base)
+        self.disp.ensure_branch_once(STANDALONE_BRANCH, base)
         return STANDALONE_BRANCH, base
 
     # -------------------------------------------------------------- logging
@@ -134,9 +134,14 @@ class TaskRun:
         task = self.task
         self.note(f"attempt {task.attempts}: starting on {self.branch}")
         try:
+            try:
+                self.target, self.base_ref = self._target()
+            except ShipyardError as exc:
+                raise TaskFailure(exc.detail, keep_branch=False) from exc
             base_commit = self.git.rev_parse(self.base_ref)
             if base_commit is None:
-                raise TaskFailure(f"the base branch {self.base_ref} does not exist.", keep_branch=False)
+                raise TaskFailure(f"the base branch {self.base_ref} has no commits yet: make a first commit.",
+                                  keep_branch=False)
             self._prepare(base_commit)
             result = self._run_agent()
             self._record(result)
@@ -158,7 +163,7 @@ class TaskRun:
             self._fail(TaskFailure(f"internal error: {type(exc).__name__}: {exc}"))
 
     def _prepare(self, base_commit: str) -> None:
-        if self.worktree.exists() or self.git.branch_exists(self.branch):
+        if self.worktree.exists():  # a leftover of an earlier attempt (add_worktree resets the branch)
             self._remove_worktree()
         try:
             self.git.add_worktree(self.worktree, self.branch, base_commit)
@@ -250,6 +255,9 @@ class TaskRun:
     def _integrate(self, tip: str) -> None:
         for _attempt in range(3):
             target_tip = self.git.rev_parse(self.target)
+            if target_tip is None and self.target == STANDALONE_BRANCH:  # deleted by hand: start it again
+                self.git.ensure_branch(STANDALONE_BRANCH, self.base_ref)
+                target_tip = self.git.rev_parse(self.target)
             if target_tip is None:
                 raise TaskFailure(f"the integration branch {self.target} is gone.")
             outcome = self.git.merge_commit(

@@ -96,6 +96,7 @@ def test_first_visit_write_edit_and_delete_a_plan(browser: Browser, git_repo: Pa
         # keyboard: Escape closes and gives focus back; arrows move between cards; Enter opens
         page.keyboard.press("Escape")
         expect(d.panel).to_be_hidden()
+        expect(d.card("plans", "Add a friendly greeting")).to_be_focused()
         with httpx.Client(base_url=server.url) as http:
             new_plan(http, "Second plan", "more")
         expect(d.card("plans")).to_have_count(2)
@@ -240,6 +241,19 @@ def test_banner_when_claude_code_is_missing(browser: Browser, git_repo: Path, en
         d.check()
 
 
+def test_access_token_from_the_address_bar(browser: Browser, git_repo: Path, env: dict, start_server) -> None:
+    server: ServerProcess = start_server(git_repo, {**env, **PAUSED, "SHIPYARD_ACCESS_TOKEN": "s3cret-token"})
+    with dashboard(browser, server.url) as d:
+        page = d.open("/?token=s3cret-token")
+        assert "token" not in page.url  # the cookie carries it from now on
+        page.click("#new-plan")
+        page.fill("#plan-title", "Behind a token")
+        page.click('[data-action="save"]')
+        expect(d.card("plans", "Behind a token")).to_have_count(1)
+        expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        d.check()
+
+
 # ------------------------------------------------------------------ with agents (scripted model)
 
 
@@ -287,9 +301,12 @@ def test_plan_runs_live_from_start_to_diff_and_land(browser: Browser, git_repo: 
         plan_status(d, "done")
         expect(d.panel.locator(".plan-stats")).to_contain_text("2/2 done")
         d.shot("08-plan-done")
+        page.keyboard.press("Escape")
+        expect(d.panel).to_be_hidden()
+        d.shot("08-board-after-run")
 
-        # task detail (from the plan's task list): activity with the file path, stats, the diff
-        d.panel.locator(".task-list a", has_text="Add greeting file").click()
+        # task detail: activity with the file path, stats, the diff
+        d.card("completed", "Add greeting file").click()
         expect(d.panel.locator(".panel-sub .badge").first).to_have_attribute("data-status", "completed")
         expect(d.feed().locator('.ev[data-kind="tool_use"]', has_text="greeting.txt")).to_be_visible()
         expect(d.panel.locator(".diff-file summary")).to_contain_text("greeting.txt")

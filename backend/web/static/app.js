@@ -983,13 +983,15 @@
     else if (kind === "task" && id) view = new TaskView(id);
     else if (kind === "new") view = new EditorView(null);
     else if (kind === "edit" && id) view = new EditorView(id);
+    const previous = selectedId;
     selectCard(view && (kind === "plan" || kind === "task") ? id : null);
     if (!view) {
       if (!panelEl.hidden) {
         panelEl.hidden = true;
         panelEl.replaceChildren();
-        const back = returnFocus && document.contains(returnFocus) ? returnFocus
-          : (selectedId && (taskCards.get(selectedId) || planCards.get(selectedId)));
+        // back to the card that was open, else to whatever had focus before the panel opened
+        const card = previous && (taskCards.get(previous) || planCards.get(previous));
+        const back = card && !card.hidden ? card : returnFocus && document.contains(returnFocus) ? returnFocus : null;
         (back || $("#board-start")).focus({ preventScroll: false });
       }
       return;
@@ -1666,7 +1668,10 @@
     onLog(kind, id, ev) {
       if (kind !== "task" || id !== this.id) return;
       this.feed.push(ev);
-      if (ev && ["integrated", "completed", "failed", "result"].includes(ev.kind)) this.scheduleDiff();
+      if (!ev) return;
+      if (["integrated", "completed", "failed", "result"].includes(ev.kind)) this.scheduleDiff();
+      // an agent that commits as it goes (git commit in Bash) changes its branch mid-run
+      else if (ev.kind === "tool_result" && ev.data && ev.data.name === "Bash") this.scheduleDiff(1500);
     }
     onTaskChange(task, type) {
       if (task.id !== this.id) return;
@@ -1890,8 +1895,10 @@
     dispose() {}
     update() {
       patch(this.messageEl, JSON.stringify(this.message), () => messageNotice(this.message));
-      this.saveBtn.disabled = Boolean(this.busy) || !this.loaded;
-      this.saveBtn.textContent = this.busy ? "Saving…" : this.id ? "Save changes" : "Save draft";
+      const disabled = Boolean(this.busy) || !this.loaded;
+      if (this.saveBtn.disabled !== disabled) this.saveBtn.disabled = disabled;
+      const label = this.busy ? "Saving…" : this.id ? "Save changes" : "Save draft";
+      if (this.saveBtn.textContent !== label) this.saveBtn.textContent = label;
     }
     async save() {
       if (this.busy) return;

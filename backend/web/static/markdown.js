@@ -202,7 +202,9 @@
       }
       const itemLoose = loose || body.some((l) => BLANK_RE.test(l));
       if (itemLoose) {
-        html += `<li${check ? ' class="task"' : ""}>${check}${blocks(body)}</li>`;
+        const inner = blocks(body);
+        const withCheck = check && inner.startsWith("<p>") ? `<p>${check}${inner.slice(3)}` : check + inner;
+        html += `<li${check ? ' class="task"' : ""}>${withCheck}</li>`;
       } else {
         let n = 1;
         while (n < body.length && !startsBlock(body[n])) n++;

@@ -8,6 +8,7 @@ traceback and answered with a plain sentence, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -49,12 +50,13 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        disp.startup()
+        await asyncio.to_thread(disp.startup)
         try:
             yield
         finally:
             bus.close()
-            disp.shutdown()
+            # in a thread, so the event loop keeps answering (and a second Ctrl-C is seen)
+            await asyncio.to_thread(disp.shutdown)
 
     app = FastAPI(
         title="Shipyard",

@@ -203,7 +203,23 @@ class TaskRun:
                               f"output (last 4000 characters):\n{tail}")
 
     def _run_agent(self) -> RunResult:
+        """Run the agent; a rerun resumes the task's own Claude session when it can.
+
+        The worktree path is the same for every attempt, so ``--resume`` finds the
+        conversation and the agent keeps what it learnt. If the session cannot be
+        resumed (no result and no turns), the attempt starts a fresh session.
+        """
         previous = self.task.error if self.task.attempts > 1 else None
+        session = self.task.run.session_id if (previous and self.task.run) else None
+        if session:
+            self.note(f"resuming the agent's earlier session {session}")
+            result = self._run_once(previous, resume=session)
+            if result.ok or result.num_turns or result.outcome == "cancelled":
+                return result
+            self.note(f"could not resume ({result.reason}); starting a fresh session", kind="warning")
+        return self._run_once(previous, resume=None)
+
+    def _run_once(self, previous: str | None, resume: str | None) -> RunResult:
         request = RunRequest(
             prompt=build_prompt(self.disp, self.task, previous),
             cwd=self.worktree,
@@ -215,6 +231,7 @@ class TaskRun:
             timeout_s=self.settings.task_timeout_s,
             idle_timeout_s=self.settings.idle_timeout_s,
             log_path=self.log_path,
+            resume=resume,
         )
         return self.disp.runner.run(request, on_event=self._on_event, cancel=self.stop.event)
 

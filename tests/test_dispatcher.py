@@ -187,13 +187,17 @@ def test_cancel_and_rerun(git_repo: Path, env: dict, start_server, model_server:
         assert not leftover_processes(server.project)
         assert not sleep_processes()
         model_server.unscript(first)
-        model_server.script("# Task: Long job", [write("later.txt", "ok\n"), text("done")])
+        # the rerun resumes the agent's own session, so its conversation starts with the old history
+        model_server.script("# Task: Long job", [write("later.txt", "ok\n"), text("done")], resumed=True)
         assert http.post(f"/agent/tasks/{task_id}/rerun").json()["status"] == "pending"
         done = wait_for(lambda: (t := http.get(f"/agent/tasks/{task_id}").json())["status"] in DONE and t,
                         timeout=60, message="rerun to finish")
         assert done["status"] == "completed", done["error_log"]
         assert done["attempts"] == 2
     assert git(git_repo, "show", "shipyard/tasks:later.txt") == "ok\n"
+    resumed = [r for r in model_server.requests_for("# Task: Long job") if r.position][0]
+    assert "sleep 300" in json.dumps(resumed.messages)  # the earlier attempt was in its context
+    assert "An earlier attempt at this task failed: cancelled" in json.dumps(resumed.messages)
 
 
 def test_failing_test_command_rejects_the_integration(git_repo: Path, env: dict, start_server,

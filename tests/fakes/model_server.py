@@ -468,9 +468,14 @@ class _Position:
 class Script:
     """A conversation script: one answer per position, attempts before answers."""
 
-    def __init__(self, name: str, match: Match | None, turns: Iterable[Turn | Block]) -> None:
+    def __init__(self, name: str, match: Match | None, turns: Iterable[Turn | Block],
+                 resumed: bool = False) -> None:
         self.name = name
         self.match = match
+        #: Count positions from the first request of each conversation this script answers,
+        #: for a resumed session whose history (of unknown length) precedes the script.
+        self.resumed = resumed
+        self._first_position: dict[str, int] = {}
         self.positions: list[_Position] = []
         current = _Position()
         for item in turns:
@@ -489,6 +494,8 @@ class Script:
 
     def pick(self, conversation: str, position: int) -> Turn | None:
         """The turn for this request; None past the end. Caller holds the lock."""
+        if self.resumed:
+            position -= self._first_position.setdefault(conversation, position)
         if position >= len(self.positions):
             return None
         slot = self.positions[position]
@@ -578,16 +585,19 @@ class ModelServer:
         return f"http://{self._host}:{self.port}"
 
     # -- scripting ---------------------------------------------------------------
-    def script(self, match: Match, turns: Sequence[Turn | Block], name: str | None = None) -> Script:
+    def script(self, match: Match, turns: Sequence[Turn | Block], name: str | None = None,
+               resumed: bool = False) -> Script:
         """Register a conversation script for requests that ``match``.
 
         ``match`` is a substring of the first user message or system prompt, or a
         callable on :class:`RecordedRequest`. Scripts are tried in the order they
-        were registered.
+        were registered. With ``resumed``, turn 0 answers the first request the
+        script sees in a conversation, whatever history that conversation has
+        (for ``claude --resume``).
         """
         with self._lock:
             label = name or (match if isinstance(match, str) else f"script{len(self._scripts) + 1}")
-            s = Script(label, match, turns)
+            s = Script(label, match, turns, resumed=resumed)
             self._scripts.append(s)
             return s
 

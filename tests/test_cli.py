@@ -68,3 +68,36 @@ def test_doctor_reports_claude_and_root(tmp_path: Path) -> None:
     assert "npm install -g @anthropic-ai/claude-code" in result.stdout
     if os.geteuid() == 0:
         assert "IS_SANDBOX=1" in result.stdout
+
+
+def test_plan_start_follow_streams_and_prints_tasks(tmp_path: Path, start_server, claude_environ, claude_bin,
+                                                    model_server) -> None:
+    from tests.fakes.model_server import read, structured
+
+    tasks = {"tasks": [{"title": "Write docs", "content": "Add docs/usage.md", "task_type": "docs"},
+                       {"title": "Add tests", "content": "Add tests/test_app.py", "task_type": "test"}]}
+    model_server.script("Plan: Follow me", [read("README.md"), structured(tasks)])
+    project = make_repo(tmp_path / "follow")
+    server = start_server(project, {**PAUSED, **claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin})
+    env = {"SHIPYARD_URL": server.url}
+    created = shipyard("plan", "new", "--title", "Follow me", "--json", env=env, stdin="two things")
+    plan_id = json.loads(created.stdout)["id"]
+    result = shipyard("plan", "start", plan_id, "--follow", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"plan {plan_id}: executing"
+    assert any("Read README.md" in line for line in lines), result.stdout
+    assert "produced 2 task(s):" in result.stdout
+    assert "[docs]  Write docs" in result.stdout and "[test]  Add tests" in result.stdout
+    logs = shipyard("plan", "log", plan_id, env=env)
+    assert "Read README.md" in logs.stdout
+
+
+def test_missing_claude_fails_the_plan_with_advice(tmp_path: Path, start_server) -> None:
+    project = make_repo(tmp_path / "noclaude")
+    server = start_server(project, {**PAUSED, "SHIPYARD_CLAUDE_BIN": str(tmp_path / "no-such-claude")})
+    env = {"SHIPYARD_URL": server.url}
+    plan_id = json.loads(shipyard("plan", "new", "--title", "X", "--json", env=env, stdin="x").stdout)["id"]
+    result = shipyard("plan", "start", plan_id, "--follow", env=env)
+    assert result.returncode == 1
+    assert "claude not found: install with npm install -g @anthropic-ai/claude-code" in result.stderr

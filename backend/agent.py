@@ -395,9 +395,9 @@ class Dispatcher:
         self.store.update_plan(plan.id, integration_branch=branch, base_branch=base,
                                base_commit=base_commit)
         self._link_tasks_to_plan(plan.id, task_ids)
-        self.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.executing])
         self._plan_note(plan.id, f"created {len(task_ids)} task(s) from the {answer.source}",
                         kind="tasks", task_ids=task_ids)
+        self.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.executing])
 
     def _create_task(self, title: str, content: str, task_type: TaskType | str = TaskType.feature,
                      plan_id: str | None = None) -> Task:

@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -206,19 +207,31 @@ class Dispatcher:
             self.git.delete_branch(branch_for(task_id))
 
     def _remove_stray_worktrees(self) -> None:
+        """Remove every worktree under our worktrees/ folder that no live task owns.
+
+        Each item is handled on its own, so one odd leftover cannot stop the rest.
+        Folders there that git does not know as worktrees (an interrupted
+        ``worktree add``) are Shipyard's own and are deleted outright.
+        """
         live = set(self._running)
+        ours = self.worktrees_dir.resolve()
         try:
-            for entry in self.git.list_worktrees():
-                path = Path(entry.get("path", ""))
-                if path.parent == self.worktrees_dir and path.name not in live:
-                    self.git.remove_worktree(path)
-            if self.worktrees_dir.exists():
-                for child in self.worktrees_dir.iterdir():
-                    if child.name not in live:
-                        self.git.remove_worktree(child)
-            self.git.prune_worktrees()
+            registered = [Path(e["path"]).resolve() for e in self.git.list_worktrees()]
         except GitError as exc:
-            log.warning("recovery: cleaning worktrees failed: %s", exc)
+            log.warning("recovery: cannot list worktrees: %s", exc)
+            registered = []
+        for path in registered:
+            if path.parent == ours and path.name not in live:
+                try:
+                    self.git.remove_worktree(path)
+                except GitError as exc:
+                    log.warning("recovery: cannot remove worktree %s: %s", path, exc)
+        if self.worktrees_dir.exists():
+            for child in self.worktrees_dir.iterdir():
+                if child.name not in live and child.resolve() not in registered:
+                    shutil.rmtree(child, ignore_errors=True)
+        with contextlib.suppress(GitError):
+            self.git.prune_worktrees()
 
     # ================================================================ plans
     def describe_plan(self, plan: Plan, brief: bool = False) -> dict[str, Any]:

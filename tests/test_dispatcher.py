@@ -305,3 +305,17 @@ def test_hand_dropped_task_file_is_picked_up(git_repo: Path, env: dict, start_se
     assert task["status"] == "completed", task["error_log"]
     assert subprocess.run(["git", "show", "shipyard/tasks:hand.txt"], cwd=git_repo, capture_output=True,
                           text=True).stdout == "from a file\n"
+
+
+def test_ctrl_c_stops_agents_and_requeues_their_tasks(git_repo: Path, env: dict, start_server,
+                                                      model_server: ModelServer) -> None:
+    model_server.script("# Task: Busy", [bash("sleep 300"), text("never")])
+    server = start_server(git_repo, env)
+    with server.client() as http:
+        task_id = http.post("/agent/tasks", json={"title": "Busy", "content": "x"}).json()["id"]
+        sleeping(http, task_id)
+    assert server.stop(timeout=30) == 0
+    assert "Shipyard stopped." in "".join(server.output)
+    assert (git_repo / ".shipyard" / "tasks" / "pending" / f"{task_id}.md").exists()
+    assert not leftover_processes(git_repo)
+    assert not sleep_processes()

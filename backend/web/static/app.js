@@ -487,11 +487,14 @@
     }
   }
 
+  let everLive = false;
   function setConn(state) {
     const el = $("#conn");
     if (el.dataset.state === state) return;
     el.dataset.state = state;
-    el.textContent = state === "live" ? "Live" : state === "offline" ? "Offline — retrying" : "Connecting…";
+    if (state === "live") everLive = true;
+    el.textContent = state === "live" ? "Live" : state === "offline" ? "Offline — retrying"
+      : everLive ? "Reconnecting…" : "Connecting…";
     el.title = state === "live" ? "Receiving changes as they happen" : "Not connected to the event stream";
   }
 

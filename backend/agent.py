@@ -33,7 +33,7 @@ from backend.config import Settings
 from backend.errors import Conflict, NotFound, ShipyardError
 from backend.events import Event, EventBus
 from backend.git_ops import GitError, GitRepo
-from backend.models import Plan, PlanStatus, RunStats, Task, TaskStatus, TaskType, dump
+from backend.models import Plan, PlanStatus, RunStats, Task, TaskStatus, TaskType, dump, utcnow
 from backend.orchestrator import (
     OrchestrationError,
     build_system_prompt,
@@ -275,6 +275,7 @@ class Dispatcher:
             self._orchestration_stops[plan_id] = threading.Event()
             future = self._executor.submit(self.execute_plan, plan_id)
             self._active_orchestrations[plan_id] = future
+        self.bus.publish("plan.orchestration", {"plan_id": plan_id, "active": True})
         future.add_done_callback(lambda _f: self._orchestration_done(plan_id))
         return {"status": "executing", "plan_id": plan_id}
 
@@ -472,7 +473,7 @@ class Dispatcher:
             return self.store.get_task(task_id)
         if task.status == TaskStatus.pending:
             return self.store.move_task(task_id, TaskStatus.failed, expect=[TaskStatus.pending],
-                                        error="cancelled before it started",
+                                        error="cancelled before it started", finished=utcnow(),
                                         error_log="The task was cancelled before an agent started on it.")
         raise Conflict(f"task {task_id} is {task.status.value}; only pending or running tasks can be "
                        "cancelled.")

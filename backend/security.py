@@ -15,10 +15,17 @@ import hmac
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.config import Settings, is_loopback_host
+
+_TOKEN_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8"><title>Shipyard: access token needed</title>
+<body style="font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem">
+<h1>This Shipyard server needs its access token</h1>
+<p>It is reachable from other machines, so every request must carry the token it was started with
+(<code>access_token</code> / <code>SHIPYARD_ACCESS_TOKEN</code>). Open the dashboard once as
+<code>http://&lt;this-address&gt;/?token=&lt;token&gt;</code>; the browser remembers it.</p></body></html>"""
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 TOKEN_COOKIE = "shipyard_token"
@@ -54,6 +61,8 @@ class GuardMiddleware:
                                  "made from Shipyard's own pages or the CLI."}, status_code=403)
         token = self.settings.access_token
         if token and not self._has_token(request, token):
+            if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+                return HTMLResponse(_TOKEN_PAGE, status_code=401)
             return JSONResponse({"detail": "missing or wrong access token: send "
                                  "'Authorization: Bearer <token>' or open the dashboard with "
                                  "?token=<token>."}, status_code=401,

@@ -479,6 +479,8 @@ class _Normalizer:
 
     def _rel(self, path: Any) -> str:
         text = str(path)
+        if text.rstrip("/") == self.cwd.rstrip("/"):
+            return "."
         prefix = self.cwd.rstrip("/") + "/"
         return text[len(prefix):] if text.startswith(prefix) else text
 
@@ -549,10 +551,10 @@ class _Normalizer:
         if name == "Bash":
             return _one_line(f"Bash: {inp.get('command', '')}")
         if name == "Grep":
-            where = f" in {self._rel(path)}" if path else ""
+            where = f" in {self._rel(path)}" if path and self._rel(path) != "." else ""
             return _one_line(f"Grep {inp.get('pattern', '')!r}{where}")
         if name == "Glob":
-            where = f" in {self._rel(path)}" if path else ""
+            where = f" in {self._rel(path)}" if path and self._rel(path) != "." else ""
             return _one_line(f"Glob {inp.get('pattern', '')}{where}")
         if name == "WebFetch":
             return _one_line(f"WebFetch {inp.get('url', '')}")

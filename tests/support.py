@@ -148,6 +148,21 @@ def start_server() -> Iterator[object]:
         server.stop()
 
 
+def agent_processes(project: Path) -> list:
+    """Live processes Shipyard started for ``project`` (they carry the SHIPYARD_AGENT_OF mark)."""
+    import psutil
+
+    state = str(project / ".shipyard")
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("SHIPYARD_AGENT_OF") == state:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, message: str = "condition"):
     """Poll ``predicate`` until it returns something truthy (a deadline, not a sleep)."""
     deadline = time.monotonic() + timeout

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from tests.fakes.model_server import ModelServer, bash, delay, http_error, stall, structured, text, write
-from tests.support import EventRecorder, git, wait_for
+from tests.support import EventRecorder, agent_processes, git, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -74,18 +74,6 @@ def sleeping(http: httpx.Client, task_id: str) -> None:
 
     wait_for(bash_started, timeout=30, message="the agent to call Bash")
     wait_for(sleep_processes, timeout=30, message="sleep 300 to start")
-
-
-def leftover_processes(project: Path) -> list[psutil.Process]:
-    state = str(project / ".shipyard")
-    found = []
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            if proc.environ().get("SHIPYARD_AGENT_OF") == state:
-                found.append(proc)
-        except (psutil.Error, OSError):
-            continue
-    return found
 
 
 def test_five_tasks_in_parallel_are_all_integrated(git_repo: Path, env: dict, start_server,
@@ -172,7 +160,7 @@ def test_timeout_fails_the_task(git_repo: Path, env: dict, start_server, model_s
         _current, by_id = run_plan(http, plan)
     task = next(iter(by_id.values()))
     assert task["status"] == "failed" and "timed out after 4 s" in task["error"]
-    assert not leftover_processes(server.project)
+    assert not agent_processes(server.project)
 
 
 def test_cancel_and_rerun(git_repo: Path, env: dict, start_server, model_server: ModelServer) -> None:
@@ -184,7 +172,7 @@ def test_cancel_and_rerun(git_repo: Path, env: dict, start_server, model_server:
         cancelled = http.post(f"/agent/tasks/{task_id}/cancel").json()
         assert (cancelled["status"] == "failed" and cancelled["error"] == "the agent failed: cancelled") \
             or cancelled["error"] == "cancelled"
-        assert not leftover_processes(server.project)
+        assert not agent_processes(server.project)
         assert not sleep_processes()
         model_server.unscript(first)
         # the rerun resumes the agent's own session, so its conversation starts with the old history
@@ -195,7 +183,7 @@ def test_cancel_and_rerun(git_repo: Path, env: dict, start_server, model_server:
         assert done["status"] == "completed", done["error_log"]
         assert done["attempts"] == 2
     assert git(git_repo, "show", "shipyard/tasks:later.txt") == "ok\n"
-    resumed = [r for r in model_server.requests_for("# Task: Long job") if r.position][0]
+    resumed = next(r for r in model_server.requests_for("# Task: Long job") if r.position)
     assert "sleep 300" in json.dumps(resumed.messages)  # the earlier attempt was in its context
     assert "An earlier attempt at this task failed: cancelled" in json.dumps(resumed.messages)
 
@@ -245,7 +233,7 @@ def test_kill_9_mid_run_then_restart_recovers(git_repo: Path, env: dict, start_s
         task_id = http.post("/agent/tasks", json={"title": "Interrupted", "content": "x"}).json()["id"]
         sleeping(http, task_id)
     first.kill()
-    assert leftover_processes(git_repo), "the orphaned agent should still be running before the restart"
+    assert agent_processes(git_repo), "the orphaned agent should still be running before the restart"
     model_server.unscript(first_script)
     model_server.script("# Task: Interrupted", [write("after.txt", "x\n"), text("done")])
     second = start_server(git_repo, env)
@@ -255,7 +243,7 @@ def test_kill_9_mid_run_then_restart_recovers(git_repo: Path, env: dict, start_s
     assert task["status"] == "completed", task["error_log"]
     homes = [p for p in (git_repo / ".shipyard" / "tasks").rglob(f"{task_id}.md")]
     assert len(homes) == 1  # exactly one valid place
-    assert not leftover_processes(git_repo)
+    assert not agent_processes(git_repo)
     assert not sleep_processes()
 
 
@@ -288,7 +276,7 @@ def test_dispatcher_stop_returns_running_tasks_to_pending(git_repo: Path, env: d
         status = http.post("/agent/dispatcher/stop").json()
         assert status["running"] is False and status["active_tasks"] == []
         assert http.get(f"/agent/tasks/{task_id}").json()["status"] == "pending"
-        assert not leftover_processes(server.project)
+        assert not agent_processes(server.project)
         assert json.loads(json.dumps(http.get("/agent/dispatcher").json()))["running"] is False
 
 
@@ -317,5 +305,5 @@ def test_ctrl_c_stops_agents_and_requeues_their_tasks(git_repo: Path, env: dict,
     assert server.stop(timeout=30) == 0
     assert "Shipyard stopped." in "".join(server.output)
     assert (git_repo / ".shipyard" / "tasks" / "pending" / f"{task_id}.md").exists()
-    assert not leftover_processes(git_repo)
+    assert not agent_processes(git_repo)
     assert not sleep_processes()

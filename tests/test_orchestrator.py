@@ -12,7 +12,6 @@ import threading
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from tests.fakes.model_server import (
@@ -27,7 +26,7 @@ from tests.fakes.model_server import (
     text,
     write,
 )
-from tests.support import ServerProcess, wait_for
+from tests.support import ServerProcess, agent_processes, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -228,7 +227,7 @@ def test_cancel_stops_the_orchestrator(server: ServerProcess, model_server: Mode
         assert http.post(f"/agent/plans/{plan_id}/cancel").status_code == 409
         retried = http.post(f"/agent/plans/{plan_id}/retry").json()
         assert retried["status"] == "ready" and retried["error"] is None
-    assert not _claude_processes(server)
+    assert not agent_processes(server.project)
 
 
 def test_restart_marks_interrupted_plans_failed(git_repo: Path, env: dict[str, str], start_server,
@@ -244,7 +243,7 @@ def test_restart_marks_interrupted_plans_failed(git_repo: Path, env: dict[str, s
         plan = http.get(f"/agent/plans/{plan_id}").json()
         assert plan["status"] == "failed"
         assert "interrupted by a restart" in plan["error"]
-    assert not _claude_processes(second)
+    assert not agent_processes(second.project)
 
 
 def test_start_rules(server: ServerProcess, model_server: ModelServer) -> None:
@@ -256,15 +255,3 @@ def test_start_rules(server: ServerProcess, model_server: ModelServer) -> None:
         again = http.post(f"/agent/plans/{plan_id}/start")
         assert again.status_code == 409 and "done" in again.json()["detail"]
         assert http.delete(f"/agent/plans/{plan_id}").status_code == 200
-
-
-def _claude_processes(server: ServerProcess) -> list[psutil.Process]:
-    state = str(server.project / ".shipyard")
-    found = []
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            if proc.environ().get("SHIPYARD_AGENT_OF") == state:
-                found.append(proc)
-        except (psutil.Error, OSError):
-            continue
-    return found

@@ -721,51 +721,36 @@
     );
   }
 
-  function updateTaskCard(id) {
-    const t = S.tasks.get(id);
-    let el = taskCards.get(id);
-    if (!t) {
+  // One card per plan or task: created once, refilled only when what it shows changed
+  // (its signature), hidden rather than removed when the filter excludes it.
+  function updateCard(id, kind, items, cards, signature, fill, matches) {
+    const item = items.get(id);
+    let el = cards.get(id);
+    if (!item) {
       if (el) {
         el.remove();
-        taskCards.delete(id);
+        cards.delete(id);
       }
       return;
     }
     if (!el) {
-      el = h("a", { class: "card task-card", href: `#task/${enc(id)}`, "data-id": id });
-      taskCards.set(id, el);
+      el = h("a", { class: `card ${kind}-card`, href: `#${kind}/${enc(id)}`, "data-id": id });
+      cards.set(id, el);
       if (id === selectedId) el.classList.add("selected");
     }
-    const sig = taskSig(t);
+    const sig = signature(item);
     if (el._sig !== sig) {
       el._sig = sig;
-      fillTaskCard(el, t);
+      fill(el, item);
     }
-    const hide = !taskMatches(t);
+    const hide = !matches(item);
     if (el.hidden !== hide) el.hidden = hide;
   }
+  function updateTaskCard(id) {
+    updateCard(id, "task", S.tasks, taskCards, taskSig, fillTaskCard, taskMatches);
+  }
   function updatePlanCard(id) {
-    const p = S.plans.get(id);
-    let el = planCards.get(id);
-    if (!p) {
-      if (el) {
-        el.remove();
-        planCards.delete(id);
-      }
-      return;
-    }
-    if (!el) {
-      el = h("a", { class: "card plan-card", href: `#plan/${enc(id)}`, "data-id": id });
-      planCards.set(id, el);
-      if (id === selectedId) el.classList.add("selected");
-    }
-    const sig = planSig(p);
-    if (el._sig !== sig) {
-      el._sig = sig;
-      fillPlanCard(el, p);
-    }
-    const hide = !planMatches(p);
-    if (el.hidden !== hide) el.hidden = hide;
+    updateCard(id, "plan", S.plans, planCards, planSig, fillPlanCard, planMatches);
   }
 
   const byStr = (key, dir = 1) => (a, b) => {

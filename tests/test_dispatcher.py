@@ -307,3 +307,35 @@ def test_ctrl_c_stops_agents_and_requeues_their_tasks(git_repo: Path, env: dict,
     assert (git_repo / ".shipyard" / "tasks" / "pending" / f"{task_id}.md").exists()
     assert not agent_processes(git_repo)
     assert not sleep_processes()
+
+
+def test_copy_files_and_setup_command_prepare_the_worktree(git_repo: Path, env: dict, start_server,
+                                                           model_server: ModelServer) -> None:
+    (git_repo / ".gitignore").write_text(".env\n")
+    git(git_repo, "add", ".gitignore")
+    git(git_repo, "commit", "-q", "-m", "ignore .env")
+    (git_repo / ".env").write_text("SECRET=42\n")
+    model_server.script("# Task: Use env", [bash("cp .env env-copy.txt && git add env-copy.txt && "
+                                                 "git commit -qm 'use env'"), text("done")])
+    model_server.script("# Task: Broken setup", [text("never reached")])
+    server = start_server(git_repo, {**env, "SHIPYARD_COPY_FILES": ".env",
+                                     "SHIPYARD_SETUP_COMMAND": "grep -q SECRET .env && echo prepared"})
+    with server.client() as http:
+        ok_id = http.post("/agent/tasks", json={"title": "Use env", "content": "x"}).json()["id"]
+        ok = wait_for(lambda: (t := http.get(f"/agent/tasks/{ok_id}").json())["status"] in DONE and t,
+                      timeout=60, message="task")
+        assert ok["status"] == "completed", ok["error_log"]
+        log = http.get(f"/agent/tasks/{ok_id}/log").json()["events"]
+    assert any(e["kind"] == "setup" and "prepared" in (e["data"].get("output") or "") for e in log)
+    assert git(git_repo, "show", "shipyard/tasks:env-copy.txt") == "SECRET=42\n"
+    assert ".env" not in git(git_repo, "ls-tree", "--name-only", "shipyard/tasks").split()  # still ignored
+    server.stop()
+    (git_repo / ".env").unlink()  # now the setup command fails: the task fails before any agent runs
+    server = start_server(git_repo, {**env, "SHIPYARD_COPY_FILES": ".env",
+                                     "SHIPYARD_SETUP_COMMAND": "grep -q SECRET .env && echo prepared"})
+    with server.client() as http:
+        bad_id = http.post("/agent/tasks", json={"title": "Broken setup", "content": "x"}).json()["id"]
+        bad = wait_for(lambda: (t := http.get(f"/agent/tasks/{bad_id}").json())["status"] in DONE and t,
+                       timeout=60, message="task")
+    assert bad["status"] == "failed" and "the setup command failed (exit code" in bad["error"]
+    assert not model_server.requests_for("# Task: Broken setup")

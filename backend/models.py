@@ -15,8 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 def utcnow() -> str:
-    """ISO-8601 UTC timestamp with seconds precision, as stored on disk."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO-8601 UTC timestamp, as stored on disk.
+
+    Microseconds, because "oldest first" sorts on it and two tasks are easily
+    created within one millisecond.
+    """
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class PlanStatus(StrEnum):

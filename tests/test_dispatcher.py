@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from tests.fakes.model_server import ModelServer, bash, delay, http_error, stall, structured, text, write
-from tests.support import EventRecorder, agent_processes, git, wait_for
+from tests.support import EventRecorder, ServerProcess, agent_processes, git, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +56,11 @@ def run_plan(http: httpx.Client, plan: dict, timeout: float = 90) -> tuple[dict,
     current = wait_for(all_done, timeout=timeout, interval=0.1, message="plan tasks to finish")
     tasks = {t["id"]: http.get(f"/agent/tasks/{t['id']}").json() for t in current["task_details"]}
     return current, tasks
+
+
+def http_log(server: ServerProcess, task_id: str) -> list[dict]:
+    with server.client() as http:
+        return http.get(f"/agent/tasks/{task_id}/log").json()["events"]
 
 
 def sleep_processes() -> list[psutil.Process]:
@@ -183,9 +188,12 @@ def test_cancel_and_rerun(git_repo: Path, env: dict, start_server, model_server:
         assert done["status"] == "completed", done["error_log"]
         assert done["attempts"] == 2
     assert git(git_repo, "show", "shipyard/tasks:later.txt") == "ok\n"
-    resumed = next(r for r in model_server.requests_for("# Task: Long job") if r.position)
-    assert "sleep 300" in json.dumps(resumed.messages)  # the earlier attempt was in its context
-    assert "An earlier attempt at this task failed: cancelled" in json.dumps(resumed.messages)
+    # the rerun resumed the agent's own session (same session id) and was told what went wrong; the
+    # earlier messages are in that session only if Claude Code flushed its transcript before the cancel
+    sessions = [e["data"]["session_id"] for e in http_log(server, task_id) if e["kind"] == "init"]
+    assert len(sessions) == 2 and sessions[0] == sessions[1]
+    rerun = model_server.requests_for("# Task: Long job")[-1]
+    assert "An earlier attempt at this task failed: cancelled" in json.dumps(rerun.messages)
 
 
 def test_failing_test_command_rejects_the_integration(git_repo: Path, env: dict, start_server,

@@ -58,6 +58,15 @@ def run_plan(http: httpx.Client, plan: dict, timeout: float = 90) -> tuple[dict,
     return current, tasks
 
 
+def task_finished(http: httpx.Client, task_id: str, timeout: float = 60) -> dict:
+    """Wait until a task is completed or failed; return it."""
+    def settled() -> dict | None:
+        task = http.get(f"/agent/tasks/{task_id}").json()
+        return task if task["status"] in DONE else None
+
+    return wait_for(settled, timeout=timeout, message=f"task {task_id} to finish")
+
+
 def http_log(server: ServerProcess, task_id: str) -> list[dict]:
     with server.client() as http:
         return http.get(f"/agent/tasks/{task_id}/log").json()["events"]
@@ -183,8 +192,7 @@ def test_cancel_and_rerun(git_repo: Path, env: dict, start_server, model_server:
         # the rerun resumes the agent's own session, so its conversation starts with the old history
         model_server.script("# Task: Long job", [write("later.txt", "ok\n"), text("done")], resumed=True)
         assert http.post(f"/agent/tasks/{task_id}/rerun").json()["status"] == "pending"
-        done = wait_for(lambda: (t := http.get(f"/agent/tasks/{task_id}").json())["status"] in DONE and t,
-                        timeout=60, message="rerun to finish")
+        done = task_finished(http, task_id)
         assert done["status"] == "completed", done["error_log"]
         assert done["attempts"] == 2
     assert git(git_repo, "show", "shipyard/tasks:later.txt") == "ok\n"
@@ -226,8 +234,7 @@ def test_uncommitted_agent_changes_are_committed_for_it(git_repo: Path, env: dic
     agent_writes(model_server, "Lazy agent", "lazy.txt", "not committed by the agent\n", commit=False)
     with server.client() as http:
         task_id = http.post("/agent/tasks", json={"title": "Lazy agent", "content": "x"}).json()["id"]
-        task = wait_for(lambda: (t := http.get(f"/agent/tasks/{task_id}").json())["status"] in DONE and t,
-                        timeout=60, message="task")
+        task = task_finished(http, task_id)
     assert task["status"] == "completed", task["error_log"]
     assert git(git_repo, "show", "shipyard/tasks:lazy.txt") == "not committed by the agent\n"
     assert "Lazy agent" in git(git_repo, "log", "-1", "--format=%B", "shipyard/tasks")
@@ -246,8 +253,7 @@ def test_kill_9_mid_run_then_restart_recovers(git_repo: Path, env: dict, start_s
     model_server.script("# Task: Interrupted", [write("after.txt", "x\n"), text("done")])
     second = start_server(git_repo, env)
     with second.client() as http:
-        task = wait_for(lambda: (t := http.get(f"/agent/tasks/{task_id}").json())["status"] in DONE and t,
-                        timeout=60, message="requeued task to finish")
+        task = task_finished(http, task_id)
     assert task["status"] == "completed", task["error_log"]
     homes = [p for p in (git_repo / ".shipyard" / "tasks").rglob(f"{task_id}.md")]
     assert len(homes) == 1  # exactly one valid place
@@ -285,7 +291,7 @@ def test_dispatcher_stop_returns_running_tasks_to_pending(git_repo: Path, env: d
         assert status["running"] is False and status["active_tasks"] == []
         assert http.get(f"/agent/tasks/{task_id}").json()["status"] == "pending"
         assert not agent_processes(server.project)
-        assert json.loads(json.dumps(http.get("/agent/dispatcher").json()))["running"] is False
+        assert http.get("/agent/dispatcher").json()["running"] is False
 
 
 def test_hand_dropped_task_file_is_picked_up(git_repo: Path, env: dict, start_server,
@@ -296,8 +302,7 @@ def test_hand_dropped_task_file_is_picked_up(git_repo: Path, env: dict, start_se
     (pending / ".hand-made.md.tmp").write_text("# By hand\n\nMake hand.txt\n")
     (pending / ".hand-made.md.tmp").rename(pending / "hand-made.md")
     with server.client() as http:
-        task = wait_for(lambda: (t := http.get("/agent/tasks/hand-made").json())["status"] in DONE and t,
-                        timeout=60, message="hand-made task")
+        task = task_finished(http, "hand-made")
     assert task["status"] == "completed", task["error_log"]
     assert subprocess.run(["git", "show", "shipyard/tasks:hand.txt"], cwd=git_repo, capture_output=True,
                           text=True).stdout == "from a file\n"
@@ -330,8 +335,7 @@ def test_copy_files_and_setup_command_prepare_the_worktree(git_repo: Path, env: 
                                      "SHIPYARD_SETUP_COMMAND": "grep -q SECRET .env && echo prepared"})
     with server.client() as http:
         ok_id = http.post("/agent/tasks", json={"title": "Use env", "content": "x"}).json()["id"]
-        ok = wait_for(lambda: (t := http.get(f"/agent/tasks/{ok_id}").json())["status"] in DONE and t,
-                      timeout=60, message="task")
+        ok = task_finished(http, ok_id)
         assert ok["status"] == "completed", ok["error_log"]
         log = http.get(f"/agent/tasks/{ok_id}/log").json()["events"]
     assert any(e["kind"] == "setup" and "prepared" in (e["data"].get("output") or "") for e in log)
@@ -343,7 +347,6 @@ def test_copy_files_and_setup_command_prepare_the_worktree(git_repo: Path, env: 
                                      "SHIPYARD_SETUP_COMMAND": "grep -q SECRET .env && echo prepared"})
     with server.client() as http:
         bad_id = http.post("/agent/tasks", json={"title": "Broken setup", "content": "x"}).json()["id"]
-        bad = wait_for(lambda: (t := http.get(f"/agent/tasks/{bad_id}").json())["status"] in DONE and t,
-                       timeout=60, message="task")
+        bad = task_finished(http, bad_id)
     assert bad["status"] == "failed" and "the setup command failed (exit code" in bad["error"]
     assert not model_server.requests_for("# Task: Broken setup")

@@ -21,6 +21,7 @@ from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 
 from backend import __version__
 from backend.agent import Dispatcher
+from backend.auth import generate_token
 from backend.config import Settings
 from backend.doctor import run_checks
 from backend.errors import ShipyardError
@@ -40,6 +41,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     lifespan: it starts recovery and the task loop on start-up and stops runs
     on shutdown, so no agent lives in a request's background task.
     """
+    if not settings.access_token:
+        settings.access_token = generate_token()  # never serve without one, loopback included
     if dispatcher is None:
         bus = EventBus()
         store = Store(settings.state_path, bus.publish)

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from backend import __version__
-from backend.client import Client, ClientError, resolve_server
+from backend.client import Client, ClientError, resolve_server, server_for_settings
 from backend.config import ConfigError, load_settings
 
 app = typer.Typer(help="Shipyard: plans in, merged work out.", no_args_is_help=True,
@@ -58,6 +58,17 @@ def version() -> None:
     typer.echo(__version__)
 
 
+@app.command()
+def url() -> None:
+    """Print the dashboard address of the running server, token included (open it in a browser)."""
+    base, token = resolve_server()
+    if not token:
+        _fail(f"no running Shipyard server found for this project (tried {base}): start one with "
+              "'shipyard serve'.")
+    _call(Client(base, token, timeout=5).get, "/agent/health")
+    typer.echo(f"{base}/?token={token}")
+
+
 # ------------------------------------------------------------------ serve
 @app.command()
 def serve(
@@ -72,6 +83,7 @@ def serve(
     from filelock import FileLock, Timeout
 
     from backend.api import create_app
+    from backend.auth import ServerFiles, generate_token
     from backend.project import prepare_state_dir
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -99,11 +111,19 @@ def serve(
               "Pick another port with --port or SHIPYARD_PORT.")
     actual_port = sock.getsockname()[1]
     settings.port = actual_port
+    if not settings.access_token:
+        settings.access_token = generate_token()
+    files = ServerFiles.for_server(state)
+    try:
+        files.write(settings.url, settings.access_token, settings.project_dir)
+    except OSError as exc:
+        _fail(f"cannot write the server file {exc.filename}: {exc.strerror}.")
     application = create_app(settings)
     typer.secho(f"Shipyard {__version__} for {settings.name} ({settings.project_dir})", bold=True)
-    typer.echo(f"  dashboard: {settings.url}/")
+    typer.echo(f"  dashboard: {settings.url}/?token={settings.access_token}")
     typer.echo(f"  API docs:  {settings.url}/docs")
     typer.echo(f"  state:     {state}")
+    typer.echo(f"  The token is in {files.state_file} (only you can read it); the CLI finds it there.")
     typer.echo("  Ctrl-C stops (running agents are stopped and their tasks requeued).")
     sys.stdout.flush()
     config = uvicorn.Config(application, log_level=log_level.lower(), timeout_graceful_shutdown=5,
@@ -118,6 +138,7 @@ def serve(
     except _StopServing:
         pass
     finally:
+        files.remove()
         lock.release()
     typer.echo("Shipyard stopped.")
 
@@ -142,12 +163,13 @@ def doctor(project: Annotated[Path | None, typer.Option(help="Repository (defaul
         typer.secho(f"✗ project: {exc}", fg=typer.colors.RED)
         raise typer.Exit(1) from None
     checks: list[Check] = run_checks(settings)
-    client = Client(settings.url, settings.access_token, timeout=3)
+    url, token = server_for_settings(settings)
+    client = Client(url, token, timeout=3)
     try:
         client.get("/agent/health")
-        checks.append(Check("server", "ok", f"running at {settings.url}"))
+        checks.append(Check("server", "ok", f"running at {url}"))
     except ClientError:
-        checks.append(Check("server", "warn", f"not running at {settings.url}",
+        checks.append(Check("server", "warn", f"not running at {url}",
                             "start it with 'shipyard serve'."))
     marks = {"ok": ("✓", typer.colors.GREEN), "warn": ("!", typer.colors.YELLOW),
              "error": ("✗", typer.colors.RED)}

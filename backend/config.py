@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from backend.auth import MIN_TOKEN_LENGTH
+
 CONFIG_FILE = "shipyard.yaml"
 ENV_PREFIX = "SHIPYARD_"
 DEFAULT_PORT = 8765
@@ -53,7 +55,8 @@ class Settings(BaseModel):
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535, description="Port the server binds to.")
     access_token: str | None = Field(
         default=None,
-        description="Token every request must carry; required when host is not loopback.",
+        description="Token every request must carry (at least 16 characters). Unset: a new random "
+        "one is generated at each start, printed in the dashboard URL and stored for the CLI.",
     )
     server_url: str | None = Field(
         default=None,
@@ -117,6 +120,18 @@ class Settings(BaseModel):
             if text.startswith("["):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("access_token")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        """A short token can be guessed; refuse it rather than run behind it."""
+        if value is not None and len(value) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"the access token must be at least {MIN_TOKEN_LENGTH} characters long (got "
+                f"{len(value)}); leave it unset to have a random one generated, or make one with "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
         return value
 
     @field_validator("state_dir", "project_dir", mode="before")
@@ -279,7 +294,8 @@ def _explain(exc: ValidationError, file_values: dict, env_values: dict) -> str:
             source = f"{CONFIG_FILE}: {key}"
         else:
             source = key
-        lines.append(f"{source}: {error['msg']} (got {error.get('input')!r})")
+        shown = "" if key == "access_token" else f" (got {error.get('input')!r})"  # never echo a secret
+        lines.append(f"{source}: {error['msg']}{shown}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 

@@ -26,7 +26,7 @@ from backend.config import Settings
 from backend.doctor import run_checks
 from backend.errors import ShipyardError
 from backend.events import EventBus
-from backend.models import PlanCreate, PlanStatus, PlanUpdate, TaskCreate, TaskStatus, dump
+from backend.models import PlanCreate, PlanStatus, PlanUpdate, TaskCreate, TaskStatus, TrustGrant, dump
 from backend.runlog import read_log
 from backend.security import GuardMiddleware
 from backend.store import Store, validate_id
@@ -76,7 +76,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     # ---------------------------------------------------------------- health
     @app.get("/agent/health", tags=["health"])
     def health() -> dict[str, Any]:
-        checks = run_checks(settings, quick=True)
+        checks = run_checks(settings, quick=True, trust=disp.trust)
         return {
             "ok": True,
             "project": settings.name,
@@ -86,7 +86,20 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
             "problems": [{"path": p, "reason": r} for p, r in sorted(store.problems.items())],
             "checks": [c.to_dict() for c in checks],
             "dispatcher": disp.status(),
+            "trust": disp.trust.to_dict(),
         }
+
+    # ---------------------------------------------------------------- trust
+    @app.get("/agent/trust", tags=["trust"])
+    def get_trust() -> dict[str, Any]:
+        """The commands from a committed shipyard.yaml and whether they are trusted."""
+        return disp.trust.to_dict()
+
+    @app.post("/agent/trust", tags=["trust"])
+    def grant_trust(body: TrustGrant) -> dict[str, Any]:
+        """Trust the commands shown by GET /agent/trust (send back their hash); then agents may run."""
+        disp.grant_trust(body.hash)
+        return disp.trust.to_dict()
 
     # ---------------------------------------------------------------- plans
     @app.get("/agent/plans", tags=["plans"])

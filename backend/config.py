@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from backend.auth import MIN_TOKEN_LENGTH
+from backend.trust import command_settings, is_tracked
 
 CONFIG_FILE = "shipyard.yaml"
 ENV_PREFIX = "SHIPYARD_"
@@ -110,6 +111,14 @@ class Settings(BaseModel):
         description="Shell command run on the integrated result; a failure rejects the task.",
     )
     test_timeout_s: float = Field(default=600, gt=0, description="Limit for test_command.")
+
+    #: Commands that came from a shipyard.yaml tracked by git (see backend/trust.py).
+    _committed_commands: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def committed_commands(self) -> dict[str, Any]:
+        """Settings that run something and were set by a committed shipyard.yaml: they need trust."""
+        return dict(self._committed_commands)
 
     @field_validator("agent_extra_args", "orchestrator_extra_args", "copy_files", mode="before")
     @classmethod
@@ -280,6 +289,12 @@ def load_settings(
             "(SHIPYARD_ACCESS_TOKEN) first. Anyone who can reach this server can make it run "
             "commands on this machine."
         )
+    if file_values and is_tracked(directory, CONFIG_FILE):
+        settings._committed_commands = {
+            name: getattr(settings, name) for name in command_settings(Settings.model_fields)
+            if name in file_values and name not in env_values and name not in overrides
+            and getattr(settings, name) not in (None, "", [])
+        }
     return settings
 
 

@@ -156,3 +156,9 @@ class TaskCreate(_Body):
 def dump(model: BaseModel) -> dict[str, Any]:
     """JSON-ready dict of a model."""
     return model.model_dump(mode="json")
+
+
+class TrustGrant(_Body):
+    """The hash GET /agent/trust showed with the commands: trust exactly those."""
+
+    hash: str = Field(min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")

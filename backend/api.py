@@ -28,7 +28,7 @@ from backend.errors import ShipyardError
 from backend.events import EventBus
 from backend.models import PlanCreate, PlanStatus, PlanUpdate, TaskCreate, TaskStatus, TrustGrant, dump
 from backend.runlog import read_log
-from backend.security import GuardMiddleware
+from backend.security import GuardMiddleware, SecurityHeadersMiddleware
 from backend.store import Store, validate_id
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     )
     app.state.dispatcher = disp
     app.add_middleware(GuardMiddleware, settings=settings)
+    app.add_middleware(SecurityHeadersMiddleware)  # added last = outermost: refusals get the headers too
     _install_error_handlers(app)
 
     # ---------------------------------------------------------------- health

@@ -22,6 +22,7 @@ from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 from backend import __version__
 from backend.agent import Dispatcher
 from backend.auth import generate_token
+from backend.body_limit import BodyLimitMiddleware
 from backend.config import Settings
 from backend.doctor import run_checks
 from backend.errors import ShipyardError
@@ -70,6 +71,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         redirect_slashes=False,  # never answer an odd path with a redirect to another one
     )
     app.state.dispatcher = disp
+    # added first = innermost: a body is only read once the guard has let the request in
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_body_bytes)
     app.add_middleware(GuardMiddleware, settings=settings)
     app.add_middleware(SecurityHeadersMiddleware)  # added last = outermost: refusals get the headers too
     _install_error_handlers(app)
@@ -158,7 +161,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
                  limit: int = Query(1000, ge=1, le=10000),
                  tail: int | None = Query(None, ge=1, le=10000)) -> dict[str, Any]:
         store.get_plan(plan_id)
-        return read_log(store.plan_log_path(plan_id), after=after, limit=limit, tail=tail)
+        return read_log(store.plan_log_path(plan_id), after=after, limit=limit, tail=tail, root=store.root)
 
     # ---------------------------------------------------------------- tasks
     @app.get("/agent/tasks", tags=["tasks"])
@@ -184,7 +187,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
                  limit: int = Query(1000, ge=1, le=10000),
                  tail: int | None = Query(None, ge=1, le=10000)) -> dict[str, Any]:
         store.get_task(task_id)
-        return read_log(store.task_log_path(task_id), after=after, limit=limit, tail=tail)
+        return read_log(store.task_log_path(task_id), after=after, limit=limit, tail=tail, root=store.root)
 
     @app.get("/agent/tasks/{task_id}/diff", tags=["tasks"])
     def task_diff(task_id: str) -> dict[str, Any]:

@@ -59,6 +59,11 @@ class Settings(BaseModel):
         description="Token every request must carry (at least 16 characters). Unset: a new random "
         "one is generated at each start, printed in the dashboard URL and stored for the CLI.",
     )
+    max_request_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024,
+        description="Largest request body the API reads (bytes); larger ones are refused with 413 "
+        "while being read.",
+    )
     server_url: str | None = Field(
         default=None,
         description="URL the CLI talks to (default: http://<host>:<port>).",

@@ -7,11 +7,45 @@ should be an error, not silently ignored data.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: C0 controls (NUL, ESC, newline, tab...), DEL and C1 controls: none belongs in a one-line title.
+TITLE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def normal_title(value: str) -> str:
+    """A title as it is stored: one line, single spaces, no control characters.
+
+    The task file keeps the title as its first heading, so this is what reading it back
+    gives; the create answer and the file must agree (issue 14, item 13).
+    """
+    return " ".join(TITLE_CONTROL.sub(" ", value).split())
+
+
+def normal_content(value: str) -> str:
+    """Content as the task file gives it back: no leading blank lines, no trailing whitespace."""
+    return value.rstrip().lstrip("\n")
+
+
+def refuse_controls(value: str) -> str:
+    """Refuse a title with control characters (a NUL breaks git after the agent has worked; ESC
+    sequences would drive terminals that print it)."""
+    bad = TITLE_CONTROL.search(value)
+    if bad:
+        raise ValueError(f"must not contain control characters (found U+{ord(bad.group()):04X} at "
+                         f"position {bad.start()})")
+    return value
+
+
+def refuse_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(f"must not contain NUL characters (found at position {value.index(chr(0))})")
+    return value
 
 
 def utcnow() -> str:
@@ -73,6 +107,7 @@ class Plan(BaseModel):
     status: PlanStatus = PlanStatus.draft
     created: str = Field(default_factory=utcnow)
     modified: str = Field(default_factory=utcnow)
+
     tasks: list[str] = Field(default_factory=list)
     error: str | None = None
     orchestration: RunStats | None = None
@@ -94,6 +129,7 @@ class Task(BaseModel):
     status: TaskStatus = TaskStatus.pending
     created: str = Field(default_factory=utcnow)
     modified: str = Field(default_factory=utcnow)
+
     branch: str | None = None
     base_commit: str | None = None
     head_commit: str | None = None  # the task branch's tip when it was integrated (for its diff)
@@ -103,6 +139,16 @@ class Task(BaseModel):
     run: RunStats | None = None
     result: str | None = None
     error: str | None = None
+
+    @field_validator("title")
+    @classmethod
+    def _stored_title(cls, value: str) -> str:
+        return normal_title(value)
+
+    @field_validator("content")
+    @classmethod
+    def _stored_content(cls, value: str) -> str:
+        return normal_content(value)
 
 
 # Request bodies --------------------------------------------------------------
@@ -122,9 +168,15 @@ class PlanCreate(_Body):
     @field_validator("title")
     @classmethod
     def _title_not_blank(cls, value: str) -> str:
+        refuse_controls(value)
         if not value.strip():
             raise ValueError("title must not be blank")
-        return value.strip()
+        return normal_title(value)
+
+    @field_validator("summary", "content")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        return refuse_nul(value)
 
 
 class PlanUpdate(_Body):
@@ -135,9 +187,17 @@ class PlanUpdate(_Body):
     @field_validator("title")
     @classmethod
     def _title_not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
+        if value is None:
+            return None
+        refuse_controls(value)
+        if not value.strip():
             raise ValueError("title must not be blank")
-        return value.strip() if value else value
+        return normal_title(value)
+
+    @field_validator("summary", "content")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        return None if value is None else refuse_nul(value)
 
 
 class TaskCreate(_Body):
@@ -145,12 +205,21 @@ class TaskCreate(_Body):
     content: str = Field(min_length=1, max_length=500_000)
     task_type: TaskType = TaskType.feature
 
-    @field_validator("title", "content")
+    @field_validator("title")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
+    def _title(cls, value: str) -> str:
+        refuse_controls(value)
         if not value.strip():
             raise ValueError("must not be blank")
-        return value
+        return normal_title(value)
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: str) -> str:
+        refuse_nul(value)
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return normal_content(value)
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

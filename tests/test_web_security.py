@@ -12,6 +12,7 @@ import contextlib
 import http.server
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, expect
@@ -121,3 +122,31 @@ def test_dashboard_runs_under_the_policy(browser: Browser, server: ServerProcess
         d.shot("security-dashboard-under-csp")
         assert violations == []
         d.check()
+
+
+def test_dashboard_shows_untrusted_commands_and_trusts_them(browser: Browser, tmp_path: Path) -> None:
+    marker = tmp_path / "setup-ran"
+    project = make_repo(tmp_path / "clone", {"README.md": "# cloned\n",
+                                             "shipyard.yaml": f"setup_command: touch {marker}\n"
+                                                              "test_command: make check\n"})
+    config_home = tmp_path / "xdg"
+    config_home.mkdir()
+    server = ServerProcess(project, {"XDG_CONFIG_HOME": str(config_home)}).start()
+    try:
+        with dashboard(browser, server.url) as d:
+            page = d.open()
+            trust = page.locator('[data-banner="trust"]')
+            expect(trust).to_contain_text("runs no agent and no command here until you trust them")
+            expect(trust.locator(".trust-command")).to_have_text([f"touch {marker}", "make check"])
+            expect(page.locator('[data-banner="claude"]')).not_to_contain_text("trusted")
+            expect(page.locator("#dispatcher")).to_contain_text("Dispatcher paused")
+            d.shot("security-trust-banner")
+            page.click('[data-action="trust"]')
+            expect(trust).to_have_count(0)
+            expect(page.locator("#dispatcher")).to_contain_text("Workers")
+            d.check()
+        with server.client() as http:
+            assert http.get("/agent/trust").json()["trusted"] is True
+        assert (config_home / "shipyard" / "trust.json").exists()
+    finally:
+        server.stop()

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import __version__
 from backend.agent import Dispatcher
@@ -28,6 +29,7 @@ from backend.doctor import run_checks
 from backend.errors import ShipyardError
 from backend.events import EventBus
 from backend.models import PlanCreate, PlanStatus, PlanUpdate, TaskCreate, TaskStatus, TrustGrant, dump
+from backend.openapi import install as install_openapi
 from backend.runlog import read_log
 from backend.security import GuardMiddleware, SecurityHeadersMiddleware
 from backend.store import Store, validate_id
@@ -76,6 +78,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     app.add_middleware(GuardMiddleware, settings=settings)
     app.add_middleware(SecurityHeadersMiddleware)  # added last = outermost: refusals get the headers too
     _install_error_handlers(app)
+    install_openapi(app)
 
     # ---------------------------------------------------------------- health
     @app.get("/agent/health", tags=["health"])
@@ -217,7 +220,9 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         return disp.status()
 
     # ---------------------------------------------------------------- events
-    @app.get("/agent/events", tags=["events"])
+    @app.get("/agent/events", tags=["events"], response_class=EventSourceResponse,
+             responses={200: {"description": "A stream of events (text/event-stream), until the "
+                              "client leaves.", "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
     async def events(request: Request, after: int | None = Query(None, ge=0),
                      types: str | None = Query(None, description="comma-separated prefixes, "
                                                "e.g. plan,task")) -> EventSourceResponse:
@@ -246,6 +251,23 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _domain(_request: Request, exc: ShipyardError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Framework refusals, as sentences; a 405 lists every method the path has."""
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = _methods_for(app, request.url.path)
+            headers["Allow"] = ", ".join(allowed)
+            return JSONResponse({"detail": f"{request.method} is not allowed on {request.url.path}; "
+                                 f"it answers {', '.join(allowed)}."}, status_code=405, headers=headers)
+        if exc.status_code == 404:
+            return JSONResponse({"detail": f"no such endpoint: {request.url.path} (see /docs)."},
+                                status_code=404, headers=headers)
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            return JSONResponse({"detail": "invalid request: the body is not valid JSON text (UTF-8)."},
+                                status_code=422)
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=headers)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         parts = []
@@ -263,6 +285,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the server log "
                              "has the details."}, status_code=500)
+
+
+def _methods_for(app: FastAPI, path: str) -> list[str]:
+    """Every method some route answers on ``path`` (Starlette's own 405 names one route's only)."""
+    methods: set[str] = set()
+    for route in app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path) and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
 
 
 __all__ = ["create_app", "validate_id"]

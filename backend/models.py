@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -154,6 +154,12 @@ class Task(BaseModel):
 # Request bodies --------------------------------------------------------------
 
 TITLE_MAX = 200
+#: The rules the validators below enforce, stated in the OpenAPI document too (as documentation
+#: only: the validators give the sentences), so a client generating valid bodies from the schema
+#: is never refused: one line without control characters and not blank; no NUL in texts.
+_TITLE_SCHEMA = {"pattern": r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"}
+_TEXT_SCHEMA = {"pattern": r"^[^\x00]*$"}
+_FILLED_TEXT_SCHEMA = {"pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"}
 
 
 class _Body(BaseModel):
@@ -161,9 +167,9 @@ class _Body(BaseModel):
 
 
 class PlanCreate(_Body):
-    title: str = Field(min_length=1, max_length=TITLE_MAX)
-    summary: str = Field(default="", max_length=5_000)
-    content: str = Field(default="", max_length=500_000)
+    title: str = Field(min_length=1, max_length=TITLE_MAX, json_schema_extra=_TITLE_SCHEMA)
+    summary: str = Field(default="", max_length=5_000, json_schema_extra=_TEXT_SCHEMA)
+    content: str = Field(default="", max_length=500_000, json_schema_extra=_TEXT_SCHEMA)
 
     @field_validator("title")
     @classmethod
@@ -180,9 +186,10 @@ class PlanCreate(_Body):
 
 
 class PlanUpdate(_Body):
-    title: str | None = Field(default=None, min_length=1, max_length=TITLE_MAX)
-    summary: str | None = Field(default=None, max_length=5_000)
-    content: str | None = Field(default=None, max_length=500_000)
+    # the constraints sit on the string branch, so the schema reads "null, or a string that …"
+    title: Annotated[str, Field(min_length=1, max_length=TITLE_MAX, json_schema_extra=_TITLE_SCHEMA)] | None = None
+    summary: Annotated[str, Field(max_length=5_000, json_schema_extra=_TEXT_SCHEMA)] | None = None
+    content: Annotated[str, Field(max_length=500_000, json_schema_extra=_TEXT_SCHEMA)] | None = None
 
     @field_validator("title")
     @classmethod
@@ -201,8 +208,8 @@ class PlanUpdate(_Body):
 
 
 class TaskCreate(_Body):
-    title: str = Field(min_length=1, max_length=TITLE_MAX)
-    content: str = Field(min_length=1, max_length=500_000)
+    title: str = Field(min_length=1, max_length=TITLE_MAX, json_schema_extra=_TITLE_SCHEMA)
+    content: str = Field(min_length=1, max_length=500_000, json_schema_extra=_FILLED_TEXT_SCHEMA)
     task_type: TaskType = TaskType.feature
 
     @field_validator("title")

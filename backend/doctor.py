@@ -77,6 +77,15 @@ def run_checks(settings: Settings, quick: bool = False, environ: dict[str, str] 
     """
     env = dict(os.environ if environ is None else environ)
     checks = [Check("git repository", "ok", str(settings.project_dir))]
+    if not quick:
+        from backend.project import tracked_state_files  # git ls-files: too slow for every health call
+
+        tracked = tracked_state_files(settings)
+        if tracked:
+            checks.append(Check("state", "error", f"the state directory holds files tracked by git "
+                                f"({', '.join(tracked[:3])}); 'shipyard serve' refuses it.",
+                                "stop tracking them (git rm -r --cached <state dir>) if they are yours, "
+                                "or delete them if they came with a clone."))
     trust = trust or TrustGate(settings.project_dir, settings.committed_commands)
     if not trust.trusted:
         checks.append(Check("trust", "error", trust.explain() + ".", trust.FIX))

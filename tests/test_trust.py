@@ -83,6 +83,8 @@ def test_committed_state_directory_is_refused(tmp_path: Path) -> None:
     said = str(caught.value)
     assert "holds files tracked by git (.shipyard/tasks/pending/x.md)" in said
     assert "git rm -r --cached .shipyard" in said and "git rm -r .shipyard" in said
+    doctor = shipyard("doctor", cwd=repo, env={})
+    assert "✗ state: the state directory holds files tracked by git (.shipyard/tasks/pending/x.md)" in doctor.stdout
     assert not marker.exists()
 
 

@@ -37,7 +37,9 @@ See ``docs/git.md`` for the full picture.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -57,6 +59,9 @@ __all__ = [
 ]
 
 ZERO_SHA = "0" * 40
+#: Name prefix of a removed worktree's directory while its files are being deleted.
+TRASH_PREFIX = ".trash-"
+_TRASH_IDS = itertools.count(1)
 DEFAULT_TIMEOUT = 120.0
 #: Checking out or deleting a large tree takes far longer than a ref update.
 SLOW_TIMEOUT = 900.0
@@ -751,6 +756,12 @@ class GitRepo:
         ``start_point`` (a rerun of a task starts clean; the old tip stays in the
         reflog). A branch checked out in any worktree is never reset: that is
         refused with a sentence naming where it is checked out.
+
+        Only the registration (``--no-checkout``: the worktree entry, HEAD and the
+        branch) happens under the repository lock; writing the files, which takes
+        seconds in a large repository, happens after it is released, in a
+        directory no one else uses yet. So creations overlap each other and never
+        hold up another task's integration.
         """
         _check_ref_arg(branch)
         with self.lock:
@@ -764,11 +775,19 @@ class GitRepo:
                 )
             path = self._prepare_worktree_path(path, worktrees)
             self._git(
-                "worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), sha,
+                "worktree", "add", "--quiet", "--no-checkout", "--no-track", "-B", branch,
+                str(path), sha,
                 what=f"create the worktree {path} on branch {branch}",
-                timeout=max(self.timeout, SLOW_TIMEOUT),
                 config=self.identity_config(),
             )
+        self._populate(path)
+
+    def _populate(self, path: Path) -> None:
+        """Write the files of a worktree registered with ``--no-checkout`` (outside the lock)."""
+        self._git(
+            "reset", "--hard", "--quiet", what=f"check out the files of {path}", cwd=path,
+            timeout=max(self.timeout, SLOW_TIMEOUT),
+        )
 
     def add_detached_worktree(self, path: Path, commit: str) -> None:
         """Check out ``commit`` at ``path`` with a detached HEAD (for read-only runs)."""
@@ -776,10 +795,85 @@ class GitRepo:
             sha = self._require(commit, "commit")
             path = self._prepare_worktree_path(path, self.list_worktrees())
             self._git(
-                "worktree", "add", "--quiet", "--detach", str(path), sha,
+                "worktree", "add", "--quiet", "--no-checkout", "--detach", str(path), sha,
                 what=f"create the detached worktree {path}",
-                timeout=max(self.timeout, SLOW_TIMEOUT),
             )
+        self._populate(path)
+
+    def move_worktree(self, src: Path, dst: Path) -> Path:
+        """Move the linked worktree at ``src`` to ``dst`` (a rename: no file is rewritten).
+
+        Used by the warm pool to give a prepared worktree the task's own path,
+        which stays the same for every attempt (Claude Code finds a session to
+        resume by its working directory). ``dst`` must not exist.
+        """
+        src = Path(src).absolute()
+        dst = Path(dst).absolute()
+        with self.lock:
+            if self._same_path(src, self.root):
+                raise GitError(f"Refusing to move {src}: it is the project's own checkout.")
+            if os.path.lexists(dst):
+                raise GitError(f"Cannot move the worktree {src} to {dst}: {dst} already exists.")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            self._git("worktree", "move", str(src), str(dst),
+                      what=f"move the worktree {src} to {dst}")
+        return dst
+
+    #: Per-worktree state a reused worktree must not carry into the next task: an
+    #: operation in progress that checkout does not end by itself.
+    _UNFINISHED = ("rebase-merge", "rebase-apply", "BISECT_LOG", "sequencer")
+
+    def reset_worktree(self, path: Path, commit: str, branch: str | None = None) -> None:
+        """Make the worktree at ``path`` exactly ``commit``, as if freshly checked out.
+
+        For a worktree that one caller owns (a pooled worktree handed to one
+        task): removes every untracked and ignored file (``git clean -ffdx``,
+        nested repositories included), then ``git checkout --force`` onto
+        ``commit`` on ``branch`` (created or reset, ``-B``) or detached. git
+        rewrites only the files that differ between the two commits or were
+        changed, so moving between nearby commits costs a ``stat`` per file
+        instead of writing every file. Raises GitError when the worktree
+        cannot be made clean; the caller then discards it.
+
+        Runs without the repository lock: nothing here touches what another task
+        uses (the branch is this task's own; the checkout refuses a branch that is
+        checked out anywhere else).
+        """
+        path = self._task_worktree(path)
+        sha = self._require(commit, "commit")
+        gitdir = Path(self._out("rev-parse", "--absolute-git-dir", what=f"inspect {path}", cwd=path))
+        for marker in self._UNFINISHED:
+            if (gitdir / marker).exists():
+                raise GitError(f"{path} has {marker} left by an unfinished git operation.")
+        # Whoever held the index was killed (the agent is gone before a worktree is reused).
+        with contextlib.suppress(FileNotFoundError):
+            (gitdir / "index.lock").unlink()
+        self._git("clean", "-ffdxq", what=f"remove untracked and ignored files in {path}",
+                  cwd=path, timeout=max(self.timeout, SLOW_TIMEOUT))
+        target = ["-B", branch] if branch is not None else ["--detach"]
+        if branch is not None:
+            _check_ref_arg(branch)
+        self._git(
+            "checkout", "--quiet", "--force", "--no-recurse-submodules", *target, sha,
+            what=f"check out {_short(sha)} in {path}", cwd=path,
+            timeout=max(self.timeout, SLOW_TIMEOUT), config=self.identity_config(),
+        )
+        hidden = self._git("ls-files", "-v", "-z", what=f"list the index of {path}", cwd=path)
+        for entry in hidden.stdout.split(b"\0"):
+            # lower-case tags are assume-unchanged entries, S is skip-worktree: git would not
+            # look at those files, so a previous task's edits could survive the checkout.
+            if entry[:1].islower() or entry[:2] == b"S ":
+                raise GitError(f"{path} has index entries git is told not to check "
+                               f"({_decode_path(entry[2:])}).")
+
+    def detach_worktree(self, path: Path) -> None:
+        """Detach HEAD in a linked worktree at its current commit (no file is touched).
+
+        A branch checked out nowhere can then be deleted or reused.
+        """
+        path = self._task_worktree(path)
+        self._git("update-ref", "--no-deref", "-m", "shipyard: detach", "HEAD", "HEAD",
+                  what=f"detach HEAD in {path}", cwd=path)
 
     def remove_worktree(self, path: Path) -> None:
         """Remove the worktree at ``path`` even if it has changes, then prune.
@@ -787,6 +881,10 @@ class GitRepo:
         A directory that is already gone is fine. A directory that exists but is
         not a worktree of this repository is left alone (GitError): Shipyard does
         not delete folders it cannot prove it made.
+
+        Under the lock the directory is only renamed aside (to ``.trash-…`` next
+        to it) and its registration pruned; deleting its files, which takes
+        seconds for a large tree, happens after the lock is released.
         """
         path = Path(path).absolute()
         with self.lock:
@@ -802,13 +900,21 @@ class GitRepo:
             main = worktrees[0]["path"]
             if self._same_path(known["path"], self.root) or self._same_path(known["path"], main):
                 raise GitError(f"Refusing to remove {path}: it is the project's own checkout.")
+            trash = None
             if path.exists():
-                self._git(
-                    "worktree", "remove", "--force", "--force", str(known["path"]),
-                    what=f"remove the worktree {path}",
-                    timeout=max(self.timeout, SLOW_TIMEOUT),
-                )
+                trash = path.parent / f"{TRASH_PREFIX}{path.name}-{os.getpid()}-{next(_TRASH_IDS)}"
+                try:
+                    os.rename(path, trash)
+                except OSError:
+                    trash = None
+                    self._git(
+                        "worktree", "remove", "--force", "--force", str(known["path"]),
+                        what=f"remove the worktree {path}",
+                        timeout=max(self.timeout, SLOW_TIMEOUT),
+                    )
             self.prune_worktrees()
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
 
     def prune_worktrees(self) -> None:
         """Forget worktrees whose directories no longer exist."""

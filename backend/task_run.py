@@ -163,12 +163,14 @@ class TaskRun:
             self._fail(TaskFailure(f"internal error: {type(exc).__name__}: {exc}"))
 
     def _prepare(self, base_commit: str) -> None:
-        if self.worktree.exists():  # a leftover of an earlier attempt (add_worktree resets the branch)
-            self._remove_worktree()
+        if self.worktree.exists():  # a leftover of an earlier attempt: back to the pool first
+            self._remove_worktree(keep_branch=True)
         try:
-            self.git.add_worktree(self.worktree, self.branch, base_commit)
+            reused = self.disp.worktrees.checkout(self.worktree, base_commit, self.branch)
         except GitError as exc:
             raise TaskFailure(f"could not create the worktree: {exc}", keep_branch=False) from exc
+        log.debug("task %s: %s worktree at %s", self.task.id, "warm" if reused else "new",
+                  base_commit[:10])
         self.store.update_task(self.task.id, branch=self.branch, base_commit=base_commit)
         self._copy_files()
         if self.settings.setup_command:
@@ -307,10 +309,12 @@ class TaskRun:
 
     # -------------------------------------------------------------- endings
     def _remove_worktree(self, keep_branch: bool = False) -> None:
+        """Hand the worktree back to the warm pool; delete the task branch unless kept."""
+        self.disp.worktrees.release(self.worktree)
+        if keep_branch:
+            return
         try:
-            self.git.remove_worktree(self.worktree)
-            if not keep_branch:
-                self.git.delete_branch(self.branch)
+            self.git.delete_branch(self.branch)
         except GitError as exc:
             log.warning("cleaning up task %s: %s", self.task.id, exc)
 

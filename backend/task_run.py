@@ -165,12 +165,13 @@ class TaskRun:
     def _prepare(self, base_commit: str) -> None:
         if self.worktree.exists():  # a leftover of an earlier attempt: back to the pool first
             self._remove_worktree(keep_branch=True)
+        started = time.monotonic()
         try:
             reused = self.disp.worktrees.checkout(self.worktree, base_commit, self.branch)
         except GitError as exc:
             raise TaskFailure(f"could not create the worktree: {exc}", keep_branch=False) from exc
-        log.debug("task %s: %s worktree at %s", self.task.id, "warm" if reused else "new",
-                  base_commit[:10])
+        self.note(f"worktree ready at {base_commit[:10]} ({'warm, reused' if reused else 'new'}, "
+                  f"{time.monotonic() - started:.2f} s)", kind="worktree", warm=reused)
         self.store.update_task(self.task.id, branch=self.branch, base_commit=base_commit)
         self._copy_files()
         if self.settings.setup_command:

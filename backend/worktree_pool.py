@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import shutil
 import threading
 from pathlib import Path
 
@@ -166,27 +167,23 @@ class WorktreePool:
         and are deleted. Each item is handled on its own, so one odd leftover
         cannot stop the rest.
         """
-        import shutil
-
         ours = self.worktrees_dir.resolve()
         pool = self.pool_dir.resolve()
         with contextlib.suppress(GitError):
             self.git.prune_worktrees()
-        try:
-            registered = [Path(e["path"]).resolve() for e in self.git.list_worktrees()]
-        except GitError as exc:
-            log.warning("recovery: cannot list worktrees: %s", exc)
-            registered = []
+        for path in self._registered():
+            if path.parent == ours and path.name not in live:
+                self.release(path)
+        registered = self._registered()
         for path in registered:
             if path.parent == pool:
                 with self._lock:
-                    if len(self._idle) < self.size:
+                    if path not in self._idle and len(self._idle) < self.size:
                         self._idle.append(path)
                         continue
+                    if path in self._idle:
+                        continue
                 self._discard(path)
-        for path in registered:
-            if path.parent == ours and path.name not in live:
-                self.release(path)
         for folder, keep in ((self.pool_dir, set()), (self.worktrees_dir, live | {POOL_DIR})):
             if not folder.exists():
                 continue
@@ -195,6 +192,13 @@ class WorktreePool:
                     shutil.rmtree(child, ignore_errors=True)
         with contextlib.suppress(GitError):
             self.git.prune_worktrees()
+
+    def _registered(self) -> list[Path]:
+        try:
+            return [Path(e["path"]).resolve() for e in self.git.list_worktrees()]
+        except GitError as exc:
+            log.warning("recovery: cannot list worktrees: %s", exc)
+            return []
 
     def warm(self, commit: str) -> None:
         """Fill the pool up to ``size`` with worktrees at ``commit``, on a background thread."""

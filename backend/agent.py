@@ -69,7 +69,8 @@ class Dispatcher:
         self.runner = runner or ClaudeCodeRunner(claude_bin=settings.claude_bin)
         self.git = GitRepo(settings.project_dir)
         self.worktrees_dir = settings.state_path / "worktrees"
-        self.worktrees = WorktreePool(self.git, self.worktrees_dir, settings.max_parallel_workers)
+        # one worktree per worker, plus one for test_command runs on integrated results
+        self.worktrees = WorktreePool(self.git, self.worktrees_dir, settings.max_parallel_workers + 1)
         self.integration_lock = threading.Lock()
         self._ensured: set[str] = set()
         # plans

@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -62,6 +63,7 @@ ZERO_SHA = "0" * 40
 #: Name prefix of a removed worktree's directory while its files are being deleted.
 TRASH_PREFIX = ".trash-"
 _TRASH_IDS = itertools.count(1)
+_FULL_SHA = re.compile(r"[0-9a-f]{40}")
 DEFAULT_TIMEOUT = 120.0
 #: Checking out or deleting a large tree takes far longer than a ref update.
 SLOW_TIMEOUT = 900.0
@@ -397,6 +399,16 @@ class GitRepo:
             raise GitError(f"The {role} {ref!r} does not exist in {self.root}.")
         return sha
 
+    def _commit_id(self, ref: str, role: str) -> str:
+        """Like :meth:`_require`, without a git call when ``ref`` is already a full commit id.
+
+        The hot path (integration) passes ids it has just read; a wrong one still
+        fails loudly in the git command that uses it.
+        """
+        if _FULL_SHA.fullmatch(ref):
+            return ref
+        return self._require(ref, role)
+
     def _same_path(self, a: Path | str, b: Path | str) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
@@ -406,6 +418,10 @@ class GitRepo:
         Without this, a path inside the project directory would make ``git add -A``
         stage files in the user's own index.
         """
+        return self._task_worktree_gitdir(worktree)[0]
+
+    def _task_worktree_gitdir(self, worktree: Path) -> tuple[Path, Path]:
+        """:meth:`_task_worktree`, also returning the worktree's own git directory."""
         worktree = Path(worktree)
         if self._same_path(worktree, self.root):
             raise GitError(
@@ -416,12 +432,13 @@ class GitRepo:
             raise GitError(f"The worktree {worktree} does not exist.")
         proc = self._git(
             "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir",
+            "--absolute-git-dir",
             what=f"inspect the worktree {worktree}", cwd=worktree, check=False,
         )
         lines = _decode_path(proc.stdout).splitlines()
         if (
             proc.returncode != 0
-            or len(lines) < 2
+            or len(lines) < 3
             or not self._same_path(lines[0], worktree)
             or not self._same_path(lines[1], self.common_dir)
         ):
@@ -429,7 +446,7 @@ class GitRepo:
                 f"{worktree} is not a worktree of the repository at {self.root}, so "
                 "Shipyard will not run git there."
             )
-        return worktree
+        return worktree, Path(lines[2])
 
     # ------------------------------------------------------------------ reads
 
@@ -675,8 +692,6 @@ class GitRepo:
         _check_ref_arg(name)
         name = self._branch_name(name)
         with self.lock:
-            if not self.branch_exists(name):
-                return
             proc = self._git(
                 "branch", "-D" if force else "-d", name,
                 what=f"delete branch {name}", check=False,
@@ -697,7 +712,7 @@ class GitRepo:
         moving it would leave that checkout showing the new commits reverted.
         """
         full = self._qualify(ref)
-        new_sha = self._require(new, "new commit")
+        new_sha = self._commit_id(new, "new commit")
         with self.lock:
             if full.startswith("refs/heads/"):
                 where = self.checked_out_at(full)
@@ -839,9 +854,8 @@ class GitRepo:
         uses (the branch is this task's own; the checkout refuses a branch that is
         checked out anywhere else).
         """
-        path = self._task_worktree(path)
-        sha = self._require(commit, "commit")
-        gitdir = Path(self._out("rev-parse", "--absolute-git-dir", what=f"inspect {path}", cwd=path))
+        path, gitdir = self._task_worktree_gitdir(path)
+        sha = self._commit_id(commit, "commit")
         for marker in self._UNFINISHED:
             if (gitdir / marker).exists():
                 raise GitError(f"{path} has {marker} left by an unfinished git operation.")
@@ -927,24 +941,25 @@ class GitRepo:
         """Stage everything in a task worktree and commit it; None when nothing changed.
 
         Ignored files stay out (``git add -A`` honours .gitignore). Hooks do not run.
+        Takes no repository lock: it writes only that worktree's own index and
+        branch (the agent commits there without one too) and new objects.
         """
         worktree = self._task_worktree(worktree)
-        with self.lock:
-            self._git("add", "-A", what=f"stage the changes in {worktree}", cwd=worktree,
-                      timeout=max(self.timeout, SLOW_TIMEOUT))
-            staged = self._git(
-                "diff", "--cached", "--quiet", "--no-ext-diff",
-                what=f"check for staged changes in {worktree}", cwd=worktree,
-                ok_codes=(0, 1),
-            )
-            if staged.returncode == 0:
-                return None
-            self._git(
-                "commit", "--quiet", "--no-verify", "--no-gpg-sign", "-F", "-",
-                what=f"commit the changes in {worktree}", cwd=worktree,
-                input=message.encode("utf-8"), config=self.identity_config(),
-            )
-            return self._out("rev-parse", "HEAD", what="read the new commit", cwd=worktree)
+        self._git("add", "-A", what=f"stage the changes in {worktree}", cwd=worktree,
+                  timeout=max(self.timeout, SLOW_TIMEOUT))
+        staged = self._git(
+            "diff", "--cached", "--quiet", "--no-ext-diff",
+            what=f"check for staged changes in {worktree}", cwd=worktree,
+            ok_codes=(0, 1),
+        )
+        if staged.returncode == 0:
+            return None
+        self._git(
+            "commit", "--quiet", "--no-verify", "--no-gpg-sign", "-F", "-",
+            what=f"commit the changes in {worktree}", cwd=worktree,
+            input=message.encode("utf-8"), config=self.identity_config(),
+        )
+        return self._out("rev-parse", "HEAD", what="read the new commit", cwd=worktree)
 
     # ------------------------------------------------------------------ merging
 
@@ -956,54 +971,59 @@ class GitRepo:
         * otherwise ``git merge-tree --write-tree`` then ``git commit-tree`` with
           both parents → ok with the new commit, or not ok with the conflicting paths.
         """
-        ours_sha = self._require(ours, "revision")
-        theirs_sha = self._require(theirs, "revision")
+        ours_sha = self._commit_id(ours, "revision")
+        theirs_sha = self._commit_id(theirs, "revision")
         return self._merge(ours_sha, theirs_sha, message, ours, theirs)
 
     def _merge(
         self, ours_sha: str, theirs_sha: str, message: str, ours: str, theirs: str
     ) -> MergeOutcome:
-        """:meth:`merge_commit` on resolved shas; ``ours``/``theirs`` are names for messages."""
-        with self.lock:
-            base = self._merge_base(ours_sha, theirs_sha)
-            if base is None:
-                return MergeOutcome(
-                    ok=False, commit=None, conflicts=[],
-                    message=f"{theirs} and {ours} have no common history, so Shipyard will "
-                    "not merge them.",
-                )
-            if base == theirs_sha:
-                return MergeOutcome(
-                    ok=True, commit=ours_sha, conflicts=[], up_to_date=True,
-                    message=f"{ours} is already up to date with {theirs}.",
-                )
-            if base == ours_sha:
-                return MergeOutcome(
-                    ok=True, commit=theirs_sha, conflicts=[], fast_forward=True,
-                    message=f"{ours} can fast-forward to {theirs} ({_short(theirs_sha)}).",
-                )
-            proc = self._git(
-                "merge-tree", "--write-tree", "-z", "--name-only", ours_sha, theirs_sha,
-                what=f"merge {theirs} into {ours}", ok_codes=(0, 1),
-                timeout=max(self.timeout, SLOW_TIMEOUT),
-            )
-            tree, conflicts, details = _parse_merge_tree(proc.stdout)
-            if proc.returncode == 1 or conflicts:
-                return MergeOutcome(
-                    ok=False, commit=None, conflicts=conflicts, conflict_details=details,
-                    message=f"Merging {theirs} into {ours} would conflict in: "
-                    f"{_listing(conflicts)}.",
-                )
-            proc = self._git(
-                "commit-tree", tree, "-p", ours_sha, "-p", theirs_sha, "-F", "-",
-                what=f"record the merge of {theirs} into {ours}",
-                input=message.encode("utf-8"), config=self.identity_config(),
-            )
-            commit = _decode(proc.stdout).strip()
+        """:meth:`merge_commit` on resolved shas; ``ours``/``theirs`` are names for messages.
+
+        Takes no lock: it only adds objects to the object store (each written
+        atomically by git) and moves no ref, so merges may run while other tasks
+        check out, commit or clean up. Publishing the result is the caller's
+        compare-and-swap.
+        """
+        base = self._merge_base(ours_sha, theirs_sha)
+        if base is None:
             return MergeOutcome(
-                ok=True, commit=commit, conflicts=[],
-                message=f"Merged {theirs} into {ours} as {_short(commit)}.",
+                ok=False, commit=None, conflicts=[],
+                message=f"{theirs} and {ours} have no common history, so Shipyard will "
+                "not merge them.",
             )
+        if base == theirs_sha:
+            return MergeOutcome(
+                ok=True, commit=ours_sha, conflicts=[], up_to_date=True,
+                message=f"{ours} is already up to date with {theirs}.",
+            )
+        if base == ours_sha:
+            return MergeOutcome(
+                ok=True, commit=theirs_sha, conflicts=[], fast_forward=True,
+                message=f"{ours} can fast-forward to {theirs} ({_short(theirs_sha)}).",
+            )
+        proc = self._git(
+            "merge-tree", "--write-tree", "-z", "--name-only", ours_sha, theirs_sha,
+            what=f"merge {theirs} into {ours}", ok_codes=(0, 1),
+            timeout=max(self.timeout, SLOW_TIMEOUT),
+        )
+        tree, conflicts, details = _parse_merge_tree(proc.stdout)
+        if proc.returncode == 1 or conflicts:
+            return MergeOutcome(
+                ok=False, commit=None, conflicts=conflicts, conflict_details=details,
+                message=f"Merging {theirs} into {ours} would conflict in: "
+                f"{_listing(conflicts)}.",
+            )
+        proc = self._git(
+            "commit-tree", tree, "-p", ours_sha, "-p", theirs_sha, "-F", "-",
+            what=f"record the merge of {theirs} into {ours}",
+            input=message.encode("utf-8"), config=self.identity_config(),
+        )
+        commit = _decode(proc.stdout).strip()
+        return MergeOutcome(
+            ok=True, commit=commit, conflicts=[],
+            message=f"Merged {theirs} into {ours} as {_short(commit)}.",
+        )
 
     def integrate(
         self, branch: str, into: str, message: str, *, attempts: int = 5

@@ -56,7 +56,7 @@ def _ts(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def one_run(root: Path, tasks: int, workers: int, files: int) -> float:
+def one_run(root: Path, tasks: int, workers: int, files: int, profile: Path | None = None) -> float:
     """One plan of ``tasks`` tasks with ``workers`` workers; returns tasks/s."""
     spec = {"tasks": [{"title": f"t{i}", "content": f"task {i}", "task_type": "feature"}
                       for i in range(tasks)]}
@@ -70,6 +70,14 @@ def one_run(root: Path, tasks: int, workers: int, files: int) -> float:
     env = {"SHIPYARD_CLAUDE_BIN": str(agent), "BENCH_ANSWER": str(answer), "IS_SANDBOX": "1",
            "SHIPYARD_MAX_PARALLEL_WORKERS": str(workers), "SHIPYARD_MAX_TASKS": str(max(tasks, 20))}
     server = ServerProcess(project, env).start()
+    spy = None
+    if profile is not None:  # py-spy: pip install py-spy into the venv (a bench-only tool)
+        assert server.proc is not None
+        spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
+                                str(server.proc.pid), "--format", "raw", "--threads", "--idle",
+                                "--rate", "200", "--output", str(profile)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # let py-spy attach before the work starts
     try:
         with server.client() as http:
             plan = http.post("/agent/plans", json={"title": "bench", "content": "do it"}).json()
@@ -91,6 +99,9 @@ def one_run(root: Path, tasks: int, workers: int, files: int) -> float:
             details = [http.get(f"/agent/tasks/{tid}").json() for tid in data["tasks"]]
             branch = data["integration_branch"]
     finally:
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(60)
         server.stop()
     check_history(project, branch, [t["id"] for t in details])
     start = min(_ts(t["started"]) for t in details)
@@ -120,13 +131,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--files", type=int, default=0,
                         help="extra files in the repository (default: a two-file repository)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="record the server with py-spy (collapsed stacks, idle included) into "
+                        "this file; use with one --tasks/--workers value and --runs 1")
     args = parser.parse_args()
     for tasks in args.tasks:
         for workers in args.workers:
             rates = []
             for _ in range(args.runs):
                 with tempfile.TemporaryDirectory(prefix="shipyard-tp-") as tmp:
-                    rates.append(one_run(Path(tmp), tasks, workers, args.files))
+                    rates.append(one_run(Path(tmp), tasks, workers, args.files, args.profile))
             print(f"{tasks:4d} tasks / {workers:2d} workers: tasks/s min {min(rates):5.1f}  "
                   f"median {statistics.median(rates):5.1f}  max {max(rates):5.1f}  "
                   f"(history exact in all {len(rates)} runs)", flush=True)

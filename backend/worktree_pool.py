@@ -171,19 +171,19 @@ class WorktreePool:
         pool = self.pool_dir.resolve()
         with contextlib.suppress(GitError):
             self.git.prune_worktrees()
-        for path in self._registered():
-            if path.parent == ours and path.name not in live:
-                self.release(path)
         registered = self._registered()
         for path in registered:
             if path.parent == pool:
                 with self._lock:
-                    if path not in self._idle and len(self._idle) < self.size:
+                    if len(self._idle) < self.size:
                         self._idle.append(path)
                         continue
-                    if path in self._idle:
-                        continue
                 self._discard(path)
+        # Interrupted tasks' worktrees come last, so they are the first to be reused.
+        for path in registered:
+            if path.parent == ours and path.name not in live:
+                self.release(path)
+        registered = self._registered()
         for folder, keep in ((self.pool_dir, set()), (self.worktrees_dir, live | {POOL_DIR})):
             if not folder.exists():
                 continue

@@ -24,7 +24,7 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def env(claude_environ: dict[str, str], claude_bin: str) -> dict[str, str]:
-    # one worker, so the pool holds one worktree and every task must reuse it
+    # one worker, so the pool is small (two worktrees) and tasks reuse what the last one left
     return {**claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin, "SHIPYARD_MAX_PARALLEL_WORKERS": "1"}
 
 
@@ -76,16 +76,19 @@ def test_after_kill_9_the_crashed_tasks_worktree_is_cleaned_and_reused(
     assert task["attempts"] == 2
     second_attempt = attempts(events)[-1]
     ready = [e for e in second_attempt if e["kind"] == "worktree"]
-    assert ready and ready[0]["data"]["warm"] is True, ready  # the crashed task's worktree, reused
+    # the crashed task's own worktree was taken back and reused (the first one handed out)
+    assert ready and ready[0]["data"]["warm"] is True, ready
     seen = [json.dumps(e["data"]) for e in second_attempt if e["kind"] == "tool_result"]
     assert seen and "README.md" in seen[0]
     assert "cache.bin" not in seen[0] and "notes.txt" not in seen[0]
     assert git(project, "ls-tree", "--name-only", "shipyard/tasks").split() == [
         ".gitignore", "README.md", "done.txt"]
     assert not agent_processes(project)
-    # the one pooled worktree is back in the pool, detached, and nothing else is left
+    # the pooled worktrees (one per worker plus one for test runs) are back in the pool,
+    # detached, and nothing else is left
     assert [p.name for p in (project / ".shipyard" / "worktrees").iterdir()] == [".pool"]
-    assert git(project, "worktree", "list", "--porcelain").count("\ndetached") == 1
+    listing = git(project, "worktree", "list", "--porcelain")
+    assert listing.count("worktree ") - 1 == listing.count("\ndetached") in (1, 2)
 
 
 def test_a_rerun_resumes_its_session_in_a_reused_worktree(

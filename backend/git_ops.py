@@ -18,10 +18,14 @@ behind their back:
   fast-forward land first builds the merge commit in the object store and then
   fast-forwards to it, so a conflicted half-merge can never appear in the user's
   tree.
-* All writes to one repository are serialised by one ``threading.RLock`` per
-  repository (keyed by the resolved common git directory, so every worktree of a
-  repository shares it), because concurrent ``git worktree add`` races on git's own
-  lock files. Reads take no lock.
+* Writes to what tasks share (branches other than a task's own, the worktree
+  registry) are serialised by one ``threading.RLock`` per repository (keyed by the
+  resolved common git directory, so every worktree of a repository shares it),
+  because concurrent ``git worktree add`` races on git's own lock files. The lock
+  is held for the bookkeeping only: files are written (new worktree) or deleted
+  (removed worktree) outside it. Building merges (objects only), committing in a
+  task's own worktree and resetting a worktree one task owns take no lock, and
+  neither do reads.
 * Hooks are disabled (``core.hooksPath=/dev/null``) for every command Shipyard
   runs. Hooks are arbitrary code: ``post-checkout`` would fire for every task
   worktree, ``reference-transaction`` for every ref update, ``pre-commit``

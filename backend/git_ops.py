@@ -845,24 +845,24 @@ class GitRepo:
     def reset_worktree(self, path: Path, commit: str, branch: str | None = None) -> None:
         """Make the worktree at ``path`` exactly ``commit``, as if freshly checked out.
 
-        For a worktree that one caller owns (a pooled worktree handed to one
-        task): removes every untracked and ignored file (``git clean -ffdx``,
-        nested repositories included), then ``git checkout --force`` onto
-        ``commit`` on ``branch`` (created or reset, ``-B``) or detached. git
-        rewrites only the files that differ between the two commits or were
-        changed, so moving between nearby commits costs a ``stat`` per file
-        instead of writing every file. Raises GitError when the worktree
+        For a worktree that one caller owns and that :meth:`park_worktree`
+        accepted (a pooled worktree handed to one task): removes every untracked
+        and ignored file (``git clean -ffdx``, nested repositories included),
+        then ``git checkout --force`` onto ``commit`` on ``branch`` (created or
+        reset, ``-B``) or detached, which also discards any change to tracked
+        files. git rewrites only the files that differ between the two commits
+        or were changed, so moving between nearby commits costs a ``stat`` per
+        file instead of writing every file. Raises GitError when the worktree
         cannot be made clean; the caller then discards it.
 
         Runs without the repository lock: nothing here touches what another task
         uses (the branch is this task's own; the checkout refuses a branch that is
         checked out anywhere else).
         """
-        path, gitdir = self._task_worktree_gitdir(path)
+        path = Path(path)
+        gitdir = self._owned_gitdir(path)
         sha = self._commit_id(commit, "commit")
-        for marker in self._UNFINISHED:
-            if (gitdir / marker).exists():
-                raise GitError(f"{path} has {marker} left by an unfinished git operation.")
+        self._check_finished(path, gitdir)
         # Whoever held the index was killed (the agent is gone before a worktree is reused).
         with contextlib.suppress(FileNotFoundError):
             (gitdir / "index.lock").unlink()
@@ -876,22 +876,59 @@ class GitRepo:
             what=f"check out {_short(sha)} in {path}", cwd=path,
             timeout=max(self.timeout, SLOW_TIMEOUT), config=self.identity_config(),
         )
+
+    def park_worktree(self, path: Path) -> None:
+        """Get a linked worktree a task has finished with ready to be kept for reuse.
+
+        Checks it is still a worktree of this repository (its ``.git`` file may
+        have been rewritten), that no git operation is left half-done and that
+        no index entry is marked assume-unchanged or skip-worktree (git would
+        not look at those files, so an edit could survive the next
+        :meth:`reset_worktree`); then detaches HEAD at its current commit, so
+        the task's branch is checked out nowhere and can be deleted or reused.
+        No file is touched. Raises GitError when the worktree should not be
+        reused.
+        """
+        path, gitdir = self._task_worktree_gitdir(path)
+        self._check_finished(path, gitdir)
         hidden = self._git("ls-files", "-v", "-z", what=f"list the index of {path}", cwd=path)
         for entry in hidden.stdout.split(b"\0"):
-            # lower-case tags are assume-unchanged entries, S is skip-worktree: git would not
-            # look at those files, so a previous task's edits could survive the checkout.
+            # lower-case tags are assume-unchanged entries, S is skip-worktree
             if entry[:1].islower() or entry[:2] == b"S ":
                 raise GitError(f"{path} has index entries git is told not to check "
                                f"({_decode_path(entry[2:])}).")
-
-    def detach_worktree(self, path: Path) -> None:
-        """Detach HEAD in a linked worktree at its current commit (no file is touched).
-
-        A branch checked out nowhere can then be deleted or reused.
-        """
-        path = self._task_worktree(path)
         self._git("update-ref", "--no-deref", "-m", "shipyard: detach", "HEAD", "HEAD",
                   what=f"detach HEAD in {path}", cwd=path)
+
+    def _check_finished(self, path: Path, gitdir: Path) -> None:
+        for marker in self._UNFINISHED:
+            if (gitdir / marker).exists():
+                raise GitError(f"{path} has {marker} left by an unfinished git operation.")
+
+    def _owned_gitdir(self, path: Path) -> Path:
+        """The private git directory of linked worktree ``path``, checked without running git.
+
+        Its ``.git`` file must name a directory under this repository's
+        ``worktrees/`` whose ``gitdir`` file points back at ``path``.
+        """
+        try:
+            text = (path / ".git").read_text(encoding="utf-8", errors="surrogateescape")
+            if not text.startswith("gitdir: "):
+                raise ValueError(text[:40])
+            gitdir = Path(text[len("gitdir: "):].strip())
+            if not gitdir.is_absolute():
+                gitdir = path / gitdir
+            back = (gitdir / "gitdir").read_text(encoding="utf-8", errors="surrogateescape")
+        except (OSError, ValueError) as exc:
+            raise GitError(f"{path} is not a worktree of {self.root}: {exc}") from exc
+        if not (
+            self._same_path(gitdir.parent, Path(self.common_dir) / "worktrees")
+            and self._same_path(Path(back.strip()).parent, path)
+            and not self._same_path(path, self.root)
+        ):
+            raise GitError(f"{path} is not a worktree of {self.root}, so Shipyard will not "
+                           "run git there.")
+        return gitdir
 
     def remove_worktree(self, path: Path) -> None:
         """Remove the worktree at ``path`` even if it has changes, then prune.

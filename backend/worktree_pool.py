@@ -136,7 +136,7 @@ class WorktreePool:
             return
         if keep:
             try:
-                self.git.detach_worktree(path)
+                self.git.park_worktree(path)
                 slot = self.git.move_worktree(path, self._free_slot_path())
             except GitError as exc:
                 log.warning("worktree pool: cannot take back %s (%s); removing it", path, exc)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -80,6 +81,9 @@ class WorktreePool:
         was created. ``path`` must not exist. Raises GitError only when the
         fresh creation fails too.
         """
+        if os.path.lexists(path):
+            # Refuse before touching the pool: every pooled worktree would fail to move there.
+            raise GitError(f"Cannot put a worktree at {path}: something is already there.")
         while True:
             with self._lock:
                 slot = self._idle.pop() if self._idle else None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.git_ops import GitRepo
+from backend.git_ops import GitError, GitRepo
 from backend.worktree_pool import WorktreePool
 from tests.support import git, make_repo
 
@@ -178,3 +178,18 @@ def test_warming_fills_the_pool_and_extra_worktrees_are_removed(project: Path) -
     registered = git(project, "worktree", "list", "--porcelain").count("worktree ")
     assert registered == 3  # the project itself and two pooled worktrees
     assert sorted(p.name for p in wt.iterdir()) == [".pool"]
+
+
+def test_something_in_the_way_fails_that_task_only(project: Path) -> None:
+    base = git(project, "rev-parse", "HEAD").strip()
+    wt = project / ".shipyard" / "worktrees"
+    pool = pool_for(project, size=2)
+    pool.checkout(wt / "a", base, "shipyard/task-a")
+    pool.release(wt / "a")
+    (wt / "blocked").mkdir()
+    (wt / "blocked" / "mine.txt").write_text("not Shipyard's\n")
+    with pytest.raises(GitError, match="already there"):
+        pool.checkout(wt / "blocked", base, "shipyard/task-blocked")
+    assert (wt / "blocked" / "mine.txt").read_text() == "not Shipyard's\n"
+    assert pool.status()["idle"] == 1  # the pool is intact
+    assert pool.checkout(wt / "b", base, "shipyard/task-b") is True

@@ -14,7 +14,7 @@ from pathlib import Path
 from backend.config import Settings
 
 #: Entries excluded when the state directory is the project root itself.
-ROOT_STATE_ENTRIES = ("plans/", "tasks/", "logs/", "worktrees/", "server.lock")
+ROOT_STATE_ENTRIES = ("plans/", "tasks/", "logs/", "worktrees/", "chats/", "server.lock")
 
 
 def exclude_patterns(settings: Settings) -> list[str]:

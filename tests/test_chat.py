@@ -262,3 +262,34 @@ def test_text_answers_and_api_rules(server: ServerProcess, model_server: ModelSe
         schema = http.get("/openapi.json").json()["paths"]
         assert {"/agent/chats", "/agent/chats/{chat_id}/messages", "/agent/chats/{chat_id}/cancel",
                 "/agent/chats/{chat_id}/save"} <= set(schema)
+
+
+def test_cli_chat_streams_shows_the_draft_edits_and_saves(server: ServerProcess, model_server: ModelServer,
+                                                          tmp_path: Path) -> None:
+    import os
+    import sys
+
+    turn(model_server, "Please plan French", [
+        read("app.py"), structured({"reply": "Proposed below.", "plan": PLAN})])
+    turn(model_server, "Looks good", [structured({"reply": "Great, save it."})])
+    editor = tmp_path / "editor.sh"
+    editor.write_text("#!/bin/sh\nsed -i 's/bonjour()/bonjour_by_hand()/' \"$1\"\n")
+    editor.chmod(0o755)
+    env = {**os.environ, "SHIPYARD_URL": server.url, "EDITOR": str(editor), **(
+        {"SHIPYARD_TOKEN": server.env["SHIPYARD_ACCESS_TOKEN"]} if server.env.get("SHIPYARD_ACCESS_TOKEN")
+        else {})}
+    result = subprocess.run([sys.executable, "-m", "backend.cli", "plan", "chat"], capture_output=True,
+                            text=True, env=env, timeout=120,
+                            input="Please plan French\n/edit\nLooks good\n/save\n/quit\n")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "· Read app.py" in out  # the activity streamed
+    assert "claude> Proposed below." in out and "claude> Great, save it." in out
+    assert "# Greet in French" in out and "Add `bonjour()` to app.py" in out  # the draft was shown
+    assert "Add `bonjour_by_hand()` to app.py" in out  # and edited by hand
+    assert "saved as draft plan" in out
+    plan_id = out.split("saved as draft plan ")[1].split()[0]
+    with server.client() as http:
+        plan = http.get(f"/agent/plans/{plan_id}").json()
+    assert "bonjour_by_hand()" in plan["content"] and plan["chat_id"]
+    assert "bonjour_by_hand()" in latest_prompt(requests_of(model_server, "Looks good")[0])

@@ -206,7 +206,7 @@ export class ChatPane {
       if (!data.active) this.endLive();
     } else if (type === "chat.updated" && data.chat) {
       this.chat = { ...(this.chat || {}), ...data.chat, draft: this.chat ? this.chat.draft : null };
-      this.running = data.chat.running;
+      this.running = Boolean(data.chat.running) && !this.ended.has(data.chat.turns);
     } else if (type === "chat.deleted") {
       this.message = { kind: "error", text: "This chat was deleted." };
       this.id = null;

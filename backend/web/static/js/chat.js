@@ -50,7 +50,7 @@ export class ChatPane {
       "aria-label": "Message to Claude" });
     this.sendBtn = h("button", { class: "btn primary", type: "submit", "data-action": "chat-send" }, "Send");
     this.cancelBtn = h("button", { class: "btn", type: "button", "data-action": "chat-cancel", hidden: true,
-      onclick: () => this.cancel() }, icon("stop"), "Cancel");
+      title: "Cancel this turn: Claude stops answering", onclick: () => this.cancel() }, icon("stop"), "Stop");
     this.form = h("form", { class: "chat-compose", novalidate: true }, this.input,
       h("div", { class: "chat-compose-row" },
         h("span", { class: "hint" }, "Enter to send · Shift+Enter for a new line"), this.cancelBtn, this.sendBtn));
@@ -92,6 +92,7 @@ export class ChatPane {
       this.olderFrom = page.messages.length ? page.messages[0].seq : 0;
       for (const m of page.messages) this.addMessage(m);
       if (this.running) this.startLive(chat.turns);
+      if (this.hooks.loaded) this.hooks.loaded(chat);
     } catch (err) {
       this.message = { kind: "error", text: err.status === 404 ? "This plan's chat was deleted." : err.message };
       if (err.status === 404) this.id = null;
@@ -184,7 +185,7 @@ export class ChatPane {
     if (type === "chat.log" && this.liveFeed && data.turn === this.turn) {
       const ev = data.event || {};
       const d = ev.data || {};
-      if (ev.kind === "tool_use" && d.name === "StructuredOutput") return; // the reply itself follows
+      if (d.name === "StructuredOutput") return; // the reply itself, shown when the turn ends
       if (["tool_use", "tool_result", "text", "thinking", "api_retry", "error"].includes(ev.kind)) {
         const stick = this.scrollEl.scrollHeight - this.scrollEl.scrollTop - this.scrollEl.clientHeight < 60;
         this.liveFeed.push(ev);
@@ -273,6 +274,9 @@ export class ChatPane {
     this.cancelBtn.hidden = !this.running;
     this.cancelBtn.disabled = this.busy === "cancel";
     this.root.dataset.running = String(this.running);
+    const placeholder = this.messages.length ? "Reply to Claude, or ask for changes to the plan."
+      : "Describe what you want to build. Claude reads the code, asks, and drafts the plan.";
+    if (this.input.placeholder !== placeholder) this.input.placeholder = placeholder;
     if (!this.messages.length) this.renderEmpty();
   }
 }

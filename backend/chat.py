@@ -202,6 +202,7 @@ class _Turn:
     number: int
     text: str
     draft_sent: Draft | None  # the edited draft shown to Claude this turn, if any
+    log_from: int = 0  # the activity log's line count when the turn started
     stop: threading.Event = field(default_factory=threading.Event)
     why: str = "cancel"  # "cancel" | "shutdown"
     future: Future[None] | None = None
@@ -373,7 +374,7 @@ class ChatService:
             if chat.turns == 0 and chat.title == "New chat":
                 fields["title"] = _title_of(text)
             self.chats.update(chat_id, **fields)
-            turn = _Turn(number, text, current if edited else None)
+            turn = _Turn(number, text, current if edited else None, self.chats.log_lines(chat_id))
             self._turns[chat_id] = turn
             try:
                 self._append(chat_id, "user", text.strip(), turn=number, draft_edited=edited,
@@ -450,7 +451,7 @@ class ChatService:
         except Exception as exc:
             log.exception("chat %s: turn %d crashed", chat_id, turn.number)
             with contextlib.suppress(Exception):
-                self._fail(chat_id, turn, f"internal error: {type(exc).__name__}: {exc}")
+                self._fail(chat_id, f"internal error: {type(exc).__name__}: {exc}", turn=turn.number)
         finally:
             with self._lock:
                 self._turns.pop(chat_id, None)
@@ -459,8 +460,9 @@ class ChatService:
             self.bus.publish("chat.turn", {"chat_id": chat_id, "turn": turn.number, "active": False})
             self._publish_chat(chat_id)
 
-    def _fail(self, chat_id: str, turn: _Turn, reason: str) -> None:
-        self._append(chat_id, "error", reason, turn=turn.number)
+    def _fail(self, chat_id: str, reason: str, **fields: Any) -> None:
+        """The turn ended without an answer: say why in the transcript and on the chat."""
+        self._append(chat_id, "error", reason, **fields)
         self.chats.update(chat_id, last_error=reason)
 
     def _request(self, chat: Chat, prompt: str) -> RunRequest:
@@ -520,7 +522,9 @@ class ChatService:
         if result.cost_usd:
             chat = self.chats.update(chat_id, total_cost_usd=round(chat.total_cost_usd + result.cost_usd, 6))
         stats = {"turn": turn.number, "cost_usd": result.cost_usd, "duration_ms": result.duration_ms,
-                 "num_turns": result.num_turns}
+                 "num_turns": result.num_turns,
+                 # the turn's activity: lines log_from+1 .. log_to of the activity log
+                 "log_from": turn.log_from, "log_to": self.chats.log_lines(chat_id)}
         if turn.stop.is_set() or result.outcome == "cancelled":
             if turn.why == "shutdown":
                 self._append(chat_id, "interrupted", "Interrupted: the server stopped while Claude was "
@@ -530,12 +534,12 @@ class ChatService:
             return
         in_text = answered_in_text(result)
         if not result.ok and not in_text:
-            self._fail(chat_id, turn, f"Claude could not answer: {result.reason}")
+            self._fail(chat_id, f"Claude could not answer: {result.reason}", **stats)
             return
         try:
             answer = parse_chat_answer(result.structured_output, answer_text(said, result))
         except ChatAnswerError as exc:
-            self._fail(chat_id, turn, str(exc))
+            self._fail(chat_id, str(exc), **stats)
             return
         with self._lock:
             chat = self.chats.get(chat_id)

@@ -81,7 +81,10 @@ def test_write_a_plan_with_claude(browser: Browser, server: ServerProcess, model
         reply = chat.locator(".chat-msg.assistant")
         expect(reply).to_have_count(1)
         expect(reply.first).to_contain_text("Should bonjour() go there too?")
-        expect(chat.locator(".chat-activity")).to_contain_text("Activity")
+        activity = chat.locator(".chat-activity").first  # the turn's activity, folded above the reply
+        activity.locator(":scope > summary").click()
+        expect(activity.locator(".ev").filter(has_text="app.py").first).to_be_visible()
+        expect(activity.locator(":scope > summary")).to_have_text("Activity · 1 step")
         expect(page.locator("#plan-title")).to_have_value("")
         assert "/#new/" in page.url  # the chat is in the address: a reload brings it back
 
@@ -133,6 +136,9 @@ def test_write_a_plan_with_claude(browser: Browser, server: ServerProcess, model
     with dashboard(browser, server.url) as d:
         page = d.open(f"/#new/{plan['chat_id']}")
         expect(d.panel.locator(".chat .chat-msg.assistant")).to_have_count(3)
+        activity = d.panel.locator(".chat-activity").first
+        activity.locator(":scope > summary").click()
+        expect(activity.locator(".ev").filter(has_text="app.py").first).to_be_visible()
         expect(page.locator("#plan-title")).to_have_value(PLAN["title"])
         d.check()
 

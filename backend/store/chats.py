@@ -161,6 +161,14 @@ class ChatStore:
         return entry
 
 
+    def log_lines(self, chat_id: str) -> int:
+        """Lines in the chat's activity log: where the next turn's events will start."""
+        try:
+            return _count_lines(self.log_path(chat_id))
+        except FileNotFoundError:
+            return 0
+
+
 def _count_lines(path: Path) -> int:
     count = 0
     with open(path, "rb") as handle:

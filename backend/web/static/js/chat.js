@@ -25,6 +25,13 @@ const TRANSCRIPT_TAIL = 100;
 const ENDS = new Set(["assistant", "error", "cancelled", "interrupted"]);
 const NOTICE = { error: "error", cancelled: "info", interrupted: "info", note: "info" };
 
+/** Activity worth showing in the chat: reads, searches, text, retries, errors (not the answer itself). */
+function shownInChat(ev) {
+  const d = ev.data || {};
+  if (d.name === "StructuredOutput") return false; // the reply, shown as the message
+  return ["tool_use", "tool_result", "text", "thinking", "api_retry", "error"].includes(ev.kind);
+}
+
 export class ChatPane {
   /** hooks: {values, setDraft, chatStarted, planId} */
   constructor(chatId, hooks) {
@@ -146,6 +153,29 @@ export class ChatPane {
       messageNotice({ kind: NOTICE[kind] || "info", text: m.text }));
   }
 
+  /** The turn's activity, folded, loaded from the activity log when opened. */
+  activityFor(m) {
+    if (!(m.log_to > m.log_from)) return null;
+    const feed = new Feed("chat", this.id, "No reads or searches in this turn.", `Claude's activity in turn ${m.turn}`);
+    feed.loaded = true;
+    const label = h("span", { class: "sum-text" }, "Activity");
+    const details = h("details", { class: "chat-activity", "data-turn": m.turn }, h("summary", null, label), feed.el);
+    let loaded = false;
+    details.addEventListener("toggle", async () => {
+      if (!details.open || loaded) return;
+      loaded = true;
+      try {
+        const log = await api("GET", `/agent/chats/${enc(this.id)}/log?after=${m.log_from}&limit=${m.log_to - m.log_from}`);
+        const shown = log.events.filter(shownInChat);
+        for (const ev of shown) feed.push(ev);
+        label.textContent = `Activity · ${feed.el.childElementCount} step${feed.el.childElementCount === 1 ? "" : "s"}`;
+      } catch (err) {
+        feed.el.append(h("div", { class: "feed-note" }, `Could not load the activity: ${err.message}`));
+      }
+    });
+    return details;
+  }
+
   addMessage(m) {
     if (m.seq != null) {
       if (this.seqs.has(m.seq)) return;
@@ -154,6 +184,8 @@ export class ChatPane {
     if (!this.messages.length) this.logEl.replaceChildren();
     this.messages.push(m);
     const stick = this.scrollEl.scrollHeight - this.scrollEl.scrollTop - this.scrollEl.clientHeight < 60;
+    const activity = this.activityFor(m);
+    if (activity) this.logEl.append(activity);
     this.logEl.append(this.renderMessage(m));
     if (stick || m.kind === "user") this.scrollToEnd();
   }
@@ -167,16 +199,9 @@ export class ChatPane {
   }
 
   endLive() {
-    if (!this.liveFeed) return;
-    const count = this.liveFeed.el.childElementCount;
-    const el = this.liveFeed.el;
+    // the turn's activity stays reachable, folded above its reply (activityFor)
     this.liveFeed = null;
     this.liveEl.replaceChildren();
-    if (count) {
-      // keep the turn's activity, folded, above its reply
-      this.logEl.append(h("details", { class: "chat-activity" },
-        h("summary", null, h("span", { class: "sum-text" }, `Activity · ${count} step${count === 1 ? "" : "s"}`)), el));
-    }
   }
 
   // ------------------------------------------------------------------ events
@@ -184,9 +209,7 @@ export class ChatPane {
     if (!this.id || data.chat_id !== this.id && !(data.chat && data.chat.id === this.id)) return;
     if (type === "chat.log" && this.liveFeed && data.turn === this.turn) {
       const ev = data.event || {};
-      const d = ev.data || {};
-      if (d.name === "StructuredOutput") return; // the reply itself, shown when the turn ends
-      if (["tool_use", "tool_result", "text", "thinking", "api_retry", "error"].includes(ev.kind)) {
+      if (shownInChat(ev)) {
         const stick = this.scrollEl.scrollHeight - this.scrollEl.scrollTop - this.scrollEl.clientHeight < 60;
         this.liveFeed.push(ev);
         if (stick) this.scrollToEnd();

@@ -153,6 +153,13 @@ def test_failed_turn_shows_why_then_save_and_start(browser: Browser, server: Ser
         chat = d.panel.locator(".chat")
         expect(chat.locator('.chat-msg[data-kind="error"]')).to_contain_text("authentication failed (HTTP 401)")
         shots(d, "06-error")
+        # a new chat offers to continue this one (not saved as a plan yet)
+        page.evaluate("() => { location.hash = '#new'; }")
+        recent = d.panel.locator(".chat-recent a")
+        expect(recent).to_have_text(["Plan a cache"])
+        recent.first.click()
+        expect(chat.locator('.chat-msg[data-kind="error"]')).to_have_count(1)
+        expect(chat.locator(".chat-msg.user")).to_have_text(["Plan a cache"])
         # fixed: the next message works
         model_server.unscript(model_server._scripts[0])
         turn(model_server, "Try again", [structured({"reply": "Done.", "plan": {**PLAN, "title": "Cache it"}})])

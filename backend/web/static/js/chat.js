@@ -18,7 +18,7 @@
 import { api } from "./api.js";
 import { h, icon, mdBlock, patch } from "./dom.js";
 import { Feed } from "./feed.js";
-import { enc, fmtCost, fmtDuration } from "./format.js";
+import { enc, fmtCost, fmtDuration, fmtWhen } from "./format.js";
 import { messageNotice } from "./panel.js";
 
 const TRANSCRIPT_TAIL = 100;
@@ -82,11 +82,30 @@ export class ChatPane {
   }
 
   renderEmpty() {
-    if (this.messages.length || this.running) return;
+    if (this.messages.length || this.emptyShown) return;
+    this.emptyShown = true; // built once: update() runs on every frame with events
+    this.recentEl = h("div", { class: "chat-recent" });
     this.logEl.replaceChildren(h("div", { class: "chat-empty" },
       h("p", null, "Say what you want to change. Claude explores the code (read-only: it cannot change anything), "
         + "asks what it needs to know and drafts the plan in the editor."),
-      h("p", null, "Edit the draft whenever you like: Claude sees your version with your next message.")));
+      h("p", null, "Edit the draft whenever you like: Claude sees your version with your next message."),
+      this.recentEl));
+    if (!this.id && !this.hooks.planId) this.loadRecent();
+  }
+
+  /** Earlier chats not saved as a plan yet, to pick up where they were left. */
+  async loadRecent() {
+    const el = this.recentEl;
+    let chats;
+    try {
+      chats = (await api("GET", "/agent/chats")).chats.filter((c) => !c.plan && c.turns > 0).slice(0, 5);
+    } catch (err) {
+      return; // a nicety: the chat works without it
+    }
+    if (!chats.length || el !== this.recentEl) return;
+    el.replaceChildren(h("h4", null, "Continue a chat"), h("ul", null, chats.map((c) =>
+      h("li", null, h("a", { href: `#new/${enc(c.id)}` }, c.title),
+        h("span", { class: "chat-sub" }, ` · ${fmtWhen(c.modified)}`)))));
   }
 
   async load() {
@@ -300,6 +319,5 @@ export class ChatPane {
     const placeholder = this.messages.length ? "Reply to Claude, or ask for changes to the plan."
       : "Describe what you want to build. Claude reads the code, asks, and drafts the plan.";
     if (this.input.placeholder !== placeholder) this.input.placeholder = placeholder;
-    if (!this.messages.length) this.renderEmpty();
   }
 }

@@ -203,6 +203,7 @@ class _Turn:
     text: str
     draft_sent: Draft | None  # the edited draft shown to Claude this turn, if any
     log_from: int = 0  # the activity log's line count when the turn started
+    steps: int = 0  # tool calls (other than the answer) and texts: what makes the activity worth a fold
     stop: threading.Event = field(default_factory=threading.Event)
     why: str = "cancel"  # "cancel" | "shutdown"
     future: Future[None] | None = None
@@ -492,6 +493,9 @@ class ChatService:
         def on_event(event: AgentEvent) -> None:
             if event.kind == "text" and isinstance(event.data.get("text"), str):
                 said.append(event.data["text"])
+            if event.kind == "text" or (
+                    event.kind == "tool_use" and event.data.get("name") != "StructuredOutput"):
+                turn.steps += 1
             if event.kind == "init" and not started[0]:
                 started[0] = True  # from now on the session exists: later turns resume it
                 self.chats.update(chat_id, session_started=True)
@@ -524,7 +528,7 @@ class ChatService:
         stats = {"turn": turn.number, "cost_usd": result.cost_usd, "duration_ms": result.duration_ms,
                  "num_turns": result.num_turns,
                  # the turn's activity: lines log_from+1 .. log_to of the activity log
-                 "log_from": turn.log_from, "log_to": self.chats.log_lines(chat_id)}
+                 "log_from": turn.log_from, "log_to": self.chats.log_lines(chat_id), "steps": turn.steps}
         if turn.stop.is_set() or result.outcome == "cancelled":
             if turn.why == "shutdown":
                 self._append(chat_id, "interrupted", "Interrupted: the server stopped while Claude was "

@@ -98,6 +98,7 @@ def test_two_turns_draft_hand_edit_save_and_start(server: ServerProcess, model_s
         chat = idle(http, chat_id, 1)
         assert last_message(chat)["kind"] == "assistant"
         assert "Should bonjour() live there too?" in last_message(chat)["text"]
+        assert last_message(chat)["steps"] == 1  # the Read (the answer itself is not a step)
         assert chat["draft"] is None
         # the model really read the file, and the activity streamed and was logged
         second = requests_of(model_server, "French greeting please")[1]
@@ -109,7 +110,7 @@ def test_two_turns_draft_hand_edit_save_and_start(server: ServerProcess, model_s
 
         say(http, chat_id, "Yes, in app.py")
         chat = idle(http, chat_id, 2)
-        assert chat["draft"] == PLAN
+        assert chat["draft"] == PLAN and last_message(chat)["steps"] == 0
         assert last_message(chat)["plan"] == PLAN and last_message(chat)["text"] == "Here is a plan."
         assert chat["total_cost_usd"] >= 0 and last_message(chat)["turn"] == 2
 

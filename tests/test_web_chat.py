@@ -116,6 +116,7 @@ def test_write_a_plan_with_claude(browser: Browser, server: ServerProcess, model
         d.action("chat-cancel").click()
         expect(chat.locator('.chat-msg[data-kind="cancelled"]')).to_contain_text("Cancelled")
         expect(d.action("chat-cancel")).to_be_hidden()
+        expect(chat.locator(".chat-activity")).to_have_count(1)  # only turn 1 did more than answer
         shots(d, "04-html-and-cancel")
 
         # save as draft: the plan is linked to the chat, which reopens with the plan

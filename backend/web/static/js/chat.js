@@ -174,10 +174,11 @@ export class ChatPane {
 
   /** The turn's activity, folded, loaded from the activity log when opened. */
   activityFor(m) {
-    if (!(m.log_to > m.log_from)) return null;
+    if (!(m.log_to > m.log_from) || m.steps === 0) return null; // nothing but the answer itself
     const feed = new Feed("chat", this.id, "No reads or searches in this turn.", `Claude's activity in turn ${m.turn}`);
     feed.loaded = true;
-    const label = h("span", { class: "sum-text" }, "Activity");
+    const label = h("span", { class: "sum-text" },
+      m.steps ? `Activity · ${m.steps} step${m.steps === 1 ? "" : "s"}` : "Activity");
     const details = h("details", { class: "chat-activity", "data-turn": m.turn }, h("summary", null, label), feed.el);
     let loaded = false;
     details.addEventListener("toggle", async () => {
@@ -187,7 +188,6 @@ export class ChatPane {
         const log = await api("GET", `/agent/chats/${enc(this.id)}/log?after=${m.log_from}&limit=${m.log_to - m.log_from}`);
         const shown = log.events.filter(shownInChat);
         for (const ev of shown) feed.push(ev);
-        label.textContent = `Activity · ${feed.el.childElementCount} step${feed.el.childElementCount === 1 ? "" : "s"}`;
       } catch (err) {
         feed.el.append(h("div", { class: "feed-note" }, `Could not load the activity: ${err.message}`));
       }

@@ -120,7 +120,7 @@ export class ChatPane {
       if (this.running) this.startLive(chat.turns);
       if (this.hooks.loaded) this.hooks.loaded(chat);
     } catch (err) {
-      this.message = { kind: "error", text: err.status === 404 ? "This plan's chat was deleted." : err.message };
+      this.message = { kind: "error", text: err.status === 404 ? "This chat no longer exists: it was deleted. Send a message to start a new one." : err.message };
       if (err.status === 404) this.id = null;
     }
     this.update();

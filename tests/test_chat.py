@@ -276,9 +276,7 @@ def test_cli_chat_streams_shows_the_draft_edits_and_saves(server: ServerProcess,
     editor = tmp_path / "editor.sh"
     editor.write_text("#!/bin/sh\nsed -i 's/bonjour()/bonjour_by_hand()/' \"$1\"\n")
     editor.chmod(0o755)
-    env = {**os.environ, "SHIPYARD_URL": server.url, "EDITOR": str(editor), **(
-        {"SHIPYARD_TOKEN": server.env["SHIPYARD_ACCESS_TOKEN"]} if server.env.get("SHIPYARD_ACCESS_TOKEN")
-        else {})}
+    env = {**os.environ, "SHIPYARD_URL": server.url, "SHIPYARD_TOKEN": server.token, "EDITOR": str(editor)}
     result = subprocess.run([sys.executable, "-m", "backend.cli", "plan", "chat"], capture_output=True,
                             text=True, env=env, timeout=120,
                             input="Please plan French\n/edit\nLooks good\n/save\n/quit\n")

@@ -106,8 +106,24 @@ def serve(
     typer.echo(f"  state:     {state}")
     typer.echo("  Ctrl-C stops (running agents are stopped and their tasks requeued).")
     sys.stdout.flush()
+    from backend.serving import (
+        ConnectionLimits,
+        GuardedH11Protocol,
+        connection_cap,
+        install_repeat_filter,
+        raise_open_file_limit,
+    )
+
+    soft, _hard = raise_open_file_limit()
+    ConnectionLimits.max_connections = connection_cap(settings.max_connections, settings.fd_reserve, soft)
+    ConnectionLimits.header_timeout_s = settings.header_timeout_s
+    if ConnectionLimits.max_connections < settings.max_connections:
+        typer.echo(f"  connections: at most {ConnectionLimits.max_connections} (open-file limit {soft}, "
+                   f"{settings.fd_reserve} kept for agents)")
     config = uvicorn.Config(application, log_level=log_level.lower(), timeout_graceful_shutdown=5,
-                            access_log=log_level.lower() == "debug")
+                            access_log=log_level.lower() == "debug", http=GuardedH11Protocol,
+                            backlog=2048)
+    install_repeat_filter()
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on the first SIGINT/SIGTERM (a second one forces it) and then
     # re-raises the signal; these handlers turn that re-raise into a quiet, successful exit.

@@ -31,43 +31,60 @@ def is_expensive(scope: Scope) -> bool:
 
 
 class AdmissionGate:
-    def __init__(self, app: ASGIApp, limit: int = 8, queue_timeout_s: float = 30.0) -> None:
-        self.app = app
+    """The turn-taking state of one server (its counters show in health as ``load``)."""
+
+    def __init__(self, limit: int = 8, queue_timeout_s: float = 30.0) -> None:
         self.limit = limit
         self.queue_timeout_s = queue_timeout_s
         self._slots: asyncio.Semaphore | None = None
         self.abandoned = 0  # requests dropped while waiting because their client left
+        self.shed = 0  # waiting requests answered 503 to make room for a new connection
         self.waiting = 0
+        self.running = 0
+        self._queue: dict[asyncio.Future[None], None] = {}  # waiters, oldest first
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_expensive(scope):
-            await self.app(scope, receive, send)
-            return
+    def shed_oldest(self) -> bool:
+        """Answer the longest-waiting request 503 (it has cost nothing yet); False if none waits.
+
+        The connection cap calls this so that a new connection — perhaps a health check —
+        is served instead of refused when every slot is held by queued lists.
+        """
+        for signal in self._queue:
+            if not signal.done():
+                signal.set_result(None)
+                del self._queue[signal]
+                return True
+        return False
+
+    def report(self) -> dict[str, int]:
+        return {"lists_running": self.running, "lists_waiting": self.waiting,
+                "lists_abandoned": self.abandoned, "lists_shed": self.shed, "list_concurrency": self.limit}
+
+    async def admit(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.limit)
         slots = self._slots
         if not slots.locked():
             async with slots:
-                await self.app(scope, receive, send)
+                await self._run(app, scope, receive, send)
             return
-        await self._wait_then_run(slots, scope, receive, send)
-
-    async def _wait_then_run(self, slots: asyncio.Semaphore, scope: Scope, receive: Receive,
-                             send: Send) -> None:
         request = await receive()  # a GET: the whole request is this one message
         if request.get("more_body"):
             async with slots:
-                await self.app(scope, _replay(request, receive), send)
+                await self._run(app, scope, _replay(request, receive), send)
             return
         # the next receive() only returns when the client goes away (or the response is done)
         gone = asyncio.ensure_future(receive())
         turn = asyncio.ensure_future(slots.acquire())
+        shed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue[shed] = None
         self.waiting += 1
         try:
-            done, _ = await asyncio.wait({gone, turn}, timeout=self.queue_timeout_s,
+            done, _ = await asyncio.wait({gone, turn, shed}, timeout=self.queue_timeout_s,
                                          return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.waiting -= 1
+            self._queue.pop(shed, None)
         if turn not in done:
             turn.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -78,16 +95,41 @@ class AdmissionGate:
                 self.abandoned += 1
                 return
             gone.cancel()
-            await _busy(send, self.queue_timeout_s)
+            if shed in done:
+                self.shed += 1
+                await _busy(send, "the server has too many open connections")
+            else:
+                await _busy(send, f"this request waited {self.queue_timeout_s:.0f} s for its turn")
             return
         try:
             if gone.done():
                 self.abandoned += 1
                 return
-            await self.app(scope, _replay(request, None, gone), send)
+            await self._run(app, scope, _replay(request, None, gone), send)
         finally:
             gone.cancel()
             slots.release()
+
+    async def _run(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        self.running += 1
+        try:
+            await app(scope, receive, send)
+        finally:
+            self.running -= 1
+
+
+class GateMiddleware:
+    """Sends expensive requests through the :class:`AdmissionGate`; the rest straight on."""
+
+    def __init__(self, app: ASGIApp, gate: AdmissionGate) -> None:
+        self.app = app
+        self.gate = gate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_expensive(scope):
+            await self.app(scope, receive, send)
+            return
+        await self.gate.admit(self.app, scope, receive, send)
 
 
 def _replay(first: Message, receive: Receive | None, pending: asyncio.Future[Any] | None = None) -> Receive:
@@ -105,10 +147,9 @@ def _replay(first: Message, receive: Receive | None, pending: asyncio.Future[Any
     return replay
 
 
-async def _busy(send: Send, waited: float) -> None:
-    body = json.dumps({"detail": f"the server is busy: this request waited {waited:.0f} s for its turn; "
-                                 "retry in a moment."}).encode()
+async def _busy(send: Send, why: str) -> None:
+    body = json.dumps({"detail": f"the server is busy: {why}; retry in a moment."}).encode()
     await send({"type": "http.response.start", "status": 503,
                 "headers": [(b"content-type", b"application/json"), (b"retry-after", b"2"),
-                            (b"content-length", str(len(body)).encode())]})
+                            (b"connection", b"close"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 
 from backend import __version__, lists
-from backend.admission import AdmissionGate
+from backend.admission import AdmissionGate, GateMiddleware
 from backend.agent import Dispatcher
 from backend.config import Settings
 from backend.doctor import run_checks
@@ -31,6 +31,7 @@ from backend.events import EventBus
 from backend.models import PlanCreate, PlanStatus, PlanUpdate, TaskCreate, TaskStatus, dump
 from backend.runlog import read_log
 from backend.security import GuardMiddleware
+from backend.serving import ConnectionLimits
 from backend.store import Store, validate_id
 from backend.store.ids import is_valid_id
 
@@ -55,6 +56,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     bus = disp.bus
 
     checks = _CachedChecks(settings)
+    gate = AdmissionGate(settings.list_concurrency)
+    ConnectionLimits.shed_waiting = gate.shed_oldest
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -80,8 +83,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     )
     app.state.dispatcher = disp
     app.add_middleware(GuardMiddleware, settings=settings)
-    # added last, so outermost: expensive reads queue here before any other work is done
-    app.add_middleware(AdmissionGate, limit=settings.list_concurrency)
+    # outermost, so expensive reads queue here before any other work is done
+    app.add_middleware(GateMiddleware, gate=gate)
     _install_error_handlers(app)
 
     # ---------------------------------------------------------------- health
@@ -99,6 +102,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
             "problems": [{"path": p, "reason": r} for p, r in sorted(store.problems.items())],
             "checks": checks.current(),
             "dispatcher": disp.status(),
+            "load": {**gate.report(), **ConnectionLimits.report()},
         }
 
     # ---------------------------------------------------------------- plans

@@ -60,9 +60,10 @@ class Settings(BaseModel):
         description="URL the CLI talks to (default: http://<host>:<port>).",
     )
     max_connections: int = Field(
-        default=1000, ge=8,
-        description="Most open client connections; more are answered 503 at once. Lowered at start-up "
-        "so that fd_reserve open files always stay free under the open-file limit.",
+        default=4096, ge=8,
+        description="Most open client connections. At the cap a new connection replaces the oldest one "
+        "still waiting to send its request (or a queued list request, answered 503); if there is "
+        "none it is answered 503. Lowered at start-up so fd_reserve open files stay free.",
     )
     fd_reserve: int = Field(
         default=256, ge=16,

@@ -6,9 +6,11 @@ and write a gigabyte of repeated log lines. Here:
 
 * :func:`raise_open_file_limit` lifts the soft ``RLIMIT_NOFILE`` to the hard one;
 * :func:`connection_cap` keeps ``fd_reserve`` descriptors free for agents, logs and git;
-* :class:`GuardedH11Protocol` (uvicorn's HTTP/1.1 protocol) refuses connections past the
-  cap with an immediate 503 and closes clients that do not finish a request header in
-  ``header_timeout_s`` (slowloris), before any application code runs;
+* :class:`GuardedH11Protocol` (uvicorn's HTTP/1.1 protocol) closes clients that do not
+  finish a request header in ``header_timeout_s`` (slowloris); at the connection cap a new
+  connection pushes out the oldest one still waiting for its header (an idle keep-alive or
+  a slow client), and only if there is none is it refused with an immediate 503 — so a
+  crowd of slow connections cannot lock real clients (or health checks) out;
 * :class:`RepeatFilter` lets a repeated log line through a few times per minute and then
   counts it, so a flood costs a summary line instead of disk.
 """
@@ -20,7 +22,8 @@ import logging
 import resource
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -56,6 +59,16 @@ class ConnectionLimits:
     header_timeout_s = 10.0
     refused = 0
     timed_out = 0
+    evicted = 0
+    open_connections: set[Any] | None = None  # uvicorn's own set, seen at the first connection
+    #: answers the oldest queued list request 503 (set by the app); how the cap makes room
+    shed_waiting: Callable[[], bool] | None = None
+
+    @classmethod
+    def report(cls) -> dict[str, Any]:
+        return {"connections": len(cls.open_connections or ()), "connection_cap": cls.max_connections,
+                "connections_refused": cls.refused, "slow_headers_closed": cls.timed_out,
+                "idle_connections_evicted": cls.evicted}
 
 
 _BUSY_BODY = (b'{"detail": "the server has too many open connections; retry in a moment."}')
@@ -67,40 +80,65 @@ class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a connection cap and a request-header deadline."""
 
     limits = ConnectionLimits
+    #: connections waiting for a request header, oldest first (the ones a new connection may push out)
+    _waiting: ClassVar[dict[GuardedH11Protocol, None]] = {}
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        ConnectionLimits.open_connections = self.connections
         self._header_timer: asyncio.TimerHandle | None = None
         if len(self.connections) > self.limits.max_connections:
-            ConnectionLimits.refused += 1
-            log.warning("refused a connection: %d open, the cap is %d", len(self.connections) - 1,
-                        self.limits.max_connections)
-            transport.write(_BUSY)
-            transport.close()
-            return
+            victim = next(iter(self._waiting), None)
+            shed = self.limits.shed_waiting
+            if victim is None and shed is not None and shed():
+                pass  # a queued list request makes way (it is answered 503 and its connection closes)
+            elif victim is None:
+                ConnectionLimits.refused += 1
+                log.warning("refused a connection: %d open, the cap is %d", len(self.connections) - 1,
+                            self.limits.max_connections)
+                transport.write(_BUSY)
+                transport.close()
+                return
+            else:
+                ConnectionLimits.evicted += 1
+                log.warning("connection cap (%d) reached: closed the oldest connection still waiting "
+                            "for a request header", self.limits.max_connections)
+                victim._close_waiting()
         self._arm_header_timer()
+
+    def _close_waiting(self) -> None:
+        self._disarm_header_timer()
+        self.transport.close()
+        self.connections.discard(self)  # its slot is free now, not when the close completes
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._disarm_header_timer()  # a whole request header arrived
 
     def _arm_header_timer(self) -> None:
         self._disarm_header_timer()
         self._header_timer = self.loop.call_later(self.limits.header_timeout_s, self._header_deadline)
+        self._waiting[self] = None
 
     def _disarm_header_timer(self) -> None:
         timer = getattr(self, "_header_timer", None)
         if timer is not None:
             timer.cancel()
             self._header_timer = None
+        self._waiting.pop(self, None)
 
     def _header_deadline(self) -> None:
         """Close the connection if the client has still not sent a whole request header."""
         self._header_timer = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+        if (self.transport.is_closing() or self.conn.their_state is not h11.IDLE
+                or (self.cycle is not None and not self.cycle.response_complete)):
+            self._waiting.pop(self, None)  # closing, or a request is being served: not a slow header
             return
-        if self.cycle is not None and not self.cycle.response_complete:
-            return  # a response is still being sent (pipelining): not a slow header
         ConnectionLimits.timed_out += 1
         log.warning("closed a connection that sent no complete request header in %.0f s",
                     self.limits.header_timeout_s)
-        self.transport.close()
+        self._close_waiting()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -20,7 +20,6 @@ import asyncio
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -67,62 +66,80 @@ def health_samples(http: httpx.Client, seconds: float, interval: float = 0.05) -
     return samples
 
 
+def _lister(url: str, headers: dict[str, str], path: str, seconds: float, done) -> None:
+    """One listing client in its own process (threads would measure the client's GIL, not the server)."""
+    deadline = time.monotonic() + seconds
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+        while time.monotonic() < deadline:
+            try:
+                http.get(path).raise_for_status()
+                with done.get_lock():
+                    done.value += 1
+            except httpx.HTTPError:
+                pass
+
+
 def under_listers(server: ServerProcess, path: str, clients: int, seconds: float) -> tuple[list[float], int]:
-    stop = threading.Event()
-    done = [0]
+    import multiprocessing
 
-    def lister() -> None:
-        with server.client() as http:
-            http.timeout = httpx.Timeout(120)
-            while not stop.is_set():
-                try:
-                    http.get(path).raise_for_status()
-                    done[0] += 1
-                except httpx.HTTPError:
-                    pass
-
-    threads = [threading.Thread(target=lister, daemon=True) for _ in range(clients)]
-    for t in threads:
-        t.start()
+    ctx = multiprocessing.get_context("fork")
+    done = ctx.Value("i", 0)
+    procs = [ctx.Process(target=_lister, args=(server.url, server.headers, path, seconds + 1.0, done))
+             for _ in range(clients)]
+    for proc in procs:
+        proc.start()
     time.sleep(0.5)
     with server.client() as http:
         http.timeout = httpx.Timeout(30)
         samples = health_samples(http, seconds)
-    stop.set()
-    for t in threads:
-        t.join(120)
-    return samples, done[0]
+    for proc in procs:
+        proc.join(180)
+    return samples, done.value
 
 
-async def crowd(server: ServerProcess, path: str, clients: int, seconds: float) -> dict:
-    """``clients`` coroutines each listing in a loop on fresh connections for ``seconds``."""
+async def _crowd(url: str, headers: dict[str, str], path: str, clients: int, seconds: float) -> dict:
+    """``clients`` coroutines each listing in a loop on fresh connections, then all leave at once."""
     stop = asyncio.Event()
     counts = {"ok": 0, "other": 0, "errors": 0}
 
     async def one() -> None:
         while not stop.is_set():
             try:
-                status, _ = await fetch(server.url, path, server.headers)
+                status, _ = await fetch(url, path, headers)
                 counts["ok" if status == 200 else "other"] += 1
             except OSError:
                 counts["errors"] += 1
                 await asyncio.sleep(0.1)
 
     tasks = [asyncio.create_task(one()) for _ in range(clients)]
-    await asyncio.sleep(1.0)
-    loop = asyncio.get_running_loop()
-    samples = await loop.run_in_executor(None, _health_thread, server, seconds)
+    await asyncio.sleep(seconds)
     stop.set()
     for task in tasks:
         task.cancel()  # abandon whatever is in flight
     await asyncio.gather(*tasks, return_exceptions=True)
-    return {"health": samples, **counts}
+    return counts
 
 
-def _health_thread(server: ServerProcess, seconds: float) -> list[float]:
+def _crowd_process(url: str, headers: dict[str, str], path: str, clients: int, seconds: float, out) -> None:
+    out.put(asyncio.run(_crowd(url, headers, path, clients, seconds)))
+
+
+def crowd(server: ServerProcess, path: str, clients: int, seconds: float) -> dict:
+    """The crowd runs in its own process; health is sampled from this one meanwhile."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_crowd_process, args=(server.url, server.headers, path, clients,
+                                                    seconds + 2.0, out))
+    proc.start()
+    time.sleep(1.5)
     with server.client() as http:
         http.timeout = httpx.Timeout(10)
-        return health_samples(http, seconds, interval=0.1)
+        samples = health_samples(http, seconds, interval=0.1)
+    counts = out.get(timeout=300)
+    proc.join(60)
+    return {"health": samples, **counts}
 
 
 def recovery_time(server: ServerProcess, limit_s: float = 600) -> float:
@@ -185,7 +202,7 @@ def main() -> int:
                 http.timeout = httpx.Timeout(300)
                 print(f"first plan list over {args.crowd_plans} plans: "
                       f"{timed_get(http, '/agent/plans?limit=50')[0]:.0f} ms")
-            result = asyncio.run(crowd(server, "/agent/plans?limit=50", args.crowd, args.seconds))
+            result = crowd(server, "/agent/plans?limit=50", args.crowd, args.seconds)
             print(fmt(f"health while {args.crowd} clients list /agent/plans over {args.crowd_plans} plans "
                       f"({result['ok']} lists answered, {result['other']} refused, "
                       f"{result['errors']} connection errors)", result["health"], 100))

@@ -57,6 +57,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
 
     checks = _CachedChecks(settings)
     gate = AdmissionGate(settings.list_concurrency)
+    pages = lists.PageCache()
     ConnectionLimits.shed_waiting = gate.shed_oldest
 
     @contextlib.asynccontextmanager
@@ -128,10 +129,17 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         if limit is None and cursor is None and statuses is None and q is None and order is None:
             return StreamingResponse(lists.export(lists.PLAN_STATUSES, index, render, blocking=full),
                                      media_type="application/json")
-        body = await _maybe_thread(full, lists.page_body, index, lambda: index.page(
-            statuses=statuses, q=q, cursor=cursor, limit=limit or lists.PAGE_DEFAULT,
-            descending=order == "desc"), render)
-        return Response(body, media_type="application/json")
+
+        def page() -> bytes:
+            return lists.page_body(index, lambda: index.page(
+                statuses=statuses, q=q, cursor=cursor, limit=limit or lists.PAGE_DEFAULT,
+                descending=order == "desc"), render)
+
+        if full:
+            return Response(await asyncio.to_thread(page), media_type="application/json")
+        key = ("plans", tuple(statuses or ()), q, cursor, limit, order, index.version,
+               store.task_index.version, frozenset(active))
+        return Response(pages.get_or_render(key, page), media_type="application/json")
 
     @app.post("/agent/plans", status_code=201, tags=["plans"])
     def create_plan(body: PlanCreate) -> dict[str, Any]:
@@ -210,10 +218,16 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
                 and order is None):
             return StreamingResponse(lists.export(lists.TASK_STATUSES, index, render, blocking=full),
                                      media_type="application/json")
-        body = await _maybe_thread(full, lists.page_body, index, lambda: index.page(
-            statuses=statuses, plan_id=plan_id, q=q, cursor=cursor, limit=limit or lists.PAGE_DEFAULT,
-            descending=order == "desc"), render)
-        return Response(body, media_type="application/json")
+
+        def page() -> bytes:
+            return lists.page_body(index, lambda: index.page(
+                statuses=statuses, plan_id=plan_id, q=q, cursor=cursor, limit=limit or lists.PAGE_DEFAULT,
+                descending=order == "desc"), render)
+
+        if full:
+            return Response(await asyncio.to_thread(page), media_type="application/json")
+        key = ("tasks", tuple(statuses or ()), plan_id, q, cursor, limit, order, index.version)
+        return Response(pages.get_or_render(key, page), media_type="application/json")
 
     @app.post("/agent/tasks", status_code=201, tags=["tasks"])
     def create_task(body: TaskCreate) -> dict[str, Any]:
@@ -293,11 +307,6 @@ _LIMIT_DOC = f"items per page (default {lists.PAGE_DEFAULT}, at most {lists.PAGE
 _CURSOR_DOC = "next_cursor of the previous page"
 _ORDER_DOC = "asc (oldest first, the default) or desc"
 _DETAIL_DOC = "summary (default: no bodies) or full"
-
-
-async def _maybe_thread(blocking: bool, fn: Any, *args: Any) -> Any:
-    """Run ``fn`` here when it only reads memory, on a worker thread when it reads files."""
-    return await asyncio.to_thread(fn, *args) if blocking else fn(*args)
 
 
 class _CachedChecks:

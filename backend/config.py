@@ -74,7 +74,7 @@ class Settings(BaseModel):
         description="Close a connection that has not sent a complete request header within this time.",
     )
     list_concurrency: int = Field(
-        default=8, ge=1, le=256,
+        default=4, ge=1, le=256,
         description="Most list, log and diff requests worked on at once; others wait their turn "
         "(and are dropped unworked if their client leaves). Health never waits.",
     )

@@ -59,6 +59,27 @@ def page_body(index: ItemIndex[Any], page_of: Callable[[], Page], render: Callab
                      b',"total":', str(page.total).encode(), b',"counts":', _dumps(dict(index.counts)), b"}"])
 
 
+class PageCache:
+    """The last few rendered pages, keyed by query and index versions.
+
+    A crowd asking for the same page (every dashboard opening the board) then costs one
+    render; any change to the items bumps a version and so misses the cache.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._pages: dict[tuple[Any, ...], bytes] = {}
+
+    def get_or_render(self, key: tuple[Any, ...], render: Callable[[], bytes]) -> bytes:
+        body = self._pages.get(key)
+        if body is None:
+            body = render()
+            if len(self._pages) >= self.size:
+                self._pages.pop(next(iter(self._pages)))
+            self._pages[key] = body
+        return body
+
+
 # ------------------------------------------------------------------ tasks
 def task_items(store: Store, entries: list[Entry], full: bool) -> list[bytes]:
     if not full:

@@ -108,7 +108,8 @@ def _index_for(path: Path, handle: Any) -> _Index:
         index = _cache.get(key)
         if index is not None:
             _cache.move_to_end(key)
-    if index is None or index.ino != info.st_ino or index.bytes > info.st_size:
+    if index is None or index.ino != info.st_ino or index.bytes > info.st_size \
+            or not _ends_line(handle, index.bytes):
         index = _load(path, handle, info.st_ino, info.st_size) or _Index(info.st_ino)
         with _cache_lock:
             _cache[key] = index
@@ -128,11 +129,15 @@ def _load(path: Path, handle: Any, ino: int, size: int) -> _Index | None:
     except OSError:
         return None
     index = _Index.load(data, ino, size)
-    if index is not None and index.bytes:
-        handle.seek(index.bytes - 1)
-        if handle.read(1) != b"\n":  # the log was rewritten under the same inode
-            return None
-    return index
+    return index if index is not None and _ends_line(handle, index.bytes) else None
+
+
+def _ends_line(handle: Any, offset: int) -> bool:
+    """Whether a line ends just before ``offset`` (else the log was rewritten under the same inode)."""
+    if offset == 0:
+        return True
+    handle.seek(offset - 1)
+    return handle.read(1) == b"\n"
 
 
 def _save(path: Path, index: _Index) -> None:

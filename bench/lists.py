@@ -16,6 +16,7 @@ the store's own format (``bench/_state.py``). Printed, each as min/median/max:
 from __future__ import annotations
 
 import argparse
+import os
 import asyncio
 import statistics
 import sys
@@ -68,6 +69,7 @@ def health_samples(http: httpx.Client, seconds: float, interval: float = 0.05) -
 
 def _lister(url: str, headers: dict[str, str], path: str, seconds: float, done) -> None:
     """One listing client in its own process (threads would measure the client's GIL, not the server)."""
+    os.nice(10)  # the load generator must not take the server's CPU on a small machine
     deadline = time.monotonic() + seconds
     with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
         while time.monotonic() < deadline:
@@ -77,6 +79,28 @@ def _lister(url: str, headers: dict[str, str], path: str, seconds: float, done) 
                     done.value += 1
             except httpx.HTTPError:
                 pass
+
+
+class CpuShare:
+    """How much CPU the server got during a phase, and the machine's load (context for the figures)."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        import psutil
+
+        self.proc = psutil.Process(server.proc.pid)
+
+    def __enter__(self) -> CpuShare:
+        times = self.proc.cpu_times()
+        self.start = (time.monotonic(), times.user + times.system)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        times = self.proc.cpu_times()
+        self.cores = (times.user + times.system - self.start[1]) / (time.monotonic() - self.start[0])
+        self.load = os.getloadavg()[0]
+
+    def __str__(self) -> str:
+        return f"[server used {self.cores:.2f} cores; machine load average {self.load:.1f} on {os.cpu_count()} cores]"
 
 
 def under_listers(server: ServerProcess, path: str, clients: int, seconds: float) -> tuple[list[float], int]:
@@ -121,6 +145,7 @@ async def _crowd(url: str, headers: dict[str, str], path: str, clients: int, sec
 
 
 def _crowd_process(url: str, headers: dict[str, str], path: str, clients: int, seconds: float, out) -> None:
+    os.nice(10)
     out.put(asyncio.run(_crowd(url, headers, path, clients, seconds)))
 
 
@@ -189,8 +214,9 @@ def main() -> int:
                 quiet = [timed_get(http, "/agent/health")[0] for _ in range(args.runs)]
                 print(fmt("health, idle", quiet))
             for label, path in (("pages", "/agent/tasks?limit=50"), ("full exports", "/agent/tasks")):
-                samples, done = under_listers(server, path, 8, args.seconds)
-                print(fmt(f"health while 8 clients list {label} ({done} lists done)", samples, 20))
+                with CpuShare(server) as share:
+                    samples, done = under_listers(server, path, 8, args.seconds)
+                print(fmt(f"health while 8 clients list {label} ({done} lists done)", samples, 20), share)
         finally:
             server.stop()
 
@@ -202,10 +228,11 @@ def main() -> int:
                 http.timeout = httpx.Timeout(300)
                 print(f"first plan list over {args.crowd_plans} plans: "
                       f"{timed_get(http, '/agent/plans?limit=50')[0]:.0f} ms")
-            result = crowd(server, "/agent/plans?limit=50", args.crowd, args.seconds)
+            with CpuShare(server) as share:
+                result = crowd(server, "/agent/plans?limit=50", args.crowd, args.seconds)
             print(fmt(f"health while {args.crowd} clients list /agent/plans over {args.crowd_plans} plans "
                       f"({result['ok']} lists answered, {result['other']} refused, "
-                      f"{result['errors']} connection errors)", result["health"], 100))
+                      f"{result['errors']} connection errors)", result["health"], 100), share)
             print(f"health under 100 ms again {recovery_time(server, args.recovery_limit):.2f} s after the crowd left")
         finally:
             server.stop()

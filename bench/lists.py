@@ -16,8 +16,8 @@ the store's own format (``bench/_state.py``). Printed, each as min/median/max:
 from __future__ import annotations
 
 import argparse
-import os
 import asyncio
+import os
 import statistics
 import sys
 import tempfile

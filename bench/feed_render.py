@@ -82,7 +82,7 @@ def main() -> int:
         page_med = statistics.median(in_page)
         print(f"  in the page, panel opened → newest events painted: min {min(in_page):.0f} / median "
               f"{page_med:.0f} / max {max(in_page):.0f} ms — goal 300 ms: {'met' if page_med <= 300 else 'NOT met'}")
-    print(f"  page main-thread busy time for the open (independent of machine load): min {min(cpu):.0f} / "
+    print(f"  page main-thread task time for the open (includes time descheduled under load): min {min(cpu):.0f} / "
           f"median {statistics.median(cpu):.0f} / max {max(cpu):.0f} ms")
     print(f"  machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0

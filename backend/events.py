@@ -72,7 +72,7 @@ class _Subscriber:
             return
         size = len(event.to_json()) if event is not None else 0
         try:
-            if self.queued_bytes + size > QUEUE_BYTES:
+            if self.queued_bytes and self.queued_bytes + size > QUEUE_BYTES:  # one huge event alone passes
                 raise asyncio.QueueFull
             self.queue.put_nowait(event)
             self.queued_bytes += size

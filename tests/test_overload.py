@@ -137,7 +137,7 @@ def test_an_event_stream_that_stops_reading_is_dropped(git_repo: Path, start_ser
     # the browser "hangs": nothing more is read while large events pile up
     big = "x" * 400_000
     with server.client() as http:
-        for n in range(30):
+        for n in range(60):  # up to 24 MB: well past the socket buffers plus the 8 MiB queue cap
             response = http.post("/agent/tasks", json={"title": f"big {n}", "content": big})
             assert response.status_code == 201
             if any("dropped an event stream" in line for line in server.output):

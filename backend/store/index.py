@@ -95,13 +95,16 @@ class ItemIndex(Generic[M]):
 
     def __init__(self, kind: str, root: Path, statuses: Iterable[str], suffix: str,
                  read: Callable[[Path, str], M | None],
-                 summarize: Callable[[M], tuple[dict[str, Any], str, str | None, tuple[str, ...]]]) -> None:
+                 summarize: Callable[[M], tuple[dict[str, Any], str, str | None, tuple[str, ...]]],
+                 report: Callable[[Path, str | None], None] | None = None) -> None:
         self.kind = kind
         self.root = root
         self.statuses = list(statuses)
         self.suffix = suffix
         self._read = read
         self._summarize = summarize
+        #: report(path, reason) records a file lists skip; report(path, None) forgets it (file gone)
+        self._report = report or (lambda _path, _reason: None)
         self.lock = threading.RLock()
         self._by_id: dict[str, Entry] = {}
         self._order: dict[str | None, list[Key]] = {s: [] for s in [*self.statuses, None]}
@@ -169,7 +172,10 @@ class ItemIndex(Generic[M]):
         if is_temp_name(name) or not name.endswith(self.suffix):
             return None
         item_id = name.removesuffix(self.suffix)
-        return (path.parent.name, item_id) if is_valid_id(item_id) else None
+        if not is_valid_id(item_id):
+            self._report(path, f"file name is not a valid {self.kind} id" if path.exists() else None)
+            return None
+        return path.parent.name, item_id
 
     def check_path(self, path: Path) -> tuple[str, M | str] | None:
         """Bring one file's item up to date.
@@ -184,6 +190,7 @@ class ItemIndex(Generic[M]):
         try:
             info = os.stat(path)
         except FileNotFoundError:
+            self._report(path, None)
             with self.lock:
                 entry = self._by_id.get(item_id)
                 if entry is None or entry.status != status:
@@ -229,6 +236,7 @@ class ItemIndex(Generic[M]):
                     continue
                 item_id = name.removesuffix(self.suffix)
                 if not is_valid_id(item_id):
+                    self._report(Path(dirent.path), f"file name is not a valid {self.kind} id")
                     continue
                 try:
                     seen[item_id] = (status, stamp_of(dirent.stat()))

@@ -87,10 +87,10 @@ class Store:
         (self.logs_dir / "tasks").mkdir(parents=True, exist_ok=True)
         self.plan_index: ItemIndex[Plan] = ItemIndex(
             "plan", self.plans_dir, [s.value for s in PlanStatus], PLAN_SUFFIX,
-            lambda path, status: self._read_plan(path, PlanStatus(status)), plan_summary)
+            lambda path, status: self._read_plan(path, PlanStatus(status)), plan_summary, self._index_report)
         self.task_index: ItemIndex[Task] = ItemIndex(
             "task", self.tasks_dir, [s.value for s in TaskStatus], TASK_SUFFIX,
-            lambda path, status: self._read_task(path, TaskStatus(status)), task_summary)
+            lambda path, status: self._read_task(path, TaskStatus(status)), task_summary, self._index_report)
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -118,6 +118,13 @@ class Store:
 
     def _clear_problem(self, path: Path) -> None:
         self.problems.pop(str(path.relative_to(self.root)), None)
+
+    def _index_report(self, path: Path, reason: str | None) -> None:
+        """The index's findings: a file lists skip, or (reason None) a file that is gone."""
+        if reason is None:
+            self._clear_problem(path)
+        else:
+            self._report(path, reason)
 
     # ------------------------------------------------------------------ plans
     def _read_plan(self, path: Path, status: PlanStatus) -> Plan | None:

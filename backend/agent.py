@@ -19,12 +19,10 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import watchfiles
@@ -45,6 +43,8 @@ from backend.reaper import MARK, RUN_MARK, kill_marked
 from backend.runners.claude_code import AgentEvent, ClaudeCodeRunner, RunRequest
 from backend.store import Store
 from backend.task_run import STANDALONE_BRANCH, Stop, TaskRun, branch_for, plan_branch
+from backend.trust import TrustGate
+from backend.worktree_pool import WorktreePool
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,10 @@ class Dispatcher:
         self.bus = bus
         self.runner = runner or ClaudeCodeRunner(claude_bin=settings.claude_bin)
         self.git = GitRepo(settings.project_dir)
+        self.trust = TrustGate(settings.project_dir, settings.committed_commands)
         self.worktrees_dir = settings.state_path / "worktrees"
+        # one worktree per worker, plus one for test_command runs on integrated results
+        self.worktrees = WorktreePool(self.git, self.worktrees_dir, settings.max_parallel_workers + 1)
         self.integration_lock = threading.Lock()
         self._ensured: set[str] = set()
         # plans
@@ -94,10 +97,13 @@ class Dispatcher:
         """Recover, then start the task loop (called from the app's lifespan)."""
         self.worktrees_dir.mkdir(parents=True, exist_ok=True)
         self.recover()
+        self._warm_worktrees()
         self._loop_thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
         self._loop_thread.start()
         threading.Thread(target=self._watch_pending, name="pending-watcher", daemon=True).start()
-        if self.settings.dispatcher_autostart:
+        if not self.trust.trusted:
+            log.warning("%s. To fix: %s", self.trust.explain(), self.trust.FIX)
+        elif self.settings.dispatcher_autostart:
             self.start()
 
     def shutdown(self, grace_s: float = 10.0) -> None:
@@ -107,6 +113,7 @@ class Dispatcher:
             self._closing = True
             self._wake.notify_all()
         self._watch_stop.set()
+        self.worktrees.close()
         for plan_id, stop in list(self._orchestration_stops.items()):
             log.info("stopping orchestration of plan %s (shutdown)", plan_id)
             stop.set()
@@ -120,7 +127,20 @@ class Dispatcher:
         self._workers.shutdown(wait=False, cancel_futures=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def require_trust(self) -> None:
+        """Refuse to run anything while the project's committed commands are not trusted."""
+        if not self.trust.trusted:
+            raise Conflict(f"{self.trust.explain()}. To fix: {self.trust.FIX}")
+
+    def grant_trust(self, digest: str) -> None:
+        """The user confirmed the commands they were shown: trust them and start as configured."""
+        if not self.trust.grant(digest):
+            raise Conflict("the commands changed since they were shown to you; review them again.")
+        if self.settings.dispatcher_autostart and not self._accepting and not self._closing:
+            self.start()
+
     def start(self) -> None:
+        self.require_trust()
         with self._wake:
             self._accepting = True
             self._dirty = True
@@ -145,7 +165,19 @@ class Dispatcher:
             "max_parallel_workers": self.settings.max_parallel_workers,
             "active_tasks": sorted(self._running),
             "active_orchestrations": sorted(self._active_orchestrations),
+            "trust_required": not self.trust.trusted,
+            "worktree_pool": self.worktrees.status(),
         }
+
+    def _warm_worktrees(self) -> None:
+        """Prepare the worktree pool in the background at the tip tasks start from."""
+        try:
+            commit = self.git.rev_parse(self.base_branch())
+        except ShipyardError as exc:
+            log.info("worktree pool not warmed: %s", exc.detail)
+            return
+        if commit is not None:
+            self.worktrees.warm(commit)
 
     def child_env(self, run: str) -> dict[str, str]:
         """Environment for commands we start outside the runner (setup, tests)."""
@@ -201,37 +233,18 @@ class Dispatcher:
                 self.store.delete_task(task.id)
 
     def _cleanup_task_git(self, task_id: str) -> None:
-        with contextlib.suppress(GitError):
-            self.git.remove_worktree(self.worktrees_dir / task_id)
+        self.worktrees.release(self.worktrees_dir / task_id)  # cleaned before its next use
         with contextlib.suppress(GitError):
             self.git.delete_branch(branch_for(task_id))
 
     def _remove_stray_worktrees(self) -> None:
-        """Remove every worktree under our worktrees/ folder that no live task owns.
+        """Take back every worktree under our worktrees/ folder that no live task owns.
 
-        Each item is handled on its own, so one odd leftover cannot stop the rest.
-        Folders there that git does not know as worktrees (an interrupted
-        ``worktree add``) are Shipyard's own and are deleted outright.
+        Pooled worktrees and those of tasks interrupted by a crash go (back) into the
+        warm pool, where they are cleaned before their next use; see
+        :meth:`backend.worktree_pool.WorktreePool.recover`.
         """
-        live = set(self._running)
-        ours = self.worktrees_dir.resolve()
-        try:
-            registered = [Path(e["path"]).resolve() for e in self.git.list_worktrees()]
-        except GitError as exc:
-            log.warning("recovery: cannot list worktrees: %s", exc)
-            registered = []
-        for path in registered:
-            if path.parent == ours and path.name not in live:
-                try:
-                    self.git.remove_worktree(path)
-                except GitError as exc:
-                    log.warning("recovery: cannot remove worktree %s: %s", path, exc)
-        if self.worktrees_dir.exists():
-            for child in self.worktrees_dir.iterdir():
-                if child.name not in live and child.resolve() not in registered:
-                    shutil.rmtree(child, ignore_errors=True)
-        with contextlib.suppress(GitError):
-            self.git.prune_worktrees()
+        self.worktrees.recover(set(self._running))
 
     # ================================================================ plans
     def describe_plan(self, plan: Plan, brief: bool = False) -> dict[str, Any]:
@@ -262,6 +275,7 @@ class Dispatcher:
 
     def start_plan(self, plan_id: str) -> dict[str, Any]:
         """Validate, move a draft to ready, and submit :meth:`execute_plan`; returns at once."""
+        self.require_trust()
         with self._plan_lock:
             plan = self.store.get_plan(plan_id)
             if plan_id in self._active_orchestrations:

@@ -20,17 +20,21 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import __version__, lists
 from backend.admission import AdmissionGate, GateMiddleware
 from backend.agent import Dispatcher
+from backend.auth import generate_token
+from backend.body_limit import BodyLimitMiddleware
 from backend.config import Settings
 from backend.doctor import run_checks
 from backend.errors import ShipyardError
 from backend.events import EventBus
-from backend.models import PlanCreate, PlanStatus, PlanUpdate, TaskCreate, TaskStatus, dump
+from backend.models import PlanCreate, PlanStatus, PlanUpdate, TaskCreate, TaskStatus, TrustGrant, dump
+from backend.openapi import install as install_openapi
 from backend.runlog import read_log
-from backend.security import GuardMiddleware
+from backend.security import GuardMiddleware, SecurityHeadersMiddleware
 from backend.serving import ConnectionLimits
 from backend.store import Store, validate_id
 from backend.store.ids import is_valid_id
@@ -47,6 +51,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     lifespan: it starts recovery and the task loop on start-up and stops runs
     on shutdown, so no agent lives in a request's background task.
     """
+    if not settings.access_token:
+        settings.access_token = generate_token()  # never serve without one, loopback included
     if dispatcher is None:
         bus = EventBus()
         store = Store(settings.state_path, bus.publish)
@@ -55,7 +61,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     store = disp.store
     bus = disp.bus
 
-    checks = _CachedChecks(settings)
+    checks = _CachedChecks(lambda: run_checks(settings, quick=True, trust=disp.trust))
     gate = AdmissionGate(settings.list_concurrency)
     pages = lists.PageCache()
     ConnectionLimits.shed_waiting = gate.shed_oldest
@@ -83,10 +89,14 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         redirect_slashes=False,  # never answer an odd path with a redirect to another one
     )
     app.state.dispatcher = disp
+    # added first = innermost: a body is only read once the guard has let the request in
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_body_bytes)
     app.add_middleware(GuardMiddleware, settings=settings)
-    # outermost, so expensive reads queue here before any other work is done
+    # expensive reads queue here before any other work is done (only the header middleware is outside)
     app.add_middleware(GateMiddleware, gate=gate)
+    app.add_middleware(SecurityHeadersMiddleware)  # added last = outermost: refusals get the headers too
     _install_error_handlers(app)
+    install_openapi(app)
 
     # ---------------------------------------------------------------- health
     @app.get("/agent/health", tags=["health"])
@@ -103,8 +113,22 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
             "problems": [{"path": p, "reason": r} for p, r in sorted(store.problems.items())],
             "checks": checks.current(),
             "dispatcher": disp.status(),
+            "trust": disp.trust.to_dict(),
             "load": {**gate.report(), **ConnectionLimits.report()},
         }
+
+    # ---------------------------------------------------------------- trust
+    @app.get("/agent/trust", tags=["trust"])
+    def get_trust() -> dict[str, Any]:
+        """The commands from a committed shipyard.yaml and whether they are trusted."""
+        return disp.trust.to_dict()
+
+    @app.post("/agent/trust", tags=["trust"])
+    def grant_trust(body: TrustGrant) -> dict[str, Any]:
+        """Trust the commands shown by GET /agent/trust (send back their hash); then agents may run."""
+        disp.grant_trust(body.hash)
+        checks.refresh(wait=True)  # health's cached checks include trust: show the change at once
+        return disp.trust.to_dict()
 
     # ---------------------------------------------------------------- plans
     @app.get("/agent/plans", tags=["plans"], response_model=None)
@@ -190,7 +214,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
                  limit: int = Query(1000, ge=1, le=10000),
                  tail: int | None = Query(None, ge=1, le=10000)) -> dict[str, Any]:
         store.get_plan(plan_id)
-        return read_log(store.plan_log_path(plan_id), after=after, limit=limit, tail=tail)
+        return read_log(store.plan_log_path(plan_id), after=after, limit=limit, tail=tail, root=store.root)
 
     # ---------------------------------------------------------------- tasks
     @app.get("/agent/tasks", tags=["tasks"], response_model=None)
@@ -248,7 +272,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
                  limit: int = Query(1000, ge=1, le=10000),
                  tail: int | None = Query(None, ge=1, le=10000)) -> dict[str, Any]:
         store.get_task(task_id)
-        return read_log(store.task_log_path(task_id), after=after, limit=limit, tail=tail)
+        return read_log(store.task_log_path(task_id), after=after, limit=limit, tail=tail, root=store.root)
 
     @app.get("/agent/tasks/{task_id}/diff", tags=["tasks"])
     def task_diff(task_id: str) -> dict[str, Any]:
@@ -278,7 +302,9 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         return disp.status()
 
     # ---------------------------------------------------------------- events
-    @app.get("/agent/events", tags=["events"])
+    @app.get("/agent/events", tags=["events"], response_class=EventSourceResponse,
+             responses={200: {"description": "A stream of events (text/event-stream), until the "
+                              "client leaves.", "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
     async def events(request: Request, after: int | None = Query(None, ge=0),
                      types: str | None = Query(None, description="comma-separated prefixes, "
                                                "e.g. plan,task")) -> EventSourceResponse:
@@ -316,18 +342,18 @@ class _CachedChecks:
     instead of waiting for that.
     """
 
-    def __init__(self, settings: Settings, max_age_s: float = 5.0) -> None:
-        self.settings = settings
+    def __init__(self, produce: Any, max_age_s: float = 5.0) -> None:
+        self.produce = produce
         self.max_age_s = max_age_s
         self._value: list[dict[str, Any]] = []
         self._at = 0.0
         self._refreshing = threading.Lock()
 
-    def refresh(self) -> None:
-        if not self._refreshing.acquire(blocking=False):
+    def refresh(self, wait: bool = False) -> None:
+        if not self._refreshing.acquire(blocking=wait):
             return
         try:
-            self._value = [c.to_dict() for c in run_checks(self.settings, quick=True)]
+            self._value = [c.to_dict() for c in self.produce()]
             self._at = time.monotonic()
         finally:
             self._refreshing.release()
@@ -342,6 +368,23 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ShipyardError)
     async def _domain(_request: Request, exc: ShipyardError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Framework refusals, as sentences; a 405 lists every method the path has."""
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = _methods_for(app, request.url.path)
+            headers["Allow"] = ", ".join(allowed)
+            return JSONResponse({"detail": f"{request.method} is not allowed on {request.url.path}; "
+                                 f"it answers {', '.join(allowed)}."}, status_code=405, headers=headers)
+        if exc.status_code == 404:
+            return JSONResponse({"detail": f"no such endpoint: {request.url.path} (see /docs)."},
+                                status_code=404, headers=headers)
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            return JSONResponse({"detail": "invalid request: the body is not valid JSON text (UTF-8)."},
+                                status_code=422)
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -360,6 +403,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the server log "
                              "has the details."}, status_code=500)
+
+
+def _methods_for(app: FastAPI, path: str) -> list[str]:
+    """Every method some route answers on ``path`` (Starlette's own 405 names one route's only)."""
+    methods: set[str] = set()
+    for route in app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path) and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
 
 
 __all__ = ["create_app", "validate_id"]

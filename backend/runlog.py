@@ -20,7 +20,9 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from backend.errors import Forbidden
 from backend.store.atomic import atomic_write_bytes
+from backend.store.confine import LinkOutsideError, open_inside
 
 STRIDE = 256
 CHUNK = 1 << 20
@@ -146,18 +148,23 @@ def _save(path: Path, index: _Index) -> None:
         index.saved_lines = index.lines
 
 
-def read_log(path: Path, after: int = 0, limit: int = 1000, tail: int | None = None) -> dict[str, Any]:
+def read_log(path: Path, after: int = 0, limit: int = 1000, tail: int | None = None,
+             root: Path | None = None) -> dict[str, Any]:
     """Events of a run log.
 
     ``after`` skips that many lines; ``tail`` returns only the last N lines.
     Returns ``{"events": [...], "next": <line number to pass as after>, "total": n}``;
-    each event carries its line number as ``seq``.
+    each event carries its line number as ``seq``. With ``root``, a log whose real location
+    is outside it (a symbolic link out of the state directory) is refused with a 403.
     """
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below
+        text = open_inside(path, root if root is not None else path.parent.resolve(), errors="replace")
+    except LinkOutsideError as exc:
+        raise Forbidden(str(exc)) from exc
     except FileNotFoundError:
         return {"events": [], "next": after, "total": 0}
-    with handle:
+    handle = text.buffer  # bytes: offsets are byte positions
+    with text:
         index = _index_for(path, handle)
         total, end = index.lines, index.bytes
         if tail:

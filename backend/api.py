@@ -39,7 +39,8 @@ from backend.runlog import read_log
 from backend.security import GuardMiddleware, SecurityHeadersMiddleware
 from backend.serving import ConnectionLimits
 from backend.store import Store, validate_id
-from backend.store.ids import is_valid_id
+from backend.store.ids import ID_PATTERN, is_valid_id
+from backend.store.index import CURSOR_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,9 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     @app.get("/agent/plans", tags=["plans"], response_model=None)
     async def list_plans(
             limit: int | None = Query(None, ge=1, le=lists.PAGE_MAX, description=_LIMIT_DOC),
-            cursor: str | None = Query(None, max_length=500, description=_CURSOR_DOC),
-            status: str | None = Query(None, max_length=200, description="comma-separated statuses"),
+            cursor: str | None = Query(None, max_length=110, pattern=CURSOR_PATTERN, description=_CURSOR_DOC),
+            status: str | None = Query(None, max_length=200, pattern=lists.status_pattern(lists.PLAN_STATUSES),
+                                       description="comma-separated statuses"),
             q: str | None = Query(None, max_length=200, description="text in the title or summary"),
             order: str | None = Query(None, pattern="^(asc|desc)$", description=_ORDER_DOC),
             detail: str = Query("summary", pattern="^(summary|full)$", description=_DETAIL_DOC),
@@ -226,9 +228,10 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     @app.get("/agent/tasks", tags=["tasks"], response_model=None)
     async def list_tasks(
             limit: int | None = Query(None, ge=1, le=lists.PAGE_MAX, description=_LIMIT_DOC),
-            cursor: str | None = Query(None, max_length=500, description=_CURSOR_DOC),
-            status: str | None = Query(None, max_length=200, description="comma-separated statuses"),
-            plan_id: str | None = Query(None, max_length=64, description="only this plan's tasks"),
+            cursor: str | None = Query(None, max_length=110, pattern=CURSOR_PATTERN, description=_CURSOR_DOC),
+            status: str | None = Query(None, max_length=200, pattern=lists.status_pattern(lists.TASK_STATUSES),
+                                       description="comma-separated statuses"),
+            plan_id: str | None = Query(None, max_length=64, pattern=ID_PATTERN, description="only this plan's tasks"),
             q: str | None = Query(None, max_length=200, description="text in the title or id"),
             order: str | None = Query(None, pattern="^(asc|desc)$", description=_ORDER_DOC),
             detail: str = Query("summary", pattern="^(summary|full)$", description=_DETAIL_DOC),
@@ -338,7 +341,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
 
 
 _LIMIT_DOC = f"items per page (default {lists.PAGE_DEFAULT}, at most {lists.PAGE_MAX})"
-_CURSOR_DOC = "next_cursor of the previous page"
+_CURSOR_DOC = "next_cursor of the previous page (a position in the order: `<created>~<id>`)"
 _ORDER_DOC = "asc (oldest first, the default) or desc"
 _DETAIL_DOC = "summary (default: no bodies) or full"
 

@@ -32,6 +32,12 @@ class BadQuery(Invalid):
     """A list query that cannot be answered (unknown status, foreign cursor)."""
 
 
+def status_pattern(allowed: Iterable[str]) -> str:
+    """The documented shape of a ``status`` filter: known names, comma-separated."""
+    names = "|".join(allowed)
+    return rf"^ *({names}) *(, *({names}) *)*$"
+
+
 def parse_statuses(text: str | None, allowed: Iterable[str]) -> list[str] | None:
     if not text:
         return None

@@ -107,7 +107,8 @@ def test_schemathesis_finds_no_violation(server: ServerProcess, tmp_path: Path) 
          # ignored_auth sends wrong tokens on purpose; they trip the guess throttle (429 for every
          # request from this address for a while), which would leave the rest untested. Auth has
          # its own tests in test_security.py.
-         "--checks", "all", "--exclude-checks", "ignored_auth", "--phases", "coverage,fuzzing,stateful", "--max-examples", "5", "--seed", "14",
+         "--checks", "all", "--exclude-checks", "ignored_auth",
+         "--phases", "coverage,fuzzing,stateful", "--max-examples", "5", "--seed", "14",
          "--generation-database", "none", "--request-timeout", "30", "--no-color",
          # the event stream never ends, and starting the dispatcher would run agents
          "--exclude-path-regex", "^/agent/events$|^/agent/dispatcher/start$"],

@@ -25,7 +25,7 @@ from backend.config import Settings
 from backend.doctor import run_checks
 from backend.errors import ShipyardError
 from backend.events import EventBus
-from backend.models import PlanCreate, PlanStatus, PlanUpdate, TaskCreate, TaskStatus, dump
+from backend.models import PlanCreate, PlanStatus, PlanUpdate, TaskCreate, dump
 from backend.runlog import read_log
 from backend.security import GuardMiddleware
 from backend.store import Store, validate_id
@@ -159,7 +159,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
 
     @app.delete("/agent/tasks/{task_id}", tags=["tasks"])
     def delete_task(task_id: str) -> dict[str, Any]:
-        store.delete_task(task_id, forbid=[TaskStatus.in_progress])
+        disp.delete_task(task_id)
         return {"deleted": task_id}
 
     @app.get("/agent/tasks/{task_id}/log", tags=["tasks"])

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend.errors import NotFound, ShipyardError
+from backend.errors import NotFound, ShipyardError, describe_exception
 from backend.git_ops import GitError
+from backend.holdpoints import hold
 from backend.models import RunStats, Task, TaskStatus, dump, utcnow
 from backend.reaper import MARK, RUN_MARK
 from backend.runners.claude_code import AgentEvent, RunRequest, RunResult
@@ -66,6 +67,11 @@ class TaskFailure(Exception):
         self.summary = summary
         self.details = details
         self.keep_branch = keep_branch
+
+
+def task_trailer(task_id: str) -> str:
+    """The line on a task's integration commit that says which task it carries."""
+    return f"Shipyard-Task: {task_id}"
 
 
 def branch_for(task_id: str) -> str:
@@ -160,7 +166,7 @@ class TaskRun:
                 self._fail(failure)
         except Exception as exc:  # anything unexpected still ends in a valid state
             log.exception("task %s crashed", task.id)
-            self._fail(TaskFailure(f"internal error: {type(exc).__name__}: {exc}"))
+            self._fail(TaskFailure(describe_exception(exc)))
 
     def _prepare(self, base_commit: str) -> None:
         if self.worktree.exists():  # a leftover of an earlier attempt (add_worktree resets the branch)
@@ -278,7 +284,7 @@ class TaskRun:
             if target_tip is None:
                 raise TaskFailure(f"the integration branch {self.target} is gone.")
             outcome = self.git.merge_commit(
-                target_tip, tip, f"Merge {self.branch}: {self.task.title}\n\nShipyard task {self.task.id}")
+                target_tip, tip, f"Merge {self.branch}: {self.task.title}\n\n{task_trailer(self.task.id)}")
             if not outcome.ok:
                 paths = ", ".join(outcome.conflicts) or "(unknown paths)"
                 raise TaskFailure(f"merge conflict with {self.target} in: {paths}",
@@ -286,7 +292,11 @@ class TaskRun:
             assert outcome.commit is not None
             if self.settings.test_command:
                 self._test(outcome.commit)
+            # Recorded before the branch moves: if the server dies right after, recovery finds
+            # this commit on the target and completes the task instead of running it again.
+            self.store.update_task(self.task.id, head_commit=tip)
             if self.git.update_ref(f"refs/heads/{self.target}", outcome.commit, target_tip):
+                hold("task.integrated")
                 self.note(f"integrated into {self.target} ({outcome.commit[:10]})", kind="integrated",
                           commit=outcome.commit, branch=self.target)
                 self._complete(f"integrated into {self.target} as {outcome.commit[:10]}", keep_branch=False,
@@ -329,9 +339,14 @@ class TaskRun:
             text += f"\n{failure.details}\n"
         text += f"\nRun log: {self.log_path}\n"
         self.note(f"failed: {failure.summary}", kind="failed")
-        self.store.move_task(self.task.id, TaskStatus.failed, expect=[TaskStatus.in_progress],
-                             error_log=text, finished=utcnow(), error=failure.summary, result=None,
-                             head_commit=head, branch=self.branch if failure.keep_branch else None)
+        try:
+            self.store.move_task(self.task.id, TaskStatus.failed, expect=[TaskStatus.in_progress],
+                                 error_log=text, finished=utcnow(), error=failure.summary, result=None,
+                                 head_commit=head, branch=self.branch if failure.keep_branch else None)
+        except (NotFound, OSError) as exc:  # e.g. the file was damaged by hand while it ran
+            log.warning("task %s: cannot record the failure normally: %s", self.task.id,
+                        describe_exception(exc))
+            self.disp._settle(self.task.id, failure.summary)
 
     def _stopped(self) -> None:
         if self.stop.reason == "stop":

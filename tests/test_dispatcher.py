@@ -247,8 +247,7 @@ def test_kill_9_mid_run_then_restart_recovers(git_repo: Path, env: dict, start_s
     with first.client() as http:
         task_id = http.post("/agent/tasks", json={"title": "Interrupted", "content": "x"}).json()["id"]
         sleeping(http, task_id)
-    first.kill()
-    assert agent_processes(git_repo), "the orphaned agent should still be running before the restart"
+    first.kill()  # its guardian stops the orphaned agent (tests/test_crash.py checks how fast)
     model_server.unscript(first_script)
     model_server.script("# Task: Interrupted", [write("after.txt", "x\n"), text("done")])
     second = start_server(git_repo, env)

@@ -23,7 +23,7 @@ from backend import __version__
 from backend.agent import Dispatcher
 from backend.config import Settings
 from backend.doctor import run_checks
-from backend.errors import ShipyardError
+from backend.errors import ShipyardError, resource_problem
 from backend.events import EventBus
 from backend.models import PlanCreate, PlanStatus, PlanUpdate, TaskCreate, dump
 from backend.runlog import read_log
@@ -238,8 +238,17 @@ def _install_error_handlers(app: FastAPI) -> None:
             parts.append(f"{where}: {message}")
         return JSONResponse({"detail": "invalid request: " + "; ".join(parts)}, status_code=422)
 
+    # OSError and MemoryError get their own handler (not only the catch-all) because
+    # Starlette re-raises what reaches the catch-all, and the connection is then dropped.
+    @app.exception_handler(OSError)
+    @app.exception_handler(MemoryError)
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        problem = resource_problem(exc)
+        if problem is not None:  # the machine, not the request: say what ran out
+            log.error("%s %s: %s", request.method, request.url.path, problem)
+            return JSONResponse({"detail": f"{problem[0].upper()}{problem[1:]}; nothing was changed. "
+                                 "Free it up and try again."}, status_code=503)
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the server log "
                              "has the details."}, status_code=500)

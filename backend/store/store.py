@@ -161,8 +161,9 @@ class Store:
             if expect is not None and plan.status not in set(expect):
                 raise Conflict(f"plan {plan_id} is {plan.status.value}; it can only be changed while "
                                f"{' or '.join(s.value for s in expect)}.")
-            plan = plan.model_copy(update={**fields, "modified": utcnow()})
-            plan = Plan.model_validate(dump(plan))
+            # validated from plain data (model_copy would keep dicts where models belong and
+            # make pydantic warn on every dump)
+            plan = Plan.model_validate({**dump(plan), **fields, "modified": utcnow()})
             self._write_plan(plan)
         self.publish("plan.updated", {"plan": dump(plan)})
         return plan

@@ -440,12 +440,14 @@ class Dispatcher:
             raise OrchestrationError(f"the base branch {base} has no commits yet: make a first commit.")
         self._plan_note(plan.id, f"orchestrator starting on {settings.name} (base {base})")
         if stop.is_set():
-            raise OrchestrationError("cancelled")
+            raise OrchestrationError(self._stopped_reason())
 
         said: list[str] = []  # every text the model wrote: the JSON may precede a closing remark
 
         def on_event(event: AgentEvent) -> None:
-            if event.kind == "text" and isinstance(event.data.get("text"), str):
+            # once each: a model nudged to answer through StructuredOutput often repeats itself
+            if event.kind == "text" and isinstance(event.data.get("text"), str) \
+                    and event.data["text"] not in said:
                 said.append(event.data["text"])
             self.bus.publish("plan.log", {"plan_id": plan.id, "event": event.to_dict()})
 
@@ -475,17 +477,17 @@ class Dispatcher:
         answered_in_text = (result.subtype == "success" and not result.is_error
                             and result.structured_output is None and result.outcome != "cancelled")
         if not result.ok and not answered_in_text:
-            raise OrchestrationError("cancelled" if result.outcome == "cancelled"
+            raise OrchestrationError(self._stopped_reason() if result.outcome == "cancelled"
                                      else f"the orchestrator failed: {result.reason}")
         if answered_in_text:
             self._plan_note(plan.id, "no StructuredOutput call; looking for JSON in the answer text")
-        if result.text and (not said or said[-1] != result.text):
+        if result.text and not any(result.text.strip() == t.strip() for t in said):
             said.append(result.text)
         answer = parse_answer(result.structured_output, "\n\n".join(said), settings.max_tasks)
         for note in answer.notes:
             self._plan_note(plan.id, note, kind="warning")
         if stop.is_set():
-            raise OrchestrationError("cancelled")
+            raise OrchestrationError(self._stopped_reason())
         task_ids = [self._create_task(spec.title, spec.content, spec.task_type, plan.id).id
                     for spec in answer.tasks]
         branch = plan_branch(plan.id)
@@ -498,6 +500,13 @@ class Dispatcher:
                         kind="tasks", task_ids=task_ids)
         hold("plan.published")
         self.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.executing])
+
+    def _stopped_reason(self) -> str:
+        """Why an orchestration was stopped: the user's cancel, or the server shutting down."""
+        if self._closing:
+            return ("interrupted by the server stopping: the orchestrator was stopped before it "
+                    "answered. Retry to run it again.")
+        return "cancelled"
 
     def _create_task(self, title: str, content: str, task_type: TaskType | str = TaskType.feature,
                      plan_id: str | None = None) -> Task:

@@ -7,8 +7,10 @@ prints a sentence, not a traceback, when something is wrong.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -105,6 +107,7 @@ def serve(
     typer.echo(f"  API docs:  {settings.url}/docs")
     typer.echo(f"  state:     {state}")
     typer.echo("  Ctrl-C stops (running agents are stopped and their tasks requeued).")
+    _print_startup_problems(settings)
     sys.stdout.flush()
     config = uvicorn.Config(application, log_level=log_level.lower(), timeout_graceful_shutdown=5,
                             access_log=log_level.lower() == "debug")
@@ -122,6 +125,19 @@ def serve(
     typer.echo("Shipyard stopped.")
 
 
+def _print_startup_problems(settings: Any) -> None:
+    """The doctor's failed checks, in the terminal too (the dashboard shows them as a banner)."""
+    from backend.doctor import run_checks
+
+    problems = [c for c in run_checks(settings) if c.level != "ok"]
+    if not problems:
+        return
+    blocking = any(c.blocks_start for c in problems)
+    typer.secho("  Plans cannot start until this is fixed:" if blocking else "  Warnings:",
+                fg=typer.colors.RED if blocking else typer.colors.YELLOW, bold=True)
+    _print_checks(problems, indent="    ")
+
+
 class _StopServing(Exception):
     """Raised by the signal handler once uvicorn has finished its graceful shutdown."""
 
@@ -133,31 +149,53 @@ def _stopped_by_signal(_signum: int, _frame: object) -> None:
 # ------------------------------------------------------------------ doctor
 @app.command()
 def doctor(project: Annotated[Path | None, typer.Option(help="Repository (default: cwd).")] = None) -> None:
-    """Check that Shipyard can run agents here, and say how to fix what is missing."""
+    """Check that Shipyard can run agents here, and say how to fix what is missing.
+
+    When a server is running (at SHIPYARD_URL, or the project's address) it is asked:
+    its checks are the ones that matter, since agents inherit its environment, not this
+    shell's. Otherwise the checks run here.
+    """
     from backend.doctor import Check, run_checks
 
-    try:
-        settings = load_settings(project)
-    except ConfigError as exc:
-        typer.secho(f"✗ project: {exc}", fg=typer.colors.RED)
-        raise typer.Exit(1) from None
-    checks: list[Check] = run_checks(settings)
-    client = Client(settings.url, settings.access_token, timeout=3)
-    try:
-        client.get("/agent/health")
-        checks.append(Check("server", "ok", f"running at {settings.url}"))
-    except ClientError:
-        checks.append(Check("server", "warn", f"not running at {settings.url}",
+    env_url = os.environ.get("SHIPYARD_URL")
+    settings = None
+    if project is not None or not env_url:
+        try:
+            settings = load_settings(project)
+        except ConfigError as exc:
+            typer.secho(f"✗ project: {exc}", fg=typer.colors.RED)
+            raise typer.Exit(1) from None
+    url, token = resolve_server() if settings is None else (settings.url, settings.access_token)
+    health = None
+    with contextlib.suppress(ClientError):
+        health = Client(url, token, timeout=5).get("/agent/health")
+    checks: list[Check]
+    if health is not None:
+        typer.echo(f"asking the server at {url} (project {health.get('project_dir')})")
+        checks = [Check(c["name"], c["level"], c["detail"], c.get("fix") or "")
+                  for c in health.get("checks", [])]
+        checks.append(Check("server", "ok", f"running at {url}"))
+    elif settings is None:
+        typer.secho(f"✗ server: no Shipyard server answers at {url} (SHIPYARD_URL)", fg=typer.colors.RED)
+        typer.echo("    fix: start it with 'shipyard serve', or unset SHIPYARD_URL to check this project.")
+        raise typer.Exit(1)
+    else:
+        checks = run_checks(settings)
+        checks.append(Check("server", "warn", f"not running at {url}",
                             "start it with 'shipyard serve'."))
+    _print_checks(checks)
+    if any(c.level == "error" for c in checks):
+        raise typer.Exit(1)
+
+
+def _print_checks(checks: list[Any], indent: str = "") -> None:
     marks = {"ok": ("✓", typer.colors.GREEN), "warn": ("!", typer.colors.YELLOW),
              "error": ("✗", typer.colors.RED)}
     for check in checks:
-        mark, colour = marks[check.level]
-        typer.secho(f"{mark} {check.name}: {check.detail}", fg=colour)
+        mark, colour = marks.get(check.level, ("?", None))
+        typer.secho(f"{indent}{mark} {check.name}: {check.detail}", fg=colour)
         if check.fix:
-            typer.echo(f"    fix: {check.fix}")
-    if any(c.level == "error" for c in checks):
-        raise typer.Exit(1)
+            typer.echo(f"{indent}    fix: {check.fix}")
 
 
 # ------------------------------------------------------------------ plans

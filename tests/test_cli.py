@@ -101,3 +101,39 @@ def test_missing_claude_fails_the_plan_with_advice(tmp_path: Path, start_server)
     result = shipyard("plan", "start", plan_id, "--follow", env=env)
     assert result.returncode == 1
     assert "claude not found: install with npm install -g @anthropic-ai/claude-code" in result.stderr
+
+
+def test_doctor_asks_the_running_server_named_by_shipyard_url(tmp_path: Path, start_server) -> None:
+    project = make_repo(tmp_path / "served")
+    server = start_server(project, {**PAUSED, "ANTHROPIC_API_KEY": "server-key", "IS_SANDBOX": "1"})
+    elsewhere = tmp_path / "not-a-repo"
+    elsewhere.mkdir()
+    # this shell has neither the key nor a claude binary; the server's environment is what counts
+    shell = {k: v for k, v in os.environ.items() if k not in ("ANTHROPIC_API_KEY", "IS_SANDBOX")}
+    shell.update({"SHIPYARD_URL": server.url, "SHIPYARD_CLAUDE_BIN": str(tmp_path / "none")})
+    result = subprocess.run([sys.executable, "-m", "backend.cli", "doctor"], cwd=elsewhere, env=shell,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"asking the server at {server.url}" in result.stdout
+    assert "credentials: ANTHROPIC_API_KEY is set" in result.stdout
+    assert f"server: running at {server.url}" in result.stdout
+    gone = subprocess.run([sys.executable, "-m", "backend.cli", "doctor"], cwd=elsewhere,
+                          env={**shell, "SHIPYARD_URL": "http://127.0.0.1:9"},
+                          capture_output=True, text=True, timeout=60)
+    assert gone.returncode == 1 and "no Shipyard server answers at http://127.0.0.1:9" in gone.stdout
+
+
+def test_a_repository_without_commits_fails_doctor_and_serve_says_so(tmp_path: Path, start_server) -> None:
+    project = tmp_path / "empty"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=project, check=True)
+    env = {k: v for k, v in os.environ.items() if k != "SHIPYARD_URL"}
+    result = subprocess.run([sys.executable, "-m", "backend.cli", "doctor"], cwd=project,
+                            env={**env, "SHIPYARD_PORT": "9"}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "✗ commits: the repository has no commits yet" in result.stdout
+    assert "git commit -m 'Initial commit'" in result.stdout
+    server = start_server(project, PAUSED)
+    printed = "".join(server.output)
+    assert "Plans cannot start until this is fixed:" in printed
+    assert "commits: the repository has no commits yet" in printed

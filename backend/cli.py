@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from backend import __version__
-from backend.client import Client, ClientError, resolve_server
+from backend.client import Client, ClientError, StreamLost, resolve_server
 from backend.config import ConfigError, load_settings
 
 app = typer.Typer(help="Shipyard: plans in, merged work out.", no_args_is_help=True,
@@ -285,17 +285,48 @@ def plan_start(plan_id: str, follow: Annotated[bool, typer.Option(help="Stream p
         _follow_plan(client, plan_id)
 
 
+#: How long --follow waits for a server that went away to come back before giving up.
+RECONNECT_S = 10.0
+
+
+def _follow(client: Client, types: str, handle: Any, finished: Any, again: str,
+            after: int | None = None) -> None:
+    """Stream events to ``handle`` until it returns True; survive the server going away.
+
+    When the stream breaks (the server stopped, crashed or restarted) one line says so
+    and the server is given :data:`RECONNECT_S` to come back; ``finished()`` then asks
+    whether the end was missed meanwhile. No traceback, whatever happens.
+    """
+    while True:
+        try:
+            for event in client.events(types=types, after=after):
+                if handle(event):
+                    return
+        except StreamLost:
+            pass
+        except ClientError as exc:
+            _fail(str(exc))
+        typer.secho(f"lost the connection to the server at {client.base_url}; reconnecting…",
+                    fg=typer.colors.YELLOW, err=True)
+        if not client.wait_until_back(RECONNECT_S):
+            _fail(f"the server at {client.base_url} stopped. Follow again once it is back: {again}")
+        after = None  # a restarted server numbers its events from the start again
+        if finished():
+            return
+
+
 def _follow_plan(client: Client, plan_id: str) -> None:
-    try:
-        for event in client.events(types="plan", after=0):
-            if event.get("plan_id") == plan_id and event["type"] == "plan.log":
-                _print_event("  ", event.get("event", {}))
-            plan = event.get("plan")
-            if (event["type"] == "plan.status" and plan and plan["id"] == plan_id
-                    and plan["status"] in ("done", "failed")):
-                break
-    except ClientError as exc:
-        _fail(str(exc))
+    def handle(event: dict[str, Any]) -> bool:
+        if event.get("plan_id") == plan_id and event["type"] == "plan.log":
+            _print_event("  ", event.get("event", {}))
+        plan = event.get("plan")
+        return bool(event["type"] == "plan.status" and plan and plan["id"] == plan_id
+                    and plan["status"] in ("done", "failed"))
+
+    def finished() -> bool:
+        return _call(client.get, f"/agent/plans/{plan_id}")["status"] in ("done", "failed")
+
+    _follow(client, "plan", handle, finished, f"shipyard plan show {plan_id}", after=0)
     plan = _call(client.get, f"/agent/plans/{plan_id}")
     if plan["status"] == "failed":
         _fail(f"plan failed: {plan.get('error')}")
@@ -396,17 +427,25 @@ def task_logs(task_id: str, follow: Annotated[bool, typer.Option(help="Keep stre
     task = _call(client.get, f"/agent/tasks/{task_id}")
     if task["status"] in ("completed", "failed"):
         return
-    try:
-        for event in client.events(types="task"):
-            if event.get("task_id") == task_id and event["type"] == "task.log":
-                _print_event("", event.get("event", {}))
-            found = event.get("task")
-            if event["type"] == "task.status" and found and found["id"] == task_id \
-                    and found["status"] in ("completed", "failed"):
-                typer.echo(f"task {task_id}: {found['status']}")
-                return
-    except ClientError as exc:
-        _fail(str(exc))
+
+    def handle(event: dict[str, Any]) -> bool:
+        if event.get("task_id") == task_id and event["type"] == "task.log":
+            _print_event("", event.get("event", {}))
+        found = event.get("task")
+        if event["type"] == "task.status" and found and found["id"] == task_id \
+                and found["status"] in ("completed", "failed"):
+            typer.echo(f"task {task_id}: {found['status']}")
+            return True
+        return False
+
+    def finished() -> bool:
+        status = _call(client.get, f"/agent/tasks/{task_id}")["status"]
+        if status in ("completed", "failed"):
+            typer.echo(f"task {task_id}: {status}")
+            return True
+        return False
+
+    _follow(client, "task", handle, finished, f"shipyard task logs {task_id} --follow")
 
 
 @task_app.command("cancel")

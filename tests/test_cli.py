@@ -137,3 +137,32 @@ def test_a_repository_without_commits_fails_doctor_and_serve_says_so(tmp_path: P
     printed = "".join(server.output)
     assert "Plans cannot start until this is fixed:" in printed
     assert "commits: the repository has no commits yet" in printed
+
+
+def test_follow_says_one_line_when_the_server_dies(tmp_path: Path, start_server, claude_environ, claude_bin,
+                                                   model_server) -> None:
+    from tests.fakes.model_server import stall
+
+    model_server.script("Plan: Hang", [stall()])
+    project = make_repo(tmp_path / "dies")
+    server = start_server(project, {**PAUSED, **claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin})
+    env = {"SHIPYARD_URL": server.url}
+    plan_id = json.loads(shipyard("plan", "new", "--title", "Hang", "--json", env=env,
+                                  stdin="Plan: Hang").stdout)["id"]
+    follower = subprocess.Popen([sys.executable, "-m", "backend.cli", "plan", "start", plan_id, "--follow"],
+                                env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    try:
+        model_server.wait_for(lambda r: "Plan: Hang" in r.first_user_text, timeout=60)
+        server.kill()
+        out, err = follower.communicate(timeout=60)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert follower.returncode == 1
+    assert "Traceback" not in err and "httpx" not in err, err
+    assert f"lost the connection to the server at {server.url}; reconnecting" in err
+    assert f"error: the server at {server.url} stopped. Follow again once it is back: " \
+           f"shipyard plan show {plan_id}" in err
+    assert len(err.strip().splitlines()) == 2, err
+    assert out.startswith(f"plan {plan_id}: executing")

@@ -206,7 +206,7 @@ class Dispatcher:
                 result = f"integrated into {target} as {commit[:10]} (confirmed after a restart)"
                 self.store.move_task(task.id, TaskStatus.completed, expect=[TaskStatus.in_progress],
                                      finished=utcnow(), result=result, error=None, head_commit=head,
-                                     branch=None)
+                                     branch=None, outcome="integrated")
                 log.warning("recovery: task %s was already integrated; marked completed", task.id)
                 continue
             self.store.move_task(task.id, TaskStatus.pending, expect=[TaskStatus.in_progress],
@@ -309,7 +309,7 @@ class Dispatcher:
         if brief:
             data.pop("content", None)
         data["orchestrating"] = plan.id in self._active_orchestrations
-        progress = {s.value: 0 for s in TaskStatus}
+        progress = {s.value: 0 for s in TaskStatus} | {"no_changes": 0}  # no_changes ⊂ completed
         cost = plan.orchestration.cost_usd if plan.orchestration and plan.orchestration.cost_usd else 0.0
         tasks = []
         for task_id in plan.tasks:
@@ -318,11 +318,14 @@ class Dispatcher:
             except NotFound:
                 continue
             progress[task.status.value] += 1
+            if _changed_nothing(task):
+                progress["no_changes"] += 1
             if task.run and task.run.cost_usd:
                 cost += task.run.cost_usd
             if not brief:
                 tasks.append({"id": task.id, "title": task.title, "status": task.status.value,
-                              "task_type": task.task_type.value, "error": task.error})
+                              "task_type": task.task_type.value, "error": task.error,
+                              "outcome": task.outcome})
         progress["total"] = len(plan.tasks)
         data["progress"] = progress
         data["total_cost_usd"] = round(cost, 6)
@@ -578,12 +581,14 @@ class Dispatcher:
     def rerun_task(self, task_id: str) -> Task:
         self._settle_if_orphaned(task_id, "its run had ended without an outcome")
         task = self.store.get_task(task_id)
-        if task.status != TaskStatus.failed:
-            raise Conflict(f"task {task_id} is {task.status.value}; only a failed task can be rerun.")
+        if not (task.status == TaskStatus.failed or _changed_nothing(task)):
+            raise Conflict(f"task {task_id} is {task.status.value}; only a failed task, or one that "
+                           "changed nothing, can be rerun.")
         with contextlib.suppress(GitError):
             self.git.delete_branch(branch_for(task_id))
-        return self.store.move_task(task_id, TaskStatus.pending, expect=[TaskStatus.failed],
-                                    started=None, finished=None, branch=None, head_commit=None)
+        return self.store.move_task(task_id, TaskStatus.pending, expect=[task.status],
+                                    started=None, finished=None, branch=None, head_commit=None,
+                                    outcome=None, result=None)
 
     def delete_task(self, task_id: str) -> None:
         """Delete a task that is not running (an orphaned ``in_progress`` one too)."""
@@ -712,6 +717,12 @@ class Dispatcher:
             self.store.force_fail(task_id, reason, text)
         except Exception:
             log.exception("task %s: could not move it out of in_progress", task_id)
+
+
+def _changed_nothing(task: Task) -> bool:
+    """A completed task whose agent changed nothing (older files only say so in ``result``)."""
+    return task.status == TaskStatus.completed and (
+        task.outcome == "no_changes" or (task.outcome is None and task.result == "no changes"))
 
 
 __all__ = ["STANDALONE_BRANCH", "Dispatcher"]

@@ -2,7 +2,7 @@
 
 The dispatcher claims a task and hands it to :func:`run_task` on a worker
 thread. Every way a run can end is written to the task in words: completed
-(integrated, or "no changes"), failed (agent failure, timeout, idle, setup,
+(integrated, or "no changes": its own outcome, which can be rerun), failed (agent failure, timeout, idle, setup,
 conflict, tests; the task branch is kept for inspection), cancelled by the
 user (failed, "cancelled"), or stopped by the dispatcher (back to pending).
 The user's own working tree is never touched: integration happens through
@@ -268,7 +268,8 @@ class TaskRun:
             self.note("committed changes the agent left uncommitted")
         tip = self.git.rev_parse(self.branch)
         if tip is None or self.git.commits_between(base_commit, tip) == 0:
-            self._complete("no changes", keep_branch=False)
+            self._complete("no changes: the agent finished without changing any file", keep_branch=False,
+                           outcome="no_changes")
             return
         with self.disp.integration_lock:
             if self.stop.event.is_set():
@@ -324,11 +325,12 @@ class TaskRun:
         except GitError as exc:
             log.warning("cleaning up task %s: %s", self.task.id, exc)
 
-    def _complete(self, result: str, keep_branch: bool, head_commit: str | None = None) -> None:
+    def _complete(self, result: str, keep_branch: bool, head_commit: str | None = None,
+                  outcome: str = "integrated") -> None:
         self._remove_worktree(keep_branch=keep_branch)
         self.store.move_task(self.task.id, TaskStatus.completed, expect=[TaskStatus.in_progress],
                              finished=utcnow(), result=result, error=None, head_commit=head_commit,
-                             branch=self.branch if keep_branch else None)
+                             branch=self.branch if keep_branch else None, outcome=outcome)
         self.note(f"completed: {result}", kind="completed")
 
     def _fail(self, failure: TaskFailure) -> None:

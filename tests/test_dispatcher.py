@@ -218,14 +218,24 @@ def test_failing_test_command_rejects_the_integration(git_repo: Path, env: dict,
     assert git(git_repo, "rev-parse", branch) == git(git_repo, "rev-parse", "main")
 
 
-def test_no_changes_completes(git_repo: Path, env: dict, start_server, model_server: ModelServer) -> None:
+def test_no_changes_is_its_own_outcome_and_can_be_rerun(git_repo: Path, env: dict, start_server,
+                                                        model_server: ModelServer) -> None:
     plan = plan_with(model_server, "Noop", [{"title": "Look only", "content": "x", "task_type": "chore"}])
-    model_server.script("# Task: Look only", [text("Nothing needed changing.")])
+    first = model_server.script("# Task: Look only", [text("Nothing needed changing.")])
     server = start_server(git_repo, env)
     with server.client() as http:
-        _current, by_id = run_plan(http, plan)
-    task = next(iter(by_id.values()))
-    assert (task["status"], task["result"]) == ("completed", "no changes")
+        current, by_id = run_plan(http, plan)
+        task = next(iter(by_id.values()))
+        # its own outcome, not a plain success, and it can be run again
+        assert (task["status"], task["outcome"]) == ("completed", "no_changes")
+        assert task["result"].startswith("no changes")
+        assert current["progress"]["no_changes"] == 1
+        model_server.unscript(first)
+        agent_writes(model_server, "Look only", "looked.txt", "now with a change\n")
+        assert http.post(f"/agent/tasks/{task['id']}/rerun").json()["status"] == "pending"
+        again = task_finished(http, task["id"])
+        assert (again["status"], again["outcome"]) == ("completed", "integrated"), again["error_log"]
+        assert again["attempts"] == 2
 
 
 def test_uncommitted_agent_changes_are_committed_for_it(git_repo: Path, env: dict, start_server,

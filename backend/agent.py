@@ -547,6 +547,33 @@ class Dispatcher:
             raise Conflict(outcome.message)
         return {"ok": True, "message": outcome.message, "commit": outcome.commit, "branch": base}
 
+    def standalone_status(self) -> dict[str, Any]:
+        """Where standalone tasks' work stands: the shipyard/tasks branch against its base."""
+        base = self.settings.base_branch or self.git.current_branch()
+        tip = self.git.rev_parse(STANDALONE_BRANCH)
+        base_tip = self.git.rev_parse(base) if base else None
+        ahead = self.git.commits_between(base_tip, tip) if tip and base_tip else 0
+        running = [t.id for status in (TaskStatus.pending, TaskStatus.in_progress)
+                   for t in self.store.list_tasks(status)[status.value] if t.plan_id is None]
+        return {"branch": STANDALONE_BRANCH, "exists": tip is not None, "base_branch": base,
+                "commits_to_land": ahead, "unfinished_tasks": running}
+
+    def land_standalone(self) -> dict[str, Any]:
+        """Merge the standalone tasks' branch (shipyard/tasks) into the base branch, if safe.
+
+        What is integrated so far lands; tasks still running integrate afterwards
+        and land the next time.
+        """
+        if not self.git.branch_exists(STANDALONE_BRANCH):
+            raise Conflict(f"there is nothing to land yet: no standalone task has been integrated "
+                           f"into {STANDALONE_BRANCH}.")
+        base = self.base_branch()
+        with self.integration_lock:
+            outcome = self.git.land(STANDALONE_BRANCH, base)
+        if not outcome.ok:
+            raise Conflict(outcome.message)
+        return {"ok": True, "message": outcome.message, "commit": outcome.commit, "branch": base}
+
     def _task_status(self, task_id: str) -> TaskStatus | None:
         try:
             return self.store.get_task(task_id).status

@@ -153,6 +153,16 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         task = disp._create_task(body.title, body.content, body.task_type)
         return dump(task)
 
+    @app.get("/agent/standalone", tags=["tasks"])
+    def standalone_status() -> dict[str, Any]:
+        """The branch standalone tasks integrate into (shipyard/tasks): what there is to land."""
+        return disp.standalone_status()
+
+    @app.post("/agent/standalone/land", tags=["tasks"])
+    def land_standalone() -> dict[str, Any]:
+        """Merge shipyard/tasks (standalone tasks' integrated work) into the base branch, if safe."""
+        return disp.land_standalone()
+
     @app.get("/agent/tasks/{task_id}", tags=["tasks"])
     def get_task(task_id: str) -> dict[str, Any]:
         return disp.describe_task(store.get_task(task_id))

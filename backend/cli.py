@@ -448,6 +448,13 @@ def task_logs(task_id: str, follow: Annotated[bool, typer.Option(help="Keep stre
     _follow(client, "task", handle, finished, f"shipyard task logs {task_id} --follow")
 
 
+@task_app.command("land")
+def task_land() -> None:
+    """Merge standalone tasks' integrated work (the shipyard/tasks branch) into the base branch."""
+    answer = _call(_client().post, "/agent/standalone/land")
+    typer.echo(answer["message"])
+
+
 @task_app.command("cancel")
 def task_cancel(task_id: str) -> None:
     """Cancel a pending or running task."""

@@ -359,3 +359,31 @@ def test_copy_files_and_setup_command_prepare_the_worktree(git_repo: Path, env: 
         bad = task_finished(http, bad_id)
     assert bad["status"] == "failed" and "the setup command failed (exit code" in bad["error"]
     assert not model_server.requests_for("# Task: Broken setup")
+
+
+def test_standalone_tasks_are_landed_from_the_api_and_the_cli(git_repo: Path, env: dict, start_server,
+                                                              model_server: ModelServer) -> None:
+    import os
+    import sys
+
+    server = start_server(git_repo, env)
+    agent_writes(model_server, "Solo one", "solo1.txt", "one\n")
+    agent_writes(model_server, "Solo two", "solo2.txt", "two\n")
+    with server.client() as http:
+        assert http.post("/agent/standalone/land").status_code == 409  # nothing integrated yet
+        first = http.post("/agent/tasks", json={"title": "Solo one", "content": "x"}).json()["id"]
+        assert task_finished(http, first)["status"] == "completed"
+        status = http.get("/agent/standalone").json()
+        assert status["branch"] == "shipyard/tasks" and status["commits_to_land"] >= 1
+        landed = http.post("/agent/standalone/land")
+        assert landed.status_code == 200, landed.text
+        assert landed.json()["branch"] == "main"
+        assert (git_repo / "solo1.txt").read_text() == "one\n"
+        second = http.post("/agent/tasks", json={"title": "Solo two", "content": "x"}).json()["id"]
+        assert task_finished(http, second)["status"] == "completed"
+    cli = subprocess.run([sys.executable, "-m", "backend.cli", "task", "land"], capture_output=True, text=True,
+                         env={**os.environ, "SHIPYARD_URL": server.url}, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    assert "Landed shipyard/tasks on main" in cli.stdout
+    assert (git_repo / "solo2.txt").read_text() == "two\n"
+    assert git(git_repo, "status", "--porcelain") == ""

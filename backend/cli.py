@@ -343,10 +343,14 @@ def plan_cancel(plan_id: str) -> None:
 
 
 @plan_app.command("retry")
-def plan_retry(plan_id: str) -> None:
-    """Move a failed plan back to ready."""
-    plan = _call(_client().post, f"/agent/plans/{plan_id}/retry")
-    typer.echo(f"plan {plan_id}: {plan['status']}")
+def plan_retry(plan_id: str, follow: Annotated[bool, typer.Option(help="Stream progress.")] = False) -> None:
+    """Run the orchestrator again on a failed plan (as the dashboard's Retry does)."""
+    client = _client()
+    _call(client.post, f"/agent/plans/{plan_id}/retry")
+    answer = _call(client.post, f"/agent/plans/{plan_id}/start")
+    typer.echo(f"plan {answer['plan_id']}: {answer['status']}")
+    if follow:
+        _follow_plan(client, plan_id)
 
 
 @plan_app.command("land")

@@ -166,3 +166,24 @@ def test_follow_says_one_line_when_the_server_dies(tmp_path: Path, start_server,
            f"shipyard plan show {plan_id}" in err
     assert len(err.strip().splitlines()) == 2, err
     assert out.startswith(f"plan {plan_id}: executing")
+
+
+def test_plan_retry_starts_the_plan_again(tmp_path: Path, start_server, claude_environ, claude_bin,
+                                          model_server) -> None:
+    from tests.fakes.model_server import structured, text
+
+    bad = model_server.script("Plan: Again", [text("No JSON from me."), text("Still none.")])
+    project = make_repo(tmp_path / "retry")
+    server = start_server(project, {**PAUSED, **claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin})
+    env = {"SHIPYARD_URL": server.url}
+    plan_id = json.loads(shipyard("plan", "new", "--title", "Again", "--json", env=env,
+                                  stdin="Plan: Again").stdout)["id"]
+    failed = shipyard("plan", "start", plan_id, "--follow", env=env)
+    assert failed.returncode == 1 and "plan failed" in failed.stderr
+    model_server.unscript(bad)
+    model_server.script("Plan: Again", [structured({"tasks": [
+        {"title": "Second time", "content": "works", "task_type": "chore"}]})])
+    retried = shipyard("plan", "retry", plan_id, "--follow", env=env)
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout.startswith(f"plan {plan_id}: executing")
+    assert "[chore]  Second time" in retried.stdout

@@ -275,14 +275,19 @@ def _print_event(prefix: str, event: dict[str, Any]) -> None:
     typer.echo(f"{prefix}{summary}")
 
 
+def _start(client: Client, plan_id: str) -> None:
+    answer = _call(client.post, f"/agent/plans/{plan_id}/start")
+    typer.echo(f"plan {answer['plan_id']}: {answer['status']}")
+
+
 @plan_app.command("start")
 def plan_start(plan_id: str, follow: Annotated[bool, typer.Option(help="Stream progress.")] = False) -> None:
     """Start the orchestrator on a plan; with --follow, stream what it does and print the tasks."""
     client = _client()
-    answer = _call(client.post, f"/agent/plans/{plan_id}/start")
-    typer.echo(f"plan {answer['plan_id']}: {answer['status']}")
-    if follow:
-        _follow_plan(client, plan_id)
+    if follow:  # the stream is opened first, then the plan started: no event is missed or stale
+        _follow_plan(client, plan_id, on_ready=lambda: _start(client, plan_id))
+    else:
+        _start(client, plan_id)
 
 
 #: How long --follow waits for a server that went away to come back before giving up.
@@ -290,7 +295,7 @@ RECONNECT_S = 10.0
 
 
 def _follow(client: Client, types: str, handle: Any, finished: Any, again: str,
-            after: int | None = None) -> None:
+            on_ready: Any = None) -> None:
     """Stream events to ``handle`` until it returns True; survive the server going away.
 
     When the stream breaks (the server stopped, crashed or restarted) one line says so
@@ -299,23 +304,28 @@ def _follow(client: Client, types: str, handle: Any, finished: Any, again: str,
     """
     while True:
         try:
-            for event in client.events(types=types, after=after):
+            for event in client.events(types=types):
+                if event["type"] == "hello":
+                    if on_ready is not None:
+                        on_ready()
+                        on_ready = None
+                    continue
                 if handle(event):
                     return
-        except StreamLost:
-            pass
+        except StreamLost as exc:
+            if on_ready is not None:  # never connected
+                _fail(str(exc))
         except ClientError as exc:
             _fail(str(exc))
         typer.secho(f"lost the connection to the server at {client.base_url}; reconnecting…",
                     fg=typer.colors.YELLOW, err=True)
         if not client.wait_until_back(RECONNECT_S):
             _fail(f"the server at {client.base_url} stopped. Follow again once it is back: {again}")
-        after = None  # a restarted server numbers its events from the start again
         if finished():
             return
 
 
-def _follow_plan(client: Client, plan_id: str) -> None:
+def _follow_plan(client: Client, plan_id: str, on_ready: Any = None) -> None:
     def handle(event: dict[str, Any]) -> bool:
         if event.get("plan_id") == plan_id and event["type"] == "plan.log":
             _print_event("  ", event.get("event", {}))
@@ -326,7 +336,7 @@ def _follow_plan(client: Client, plan_id: str) -> None:
     def finished() -> bool:
         return _call(client.get, f"/agent/plans/{plan_id}")["status"] in ("done", "failed")
 
-    _follow(client, "plan", handle, finished, f"shipyard plan show {plan_id}", after=0)
+    _follow(client, "plan", handle, finished, f"shipyard plan show {plan_id}", on_ready=on_ready)
     plan = _call(client.get, f"/agent/plans/{plan_id}")
     if plan["status"] == "failed":
         _fail(f"plan failed: {plan.get('error')}")
@@ -347,10 +357,10 @@ def plan_retry(plan_id: str, follow: Annotated[bool, typer.Option(help="Stream p
     """Run the orchestrator again on a failed plan (as the dashboard's Retry does)."""
     client = _client()
     _call(client.post, f"/agent/plans/{plan_id}/retry")
-    answer = _call(client.post, f"/agent/plans/{plan_id}/start")
-    typer.echo(f"plan {answer['plan_id']}: {answer['status']}")
     if follow:
-        _follow_plan(client, plan_id)
+        _follow_plan(client, plan_id, on_ready=lambda: _start(client, plan_id))
+    else:
+        _start(client, plan_id)
 
 
 @plan_app.command("land")

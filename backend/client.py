@@ -71,7 +71,10 @@ class Client:
             with connect_sse(self.http, "GET", "/agent/events", params=params,
                              timeout=httpx.Timeout(30.0, read=None)) as source:
                 for sse in source.iter_sse():
-                    if sse.event == "hello" or not sse.data:
+                    if not sse.data:
+                        continue
+                    if sse.event == "hello":  # the stream is open: nothing from now on is missed
+                        yield {"type": "hello", **json.loads(sse.data)}
                         continue
                     yield json.loads(sse.data)
         except httpx.ConnectError as exc:

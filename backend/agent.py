@@ -30,6 +30,7 @@ from typing import Any
 import watchfiles
 
 from backend.config import Settings
+from backend.doctor import start_problems
 from backend.errors import Conflict, NotFound, ShipyardError, describe_exception
 from backend.events import Event, EventBus
 from backend.git_ops import GitError, GitRepo
@@ -335,6 +336,10 @@ class Dispatcher:
 
     def start_plan(self, plan_id: str) -> dict[str, Any]:
         """Validate, move a draft to ready, and submit :meth:`execute_plan`; returns at once."""
+        blockers = start_problems(self.settings)
+        if blockers:  # the dashboard disables Start with the same words
+            raise Conflict("plans cannot start here yet: " + " ".join(
+                f"{c.detail}{f' To fix: {c.fix}' if c.fix else ''}" for c in blockers))
         with self._plan_lock:
             plan = self.store.get_plan(plan_id)
             if plan_id in self._active_orchestrations:

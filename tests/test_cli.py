@@ -100,7 +100,11 @@ def test_missing_claude_fails_the_plan_with_advice(tmp_path: Path, start_server)
     plan_id = json.loads(shipyard("plan", "new", "--title", "X", "--json", env=env, stdin="x").stdout)["id"]
     result = shipyard("plan", "start", plan_id, "--follow", env=env)
     assert result.returncode == 1
-    assert "claude not found: install with npm install -g @anthropic-ai/claude-code" in result.stderr
+    # refused at once, with the doctor's words and fix, and nothing was started
+    assert "plans cannot start here yet: Claude Code (claude) was not found." in result.stderr
+    assert "npm install -g @anthropic-ai/claude-code" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert json.loads(shipyard("plan", "show", plan_id, "--json", env=env).stdout)["status"] == "draft"
 
 
 def test_doctor_asks_the_running_server_named_by_shipyard_url(tmp_path: Path, start_server) -> None:

@@ -361,6 +361,11 @@ class Dispatcher:
         with self._plan_lock:
             self._active_orchestrations.pop(plan_id, None)
             self._orchestration_stops.pop(plan_id, None)
+        try:  # the last line of defence: an orchestration never leaves its plan in executing
+            if self.store.get_plan(plan_id).status == PlanStatus.executing:
+                self._fail_plan(plan_id, "the orchestration ended without recording an outcome")
+        except ShipyardError:
+            pass
         self.bus.publish("plan.orchestration", {"plan_id": plan_id, "active": False})
 
     def is_orchestrating(self, plan_id: str) -> bool:
@@ -380,6 +385,11 @@ class Dispatcher:
         return self.describe_plan(self.store.get_plan(plan_id))
 
     def retry_plan(self, plan_id: str) -> Plan:
+        """failed → ready. Refused while tasks of the plan exist: a retry must never duplicate them."""
+        existing = [t.id for ts in self.store.list_tasks().values() for t in ts if t.plan_id == plan_id]
+        if existing:
+            raise Conflict(f"plan {plan_id} already has {len(existing)} task(s) ({', '.join(existing[:5])}); "
+                           "retrying would create them again. Delete them first.")
         return self.store.move_plan(plan_id, PlanStatus.ready, expect=[PlanStatus.failed],
                                     error=None, tasks=[], orchestration=None)
 

@@ -178,3 +178,28 @@ def test_task_left_in_progress_by_a_dead_run_can_be_cancelled_and_deleted(
         stray.parent.joinpath("other.md").write_text("# Other\n\nalso gone\n")
         assert http.delete("/agent/tasks/other").status_code == 200
         assert not stray.parent.joinpath("other.md").exists()
+
+
+def test_running_out_of_file_descriptors_does_not_strand_the_task(
+        git_repo: Path, env: dict, start_server, model_server: ModelServer) -> None:
+    model_server.script("# Task: Starved", [bash("sleep 4"), text("done")])
+    server = start_server(git_repo, env)
+    in_progress = git_repo / ".shipyard" / "tasks" / "in_progress"
+    with server.client() as http:
+        task_id = http.post("/agent/tasks", json={"title": "Starved", "content": "x"}).json()["id"]
+    wait_for(lambda: "sleep" in live(git_repo), timeout=60, message="the agent's sleep to start")
+    assert server.proc is not None
+    me = psutil.Process(server.proc.pid)
+    limits = me.rlimit(psutil.RLIMIT_NOFILE)
+    me.rlimit(psutil.RLIMIT_NOFILE, (me.num_fds(), limits[1]))  # every new descriptor fails: EMFILE
+    try:
+        wait_for(lambda: not (in_progress / f"{task_id}.md").exists(), timeout=60,
+                 message="the task to leave in_progress although the server cannot open files")
+    finally:
+        me.rlimit(psutil.RLIMIT_NOFILE, limits)
+    assert (git_repo / ".shipyard" / "tasks" / "failed" / f"{task_id}.md").exists()
+    with server.client() as http:
+        failed = http.get(f"/agent/tasks/{task_id}").json()
+        assert failed["status"] == "failed"
+        assert "run out of file descriptors" in (failed["error"] or failed["error_log"] or "")
+        assert http.post(f"/agent/tasks/{task_id}/rerun").json()["status"] == "pending"

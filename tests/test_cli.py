@@ -141,6 +141,14 @@ def test_a_repository_without_commits_fails_doctor_and_serve_says_so(tmp_path: P
     printed = "".join(server.output)
     assert "Plans cannot start until this is fixed:" in printed
     assert "commits: the repository has no commits yet" in printed
+    with server.client() as http:
+        plan_id = http.post("/agent/plans", json={"title": "Too early", "content": "x"}).json()["id"]
+        refused = http.post(f"/agent/plans/{plan_id}/start")
+        assert refused.status_code == 409
+        assert "the repository has no commits yet" in refused.json()["detail"]
+        assert "git commit -m 'Initial commit'" in refused.json()["detail"]
+        checks = {c["name"]: c for c in http.get("/agent/health").json()["checks"]}
+        assert checks["commits"]["blocks_start"] is True
 
 
 def test_follow_says_one_line_when_the_server_dies(tmp_path: Path, start_server, claude_environ, claude_bin,

@@ -713,7 +713,8 @@ class Dispatcher:
                 if len(self._running) >= self.settings.max_parallel_workers:
                     return
             with self._claim_lock:  # claimed and registered as one step (see _settle_if_orphaned)
-                task = self.store.claim_next_task()
+                # a task whose previous run is still finishing (rerun at once) waits for it
+                task = self.store.claim_next_task(skip=lambda t: t.id in self._running)
                 if task is None:
                     return
                 running = _Running(task.id, Stop())
@@ -733,7 +734,8 @@ class Dispatcher:
                     self._settle(task.id, "the run ended without recording an outcome")
             finally:
                 with self._wake:
-                    self._running.pop(task.id, None)
+                    if self._running.get(task.id) is running:
+                        del self._running[task.id]
                     self._dirty = True
                     self._wake.notify_all()
 

@@ -190,3 +190,23 @@ def test_a_damaged_in_progress_task_can_be_forced_out_and_deleted(store: Store) 
     store.delete_task(task.id)
     with pytest.raises(NotFound):
         store.get_task(task.id)
+
+
+def test_a_status_change_writes_before_it_renames(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a reader between the rename and a later write would see a failed plan without its error
+    plan = store.create_plan("Racy")
+    store.move_plan(plan.id, PlanStatus.executing)
+    seen: list[str] = []
+    real_rename = os.rename
+
+    def rename(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+        seen.append(Path(src).read_text())
+        real_rename(src, dst)
+
+    monkeypatch.setattr("backend.store.store.os.rename", rename)
+    store.move_plan(plan.id, PlanStatus.failed, error="the orchestrator failed: why")
+    assert json.loads(seen[-1])["error"] == "the orchestrator failed: why"
+    task = store.create_task("Racy task", "x")
+    store.move_task(task.id, TaskStatus.failed, error="cancelled", error_log="log")
+    assert "error: cancelled" in seen[-1]
+    assert store.get_task(task.id).error == "cancelled" and store.get_plan(plan.id).error

@@ -27,7 +27,7 @@ def env(claude_environ: dict[str, str], claude_bin: str) -> dict[str, str]:
 
 
 def held_at(server: ServerProcess, point: str) -> None:
-    wait_for(lambda: f"shipyard: holding at {point}" in "".join(server.output), timeout=60,
+    wait_for(lambda: f"shipyard: holding at {point}" in "".join(server.output), timeout=150,
              message=f"the server to hold at {point}")
 
 
@@ -53,7 +53,7 @@ def settled(http: httpx.Client, task_id: str) -> dict:
         task = http.get(f"/agent/tasks/{task_id}").json()
         return task if task["status"] in ("completed", "failed", "no_changes") else None
 
-    return wait_for(done, timeout=60, message=f"task {task_id} to settle")
+    return wait_for(done, timeout=150, message=f"task {task_id} to settle")
 
 
 def test_crash_right_after_integration_does_not_run_the_task_again(

@@ -16,7 +16,7 @@ from tests.support import ServerProcess, git
 from tests.web_support import dashboard, launch_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-expect.set_options(timeout=30_000)
+expect.set_options(timeout=90_000)  # an agent run on a loaded 2-core machine
 
 
 @pytest.fixture(scope="module")

@@ -114,6 +114,7 @@ class Plan(BaseModel):
     integration_branch: str | None = None
     base_branch: str | None = None
     base_commit: str | None = None
+    chat_id: str | None = None  # the chat the plan was written in (backend/chat.py), if any
 
 
 class Task(BaseModel):

@@ -28,9 +28,12 @@ from typing import Any
 import watchfiles
 
 from backend.config import Settings
-from backend.errors import Conflict, NotFound, ShipyardError
+from backend.doctor import start_problems
+from backend.errors import Conflict, NotFound, ShipyardError, describe_exception
 from backend.events import Event, EventBus
 from backend.git_ops import GitError, GitRepo
+from backend.guardian import Guardian
+from backend.holdpoints import hold
 from backend.models import Plan, PlanStatus, RunStats, Task, TaskStatus, TaskType, dump, utcnow
 from backend.orchestrator import (
     OrchestrationError,
@@ -44,7 +47,7 @@ from backend.orchestrator import (
 from backend.reaper import MARK, RUN_MARK, kill_marked
 from backend.runners.claude_code import AgentEvent, ClaudeCodeRunner, RunRequest
 from backend.store import Store
-from backend.task_run import STANDALONE_BRANCH, Stop, TaskRun, branch_for, plan_branch
+from backend.task_run import STANDALONE_BRANCH, Stop, TaskRun, branch_for, plan_branch, task_trailer
 from backend.trust import TrustGate
 from backend.worktree_pool import WorktreePool
 
@@ -86,18 +89,22 @@ class Dispatcher:
         self._workers = ThreadPoolExecutor(max_workers=settings.max_parallel_workers,
                                            thread_name_prefix="agent")
         self._running: dict[str, _Running] = {}
+        self._claim_lock = threading.Lock()
         self._wake = threading.Condition()
         self._dirty = True
         self._accepting = False
         self._closing = False
         self._loop_thread: threading.Thread | None = None
         self._watch_stop = threading.Event()
+        self._guardian: Guardian | None = None
         bus.add_listener(self._on_bus_event)
 
     # ================================================================ lifecycle
     def startup(self) -> None:
         """Recover, then start the task loop (called from the app's lifespan)."""
         self.worktrees_dir.mkdir(parents=True, exist_ok=True)
+        # first, so that even a server killed during recovery leaves no agent behind
+        self._guardian = Guardian(self.settings.state_path)
         self.recover()
         self._warm_worktrees()
         self._loop_thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
@@ -128,6 +135,8 @@ class Dispatcher:
                 future.result(timeout=max(0.1, deadline - time.monotonic()))
         self._workers.shutdown(wait=False, cancel_futures=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._guardian is not None and not self._running and not self._active_orchestrations:
+            self._guardian.stop()  # else it outlives us and sweeps what is left when we exit
 
     def require_trust(self) -> None:
         """Refuse to run anything while the project's committed commands are not trusted."""
@@ -209,6 +218,9 @@ class Dispatcher:
         killed = kill_marked(self.settings.state_path)
         if killed:
             log.warning("recovery: stopped %d process(es) left by a previous server", killed)
+        for plan in self.store.list_plans()[PlanStatus.executing.value]:
+            if plan.id not in self._active_orchestrations and plan.tasks:
+                self._finish_publishing(plan)
         for plan_id in self.store.discard_all_staged():
             log.warning("recovery: discarded half-created tasks of plan %s", plan_id)
         for plan in self.store.list_plans()[PlanStatus.executing.value]:
@@ -222,11 +234,70 @@ class Dispatcher:
         for task in self.store.list_tasks(TaskStatus.in_progress)[TaskStatus.in_progress.value]:
             if task.id in self._running:
                 continue
+            landed = self._already_integrated(task)
             self._cleanup_task_git(task.id)
+            if landed is not None:
+                target, commit, head = landed
+                result = f"integrated into {target} as {commit[:10]} (confirmed after a restart)"
+                self.store.move_task(task.id, TaskStatus.completed, expect=[TaskStatus.in_progress],
+                                     finished=utcnow(), result=result, error=None, head_commit=head,
+                                     branch=None, outcome="integrated")
+                log.warning("recovery: task %s was already integrated; marked completed", task.id)
+                continue
             self.store.move_task(task.id, TaskStatus.pending, expect=[TaskStatus.in_progress],
-                                 started=None, branch=None)
+                                 started=None, branch=None, head_commit=None)
             log.warning("recovery: task %s was in progress; returned to pending", task.id)
         self._remove_stray_worktrees()
+
+    def _already_integrated(self, task: Task) -> tuple[str, str, str] | None:
+        """(target branch, commit, task head) when the task's work is already on its target.
+
+        The server can die after the integration branch moved and before the task was
+        marked completed. Running such a task again would apply its change twice, so
+        the branch is searched for the ``Shipyard-Task:`` trailer of its merge commit,
+        and for the task's head (recorded before the move; a fast-forward has no merge
+        commit) being contained in it.
+        """
+        if not task.base_commit:
+            return None
+        plan_target = plan_branch(task.plan_id) if task.plan_id else None
+        target = plan_target if plan_target and self.git.branch_exists(plan_target) else STANDALONE_BRANCH
+        try:
+            tip = self.git.rev_parse(target)
+            if tip is None:
+                return None
+            merge = self.git.find_trailer(tip, task_trailer(task.id), since=task.base_commit)
+            if merge is not None:
+                head = self.git.rev_parse(f"{merge}^2") or merge
+                return target, merge, head
+            for head in (self.git.rev_parse(branch_for(task.id)), task.head_commit):
+                if (head and head != task.base_commit and self.git.is_ancestor(task.base_commit, head)
+                        and self.git.is_ancestor(head, tip)):
+                    return target, head, head
+        except GitError as exc:
+            log.warning("recovery: cannot tell whether task %s was integrated: %s", task.id, exc)
+        return None
+
+    def _finish_publishing(self, plan: Plan) -> None:
+        """Complete "publish the tasks, then mark the plan done" for a plan a crash interrupted.
+
+        The plan's task list is written before any task is published, so a plan in
+        ``executing/`` with a task list had already been decided: its tasks are
+        published (those still staged) and the plan becomes done, exactly as if the
+        server had not stopped. Tasks are never created twice.
+        """
+        staged = set(self.store.staged_task_ids(plan.id))
+        missing = [t for t in plan.tasks if t not in staged and self._task_status(t) is None]
+        if missing:
+            log.warning("recovery: plan %s lists tasks that do not exist (%s); it fails", plan.id,
+                        ", ".join(missing))
+            return
+        self.store.publish_staged(plan.id, [t for t in plan.tasks if t in staged])
+        self.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.executing])
+        self._plan_note(plan.id, f"the server stopped while publishing {len(plan.tasks)} task(s); "
+                        "recovery finished it", kind="tasks", task_ids=list(plan.tasks))
+        log.warning("recovery: plan %s had decided its tasks; published them and marked it done",
+                    plan.id)
 
     def _drop_unpublished_tasks(self, plan_id: str) -> None:
         """Pending tasks of a plan that never reached done were published half-way: remove them."""
@@ -254,7 +325,7 @@ class Dispatcher:
         if brief:
             data.pop("content", None)
         data["orchestrating"] = plan.id in self._active_orchestrations
-        progress = {s.value: 0 for s in TaskStatus}
+        progress = {s.value: 0 for s in TaskStatus} | {"no_changes": 0}  # no_changes ⊂ completed
         cost = plan.orchestration.cost_usd if plan.orchestration and plan.orchestration.cost_usd else 0.0
         tasks = []
         for task_id in plan.tasks:
@@ -263,11 +334,14 @@ class Dispatcher:
             except NotFound:
                 continue
             progress[task.status.value] += 1
+            if _changed_nothing(task):
+                progress["no_changes"] += 1
             if task.run and task.run.cost_usd:
                 cost += task.run.cost_usd
             if not brief:
                 tasks.append({"id": task.id, "title": task.title, "status": task.status.value,
-                              "task_type": task.task_type.value, "error": task.error})
+                              "task_type": task.task_type.value, "error": task.error,
+                              "outcome": task.outcome})
         progress["total"] = len(plan.tasks)
         data["progress"] = progress
         data["total_cost_usd"] = round(cost, 6)
@@ -278,6 +352,10 @@ class Dispatcher:
     def start_plan(self, plan_id: str) -> dict[str, Any]:
         """Validate, move a draft to ready, and submit :meth:`execute_plan`; returns at once."""
         self.require_trust()
+        blockers = start_problems(self.settings)
+        if blockers:  # the dashboard disables Start with the same words
+            raise Conflict("plans cannot start here yet: " + " ".join(
+                f"{c.detail}{f' To fix: {c.fix}' if c.fix else ''}" for c in blockers))
         with self._plan_lock:
             plan = self.store.get_plan(plan_id)
             if plan_id in self._active_orchestrations:
@@ -299,6 +377,11 @@ class Dispatcher:
         with self._plan_lock:
             self._active_orchestrations.pop(plan_id, None)
             self._orchestration_stops.pop(plan_id, None)
+        try:  # the last line of defence: an orchestration never leaves its plan in executing
+            if self.store.get_plan(plan_id).status == PlanStatus.executing:
+                self._fail_plan(plan_id, "the orchestration ended without recording an outcome")
+        except ShipyardError:
+            pass
         self.bus.publish("plan.orchestration", {"plan_id": plan_id, "active": False})
 
     def is_orchestrating(self, plan_id: str) -> bool:
@@ -318,6 +401,11 @@ class Dispatcher:
         return self.describe_plan(self.store.get_plan(plan_id))
 
     def retry_plan(self, plan_id: str) -> Plan:
+        """failed → ready. Refused while tasks of the plan exist: a retry must never duplicate them."""
+        existing = [t.id for ts in self.store.list_tasks().values() for t in ts if t.plan_id == plan_id]
+        if existing:
+            raise Conflict(f"plan {plan_id} already has {len(existing)} task(s) ({', '.join(existing[:5])}); "
+                           "retrying would create them again. Delete them first.")
         return self.store.move_plan(plan_id, PlanStatus.ready, expect=[PlanStatus.failed],
                                     error=None, tasks=[], orchestration=None)
 
@@ -328,8 +416,11 @@ class Dispatcher:
 
     def _plan_note(self, plan_id: str, summary: str, kind: str = "shipyard", **data: Any) -> None:
         event = {"kind": kind, "ts": time.time(), "summary": summary, "data": data}
-        with open(self.store.plan_log_path(plan_id), "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(event, ensure_ascii=False) + "\n")
+        try:
+            with open(self.store.plan_log_path(plan_id), "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(event, ensure_ascii=False) + "\n")
+        except OSError as exc:  # the log is a record, not the state: the work goes on
+            log.warning("plan %s: cannot write its run log: %s", plan_id, describe_exception(exc))
         self.bus.publish("plan.log", {"plan_id": plan_id, "event": event})
         log.info("plan %s: %s", plan_id, summary)
 
@@ -354,14 +445,26 @@ class Dispatcher:
             self._fail_plan(plan_id, exc.detail)
         except Exception as exc:
             log.exception("orchestration of plan %s crashed", plan_id)
-            self._fail_plan(plan_id, f"internal error while orchestrating: {type(exc).__name__}: {exc}")
+            self._fail_plan(plan_id, f"orchestration stopped: {describe_exception(exc)}")
 
     def _fail_plan(self, plan_id: str, error: str) -> None:
-        self.store.discard_staged(plan_id)
-        self._plan_note(plan_id, f"failed: {error}", kind="failed")
-        with contextlib.suppress(ShipyardError):
+        """End an orchestration that went wrong; never raises, never strands published tasks."""
+        try:
+            plan = self.store.get_plan(plan_id)
+            if plan.status == PlanStatus.executing and plan.tasks:
+                # the tasks were already decided (and maybe published): that outcome stands
+                log.warning("plan %s: %s after its tasks were recorded; finishing it", plan_id, error)
+                self._finish_publishing(plan)
+                return
+            self.store.discard_staged(plan_id)
+            self._plan_note(plan_id, f"failed: {error}", kind="failed")
             self.store.move_plan(plan_id, PlanStatus.failed, expect=[PlanStatus.executing],
                                  error=error, tasks=[])
+        except ShipyardError as exc:
+            log.warning("plan %s: could not record its failure (%s): %s", plan_id, error, exc.detail)
+        except Exception:
+            log.exception("plan %s: could not record its failure (%s); the next start-up will",
+                          plan_id, error)
 
     def _orchestrate(self, plan: Plan, stop: threading.Event) -> None:
         settings = self.settings
@@ -371,12 +474,14 @@ class Dispatcher:
             raise OrchestrationError(f"the base branch {base} has no commits yet: make a first commit.")
         self._plan_note(plan.id, f"orchestrator starting on {settings.name} (base {base})")
         if stop.is_set():
-            raise OrchestrationError("cancelled")
+            raise OrchestrationError(self._stopped_reason())
 
         said: list[str] = []  # every text the model wrote: the JSON may precede a closing remark
 
         def on_event(event: AgentEvent) -> None:
-            if event.kind == "text" and isinstance(event.data.get("text"), str):
+            # once each: a model nudged to answer through StructuredOutput often repeats itself
+            if event.kind == "text" and isinstance(event.data.get("text"), str) \
+                    and event.data["text"] not in said:
                 said.append(event.data["text"])
             self.bus.publish("plan.log", {"plan_id": plan.id, "event": event.to_dict()})
 
@@ -405,7 +510,7 @@ class Dispatcher:
         # not a failure here: the answer may still be in the text (fenced JSON or a bare object).
         in_text = answered_in_text(result)
         if not result.ok and not in_text:
-            raise OrchestrationError("cancelled" if result.outcome == "cancelled"
+            raise OrchestrationError(self._stopped_reason() if result.outcome == "cancelled"
                                      else f"the orchestrator failed: {result.reason}")
         if in_text:
             self._plan_note(plan.id, "no StructuredOutput call; looking for JSON in the answer text")
@@ -413,7 +518,7 @@ class Dispatcher:
         for note in answer.notes:
             self._plan_note(plan.id, note, kind="warning")
         if stop.is_set():
-            raise OrchestrationError("cancelled")
+            raise OrchestrationError(self._stopped_reason())
         task_ids = [self._create_task(spec.title, spec.content, spec.task_type, plan.id).id
                     for spec in answer.tasks]
         branch = plan_branch(plan.id)
@@ -424,7 +529,15 @@ class Dispatcher:
         self._link_tasks_to_plan(plan.id, task_ids)
         self._plan_note(plan.id, f"created {len(task_ids)} task(s) from the {answer.source}",
                         kind="tasks", task_ids=task_ids)
+        hold("plan.published")
         self.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.executing])
+
+    def _stopped_reason(self) -> str:
+        """Why an orchestration was stopped: the user's cancel, or the server shutting down."""
+        if self._closing:
+            return ("interrupted by the server stopping: the orchestrator was stopped before it "
+                    "answered. Retry to run it again.")
+        return "cancelled"
 
     def _create_task(self, title: str, content: str, task_type: TaskType | str = TaskType.feature,
                      plan_id: str | None = None) -> Task:
@@ -462,6 +575,33 @@ class Dispatcher:
             raise Conflict(outcome.message)
         return {"ok": True, "message": outcome.message, "commit": outcome.commit, "branch": base}
 
+    def standalone_status(self) -> dict[str, Any]:
+        """Where standalone tasks' work stands: the shipyard/tasks branch against its base."""
+        base = self.settings.base_branch or self.git.current_branch()
+        tip = self.git.rev_parse(STANDALONE_BRANCH)
+        base_tip = self.git.rev_parse(base) if base else None
+        ahead = self.git.commits_between(base_tip, tip) if tip and base_tip else 0
+        running = [t.id for status in (TaskStatus.pending, TaskStatus.in_progress)
+                   for t in self.store.list_tasks(status)[status.value] if t.plan_id is None]
+        return {"branch": STANDALONE_BRANCH, "exists": tip is not None, "base_branch": base,
+                "commits_to_land": ahead, "unfinished_tasks": running}
+
+    def land_standalone(self) -> dict[str, Any]:
+        """Merge the standalone tasks' branch (shipyard/tasks) into the base branch, if safe.
+
+        What is integrated so far lands; tasks still running integrate afterwards
+        and land the next time.
+        """
+        if not self.git.branch_exists(STANDALONE_BRANCH):
+            raise Conflict(f"there is nothing to land yet: no standalone task has been integrated "
+                           f"into {STANDALONE_BRANCH}.")
+        base = self.base_branch()
+        with self.integration_lock:
+            outcome = self.git.land(STANDALONE_BRANCH, base)
+        if not outcome.ok:
+            raise Conflict(outcome.message)
+        return {"ok": True, "message": outcome.message, "commit": outcome.commit, "branch": base}
+
     def _task_status(self, task_id: str) -> TaskStatus | None:
         try:
             return self.store.get_task(task_id).status
@@ -476,14 +616,16 @@ class Dispatcher:
         return data
 
     def cancel_task(self, task_id: str) -> Task:
-        task = self.store.get_task(task_id)
+        if self._settle_if_orphaned(task_id, "cancelled; its run had already ended"):
+            return self.store.get_task(task_id)
         running = self._running.get(task_id)
-        if running is not None:
+        if running is not None:  # before reading the file: a damaged file must not stop a cancel
             running.stop.request("cancel")
             if running.future is not None:
                 with contextlib.suppress(Exception):
                     running.future.result(timeout=60)
             return self.store.get_task(task_id)
+        task = self.store.get_task(task_id)
         if task.status == TaskStatus.pending:
             return self.store.move_task(task_id, TaskStatus.failed, expect=[TaskStatus.pending],
                                         error="cancelled before it started", finished=utcnow(),
@@ -492,13 +634,40 @@ class Dispatcher:
                        "cancelled.")
 
     def rerun_task(self, task_id: str) -> Task:
+        self._settle_if_orphaned(task_id, "its run had ended without an outcome")
         task = self.store.get_task(task_id)
-        if task.status != TaskStatus.failed:
-            raise Conflict(f"task {task_id} is {task.status.value}; only a failed task can be rerun.")
+        if not (task.status == TaskStatus.failed or _changed_nothing(task)):
+            raise Conflict(f"task {task_id} is {task.status.value}; only a failed task, or one that "
+                           "changed nothing, can be rerun.")
         with contextlib.suppress(GitError):
             self.git.delete_branch(branch_for(task_id))
-        return self.store.move_task(task_id, TaskStatus.pending, expect=[TaskStatus.failed],
-                                    started=None, finished=None, branch=None)
+        return self.store.move_task(task_id, TaskStatus.pending, expect=[task.status],
+                                    started=None, finished=None, branch=None, head_commit=None,
+                                    outcome=None, result=None)
+
+    def delete_task(self, task_id: str) -> None:
+        """Delete a task that is not running (an orphaned ``in_progress`` one too)."""
+        with self._claim_lock:
+            if task_id in self._running:
+                raise Conflict(f"task {task_id} is running; cancel it first.")
+            orphan = self.store.task_path(TaskStatus.in_progress, task_id).exists()
+            self.store.delete_task(task_id)
+        if orphan:  # its run died without cleaning up after itself
+            self._cleanup_task_git(task_id)
+
+    def _settle_if_orphaned(self, task_id: str, reason: str) -> bool:
+        """Fail a task left in ``in_progress`` by a run that is gone; True if it was one.
+
+        Works on the file's location alone, so a task file corrupted by hand while
+        its agent ran can still be cancelled, rerun and deleted.
+        """
+        with self._claim_lock:
+            if task_id in self._running or not self.store.task_path(
+                    TaskStatus.in_progress, task_id).exists():
+                return False
+            log.warning("task %s is in progress but no run owns it; failing it", task_id)
+            self._settle(task_id, reason)
+            return True
 
     def task_diff(self, task_id: str) -> dict[str, Any]:
         """The task's own changes: base commit to its branch tip (live while it runs, kept after)."""
@@ -556,27 +725,61 @@ class Dispatcher:
             with self._wake:
                 if len(self._running) >= self.settings.max_parallel_workers:
                     return
-            task = self.store.claim_next_task()
-            if task is None:
-                return
-            running = _Running(task.id, Stop())
-            with self._wake:
-                self._running[task.id] = running
+            with self._claim_lock:  # claimed and registered as one step (see _settle_if_orphaned)
+                # a task whose previous run is still finishing (rerun at once) waits for it
+                task = self.store.claim_next_task(skip=lambda t: t.id in self._running)
+                if task is None:
+                    return
+                running = _Running(task.id, Stop())
+                with self._wake:
+                    self._running[task.id] = running
             running.future = self._workers.submit(self._run_task, task, running)
 
     def _run_task(self, task: Task, running: _Running) -> None:
         try:
             TaskRun(self, task, running.stop).execute()
-        except Exception:
-            log.exception("task %s: unexpected error outside the run", task.id)
-            with contextlib.suppress(ShipyardError):
-                self.store.move_task(task.id, TaskStatus.failed, expect=[TaskStatus.in_progress],
-                                     error="internal error", error_log="internal error; see the server log")
+        except Exception as exc:
+            log.exception("task %s: the run could not record how it ended", task.id)
+            self._settle(task.id, f"the run could not record how it ended: {describe_exception(exc)}")
         finally:
-            with self._wake:
-                self._running.pop(task.id, None)
-                self._dirty = True
-                self._wake.notify_all()
+            try:
+                if self.store.task_path(TaskStatus.in_progress, task.id).exists():
+                    self._settle(task.id, "the run ended without recording an outcome")
+            finally:
+                with self._wake:
+                    if self._running.get(task.id) is running:
+                        del self._running[task.id]
+                    self._dirty = True
+                    self._wake.notify_all()
+
+    def _settle(self, task_id: str, reason: str) -> None:
+        """Move a task whose run is over out of ``in_progress``, whatever state its file is in.
+
+        The last line of defence of "every run ends in a stated outcome": the normal
+        move first, and when that cannot work (the file was corrupted by hand, the
+        failure path itself failed) the store's forced move, which needs no parse.
+        """
+        text = (f"Task {task_id} failed: {reason}\n\nThe server log has the details."
+                f"\nRun log: {self.store.task_log_path(task_id)}\n")
+        try:
+            self.store.move_task(task_id, TaskStatus.failed, expect=[TaskStatus.in_progress],
+                                 error=reason, finished=utcnow(), error_log=text)
+            return
+        except Conflict:
+            return  # it already left in_progress
+        except Exception as exc:
+            log.warning("task %s: cannot fail it normally (%s); forcing it", task_id,
+                        describe_exception(exc))
+        try:
+            self.store.force_fail(task_id, reason, text)
+        except Exception:
+            log.exception("task %s: could not move it out of in_progress", task_id)
+
+
+def _changed_nothing(task: Task) -> bool:
+    """A completed task whose agent changed nothing (older files only say so in ``result``)."""
+    return task.status == TaskStatus.completed and (
+        task.outcome == "no_changes" or (task.outcome is None and task.result == "no changes"))
 
 
 __all__ = ["STANDALONE_BRANCH", "Dispatcher"]

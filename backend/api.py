@@ -31,9 +31,9 @@ from backend.chat import ChatService
 from backend.chat_api import install_chat_routes
 from backend.config import Settings
 from backend.doctor import run_checks
-from backend.errors import ShipyardError
+from backend.errors import ShipyardError, resource_problem
 from backend.events import EventBus
-from backend.models import PlanCreate, PlanStatus, PlanUpdate, TaskCreate, TaskStatus, TrustGrant, dump
+from backend.models import PlanCreate, PlanStatus, PlanUpdate, TaskCreate, TrustGrant, dump
 from backend.openapi import install as install_openapi
 from backend.runlog import read_log
 from backend.security import GuardMiddleware, SecurityHeadersMiddleware
@@ -267,13 +267,23 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         task = disp._create_task(body.title, body.content, body.task_type)
         return dump(task)
 
+    @app.get("/agent/standalone", tags=["tasks"])
+    def standalone_status() -> dict[str, Any]:
+        """The branch standalone tasks integrate into (shipyard/tasks): what there is to land."""
+        return disp.standalone_status()
+
+    @app.post("/agent/standalone/land", tags=["tasks"])
+    def land_standalone() -> dict[str, Any]:
+        """Merge shipyard/tasks (standalone tasks' integrated work) into the base branch, if safe."""
+        return disp.land_standalone()
+
     @app.get("/agent/tasks/{task_id}", tags=["tasks"])
     def get_task(task_id: str) -> dict[str, Any]:
         return disp.describe_task(store.get_task(task_id))
 
     @app.delete("/agent/tasks/{task_id}", tags=["tasks"])
     def delete_task(task_id: str) -> dict[str, Any]:
-        store.delete_task(task_id, forbid=[TaskStatus.in_progress])
+        disp.delete_task(task_id)
         return {"deleted": task_id}
 
     @app.get("/agent/tasks/{task_id}/log", tags=["tasks"])
@@ -409,8 +419,17 @@ def _install_error_handlers(app: FastAPI) -> None:
             parts.append(f"{where}: {message}")
         return JSONResponse({"detail": "invalid request: " + "; ".join(parts)}, status_code=422)
 
+    # OSError and MemoryError get their own handler (not only the catch-all) because
+    # Starlette re-raises what reaches the catch-all, and the connection is then dropped.
+    @app.exception_handler(OSError)
+    @app.exception_handler(MemoryError)
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        problem = resource_problem(exc)
+        if problem is not None:  # the machine, not the request: say what ran out
+            log.error("%s %s: %s", request.method, request.url.path, problem)
+            return JSONResponse({"detail": f"{problem[0].upper()}{problem[1:]}; nothing was changed. "
+                                 "Free it up and try again."}, status_code=503)
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the server log "
                              "has the details."}, status_code=500)

@@ -7,8 +7,10 @@ prints a sentence, not a traceback, when something is wrong.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
 import signal
 import socket
@@ -19,7 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from backend import __version__
-from backend.client import Client, ClientError, resolve_server, server_for_settings
+from backend.client import Client, ClientError, StreamLost, resolve_server, server_for_settings
 from backend.config import ConfigError, load_settings
 
 app = typer.Typer(help="Shipyard: plans in, merged work out.", no_args_is_help=True,
@@ -148,6 +150,7 @@ def serve(
     if not trust.trusted:
         typer.secho(f"  ! {trust.explain()}.", fg=typer.colors.YELLOW)
         typer.secho(f"    To fix: {trust.FIX}", fg=typer.colors.YELLOW)
+    _print_startup_problems(settings)
     sys.stdout.flush()
     from backend.serving import (
         ConnectionLimits,
@@ -182,6 +185,19 @@ def serve(
     typer.echo("Shipyard stopped.")
 
 
+def _print_startup_problems(settings: Any) -> None:
+    """The doctor's failed checks, in the terminal too (the dashboard shows them as a banner)."""
+    from backend.doctor import run_checks
+
+    problems = [c for c in run_checks(settings) if c.level != "ok" and c.name != "trust"]  # said above
+    if not problems:
+        return
+    blocking = any(c.blocks_start for c in problems)
+    typer.secho("  Plans cannot start until this is fixed:" if blocking else "  Warnings:",
+                fg=typer.colors.RED if blocking else typer.colors.YELLOW, bold=True)
+    _print_checks(problems, indent="    ")
+
+
 class _StopServing(Exception):
     """Raised by the signal handler once uvicorn has finished its graceful shutdown."""
 
@@ -193,32 +209,53 @@ def _stopped_by_signal(_signum: int, _frame: object) -> None:
 # ------------------------------------------------------------------ doctor
 @app.command()
 def doctor(project: Annotated[Path | None, typer.Option(help="Repository (default: cwd).")] = None) -> None:
-    """Check that Shipyard can run agents here, and say how to fix what is missing."""
+    """Check that Shipyard can run agents here, and say how to fix what is missing.
+
+    When a server is running (at SHIPYARD_URL, or the project's address) it is asked:
+    its checks are the ones that matter, since agents inherit its environment, not this
+    shell's. Otherwise the checks run here.
+    """
     from backend.doctor import Check, run_checks
 
-    try:
-        settings = load_settings(project)
-    except ConfigError as exc:
-        typer.secho(f"✗ project: {exc}", fg=typer.colors.RED)
-        raise typer.Exit(1) from None
-    checks: list[Check] = run_checks(settings)
-    url, token = server_for_settings(settings)
-    client = Client(url, token, timeout=3)
-    try:
-        client.get("/agent/health")
+    env_url = os.environ.get("SHIPYARD_URL")
+    settings = None
+    if project is not None or not env_url:
+        try:
+            settings = load_settings(project)
+        except ConfigError as exc:
+            typer.secho(f"✗ project: {exc}", fg=typer.colors.RED)
+            raise typer.Exit(1) from None
+    url, token = resolve_server() if settings is None else server_for_settings(settings)
+    health = None
+    with contextlib.suppress(ClientError):
+        health = Client(url, token, timeout=5).get("/agent/health")
+    checks: list[Check]
+    if health is not None:
+        typer.echo(f"asking the server at {url} (project {health.get('project_dir')})")
+        checks = [Check(c["name"], c["level"], c["detail"], c.get("fix") or "")
+                  for c in health.get("checks", [])]
         checks.append(Check("server", "ok", f"running at {url}"))
-    except ClientError:
+    elif settings is None:
+        typer.secho(f"✗ server: no Shipyard server answers at {url} (SHIPYARD_URL)", fg=typer.colors.RED)
+        typer.echo("    fix: start it with 'shipyard serve', or unset SHIPYARD_URL to check this project.")
+        raise typer.Exit(1)
+    else:
+        checks = run_checks(settings)
         checks.append(Check("server", "warn", f"not running at {url}",
                             "start it with 'shipyard serve'."))
+    _print_checks(checks)
+    if any(c.level == "error" for c in checks):
+        raise typer.Exit(1)
+
+
+def _print_checks(checks: list[Any], indent: str = "") -> None:
     marks = {"ok": ("✓", typer.colors.GREEN), "warn": ("!", typer.colors.YELLOW),
              "error": ("✗", typer.colors.RED)}
     for check in checks:
-        mark, colour = marks[check.level]
-        typer.secho(f"{mark} {check.name}: {check.detail}", fg=colour)
+        mark, colour = marks.get(check.level, ("?", None))
+        typer.secho(f"{indent}{mark} {check.name}: {check.detail}", fg=colour)
         if check.fix:
-            typer.echo(f"    fix: {check.fix}")
-    if any(c.level == "error" for c in checks):
-        raise typer.Exit(1)
+            typer.echo(f"{indent}    fix: {check.fix}")
 
 
 # ------------------------------------------------------------------ trust
@@ -364,27 +401,68 @@ def _print_event(prefix: str, event: dict[str, Any]) -> None:
     _out(f"{prefix}{summary}")
 
 
+def _start(client: Client, plan_id: str) -> None:
+    answer = _call(client.post, f"/agent/plans/{plan_id}/start")
+    _out(f"plan {answer['plan_id']}: {answer['status']}")
+
+
 @plan_app.command("start")
 def plan_start(plan_id: str, follow: Annotated[bool, typer.Option(help="Stream progress.")] = False) -> None:
     """Start the orchestrator on a plan; with --follow, stream what it does and print the tasks."""
     client = _client()
-    answer = _call(client.post, f"/agent/plans/{plan_id}/start")
-    _out(f"plan {answer['plan_id']}: {answer['status']}")
-    if follow:
-        _follow_plan(client, plan_id)
+    if follow:  # the stream is opened first, then the plan started: no event is missed or stale
+        _follow_plan(client, plan_id, on_ready=lambda: _start(client, plan_id))
+    else:
+        _start(client, plan_id)
 
 
-def _follow_plan(client: Client, plan_id: str) -> None:
-    try:
-        for event in client.events(types="plan", after=0):
-            if event.get("plan_id") == plan_id and event["type"] == "plan.log":
-                _print_event("  ", event.get("event", {}))
-            plan = event.get("plan")
-            if (event["type"] == "plan.status" and plan and plan["id"] == plan_id
-                    and plan["status"] in ("done", "failed")):
-                break
-    except ClientError as exc:
-        _fail(str(exc))
+#: How long --follow waits for a server that went away to come back before giving up.
+RECONNECT_S = 10.0
+
+
+def _follow(client: Client, types: str, handle: Any, finished: Any, again: str,
+            on_ready: Any = None) -> None:
+    """Stream events to ``handle`` until it returns True; survive the server going away.
+
+    When the stream breaks (the server stopped, crashed or restarted) one line says so
+    and the server is given :data:`RECONNECT_S` to come back; ``finished()`` then asks
+    whether the end was missed meanwhile. No traceback, whatever happens.
+    """
+    while True:
+        try:
+            for event in client.events(types=types):
+                if event["type"] == "hello":
+                    if on_ready is not None:
+                        on_ready()
+                        on_ready = None
+                    continue
+                if handle(event):
+                    return
+        except StreamLost as exc:
+            if on_ready is not None:  # never connected
+                _fail(str(exc))
+        except ClientError as exc:
+            _fail(str(exc))
+        typer.secho(f"lost the connection to the server at {client.base_url}; reconnecting…",
+                    fg=typer.colors.YELLOW, err=True)
+        if not client.wait_until_back(RECONNECT_S):
+            _fail(f"the server at {client.base_url} stopped. Follow again once it is back: {again}")
+        if finished():
+            return
+
+
+def _follow_plan(client: Client, plan_id: str, on_ready: Any = None) -> None:
+    def handle(event: dict[str, Any]) -> bool:
+        if event.get("plan_id") == plan_id and event["type"] == "plan.log":
+            _print_event("  ", event.get("event", {}))
+        plan = event.get("plan")
+        return bool(event["type"] == "plan.status" and plan and plan["id"] == plan_id
+                    and plan["status"] in ("done", "failed"))
+
+    def finished() -> bool:
+        return _call(client.get, f"/agent/plans/{plan_id}")["status"] in ("done", "failed")
+
+    _follow(client, "plan", handle, finished, f"shipyard plan show {plan_id}", on_ready=on_ready)
     plan = _call(client.get, f"/agent/plans/{plan_id}")
     if plan["status"] == "failed":
         _fail(f"plan failed: {plan.get('error')}")
@@ -413,10 +491,14 @@ def plan_cancel(plan_id: str) -> None:
 
 
 @plan_app.command("retry")
-def plan_retry(plan_id: str) -> None:
-    """Move a failed plan back to ready."""
-    plan = _call(_client().post, f"/agent/plans/{plan_id}/retry")
-    _out(f"plan {plan_id}: {plan['status']}")
+def plan_retry(plan_id: str, follow: Annotated[bool, typer.Option(help="Stream progress.")] = False) -> None:
+    """Run the orchestrator again on a failed plan (as the dashboard's Retry does)."""
+    client = _client()
+    _call(client.post, f"/agent/plans/{plan_id}/retry")
+    if follow:
+        _follow_plan(client, plan_id, on_ready=lambda: _start(client, plan_id))
+    else:
+        _start(client, plan_id)
 
 
 @plan_app.command("land")
@@ -498,17 +580,32 @@ def task_logs(task_id: str, follow: Annotated[bool, typer.Option(help="Keep stre
     task = _call(client.get, f"/agent/tasks/{task_id}")
     if task["status"] in ("completed", "failed"):
         return
-    try:
-        for event in client.events(types="task"):
-            if event.get("task_id") == task_id and event["type"] == "task.log":
-                _print_event("", event.get("event", {}))
-            found = event.get("task")
-            if event["type"] == "task.status" and found and found["id"] == task_id \
-                    and found["status"] in ("completed", "failed"):
-                _out(f"task {task_id}: {found['status']}")
-                return
-    except ClientError as exc:
-        _fail(str(exc))
+
+    def handle(event: dict[str, Any]) -> bool:
+        if event.get("task_id") == task_id and event["type"] == "task.log":
+            _print_event("", event.get("event", {}))
+        found = event.get("task")
+        if event["type"] == "task.status" and found and found["id"] == task_id \
+                and found["status"] in ("completed", "failed"):
+            _out(f"task {task_id}: {found['status']}")
+            return True
+        return False
+
+    def finished() -> bool:
+        status = _call(client.get, f"/agent/tasks/{task_id}")["status"]
+        if status in ("completed", "failed"):
+            _out(f"task {task_id}: {status}")
+            return True
+        return False
+
+    _follow(client, "task", handle, finished, f"shipyard task logs {task_id} --follow")
+
+
+@task_app.command("land")
+def task_land() -> None:
+    """Merge standalone tasks' integrated work (the shipyard/tasks branch) into the base branch."""
+    answer = _call(_client().post, "/agent/standalone/land")
+    _out(answer["message"])
 
 
 @task_app.command("cancel")

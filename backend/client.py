@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,8 +111,31 @@ class Client:
             with connect_sse(self.http, "GET", "/agent/events", params=params,
                              timeout=httpx.Timeout(30.0, read=None)) as source:
                 for sse in source.iter_sse():
-                    if sse.event == "hello" or not sse.data:
+                    if not sse.data:
+                        continue
+                    if sse.event == "hello":  # the stream is open: nothing from now on is missed
+                        yield {"type": "hello", **json.loads(sse.data)}
                         continue
                     yield json.loads(sse.data)
         except httpx.ConnectError as exc:
-            raise ClientError(f"no Shipyard server is running at {self.base_url}.") from exc
+            raise StreamLost(f"no Shipyard server is running at {self.base_url}.") from exc
+        except httpx.TransportError as exc:  # the server died mid-stream (reset, half a chunk)
+            raise StreamLost(f"the connection to {self.base_url} was lost.") from exc
+        raise StreamLost(f"the server at {self.base_url} closed the event stream.")
+
+    def wait_until_back(self, seconds: float) -> bool:
+        """Whether the server answers again within ``seconds`` (asked twice a second)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                self.http.get("/agent/health", timeout=2)
+                return True
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
+
+
+class StreamLost(ClientError):
+    """The event stream ended: the server stopped, restarted or dropped us."""

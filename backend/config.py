@@ -27,8 +27,9 @@ ENV_PREFIX = "SHIPYARD_"
 DEFAULT_PORT = 8765
 #: SHIPYARD_* variables that are not settings: the CLI's conveniences (URL, TOKEN) and the
 #: marks every agent process carries (see backend/reaper.py and the runner), so that a
-#: ``shipyard`` command run by an agent still starts.
-_NOT_SETTINGS = frozenset({"url", "token", "agent_of", "run", "run_token"})
+#: ``shipyard`` command run by an agent still starts; and the test suite's hold points
+#: (backend/holdpoints.py).
+_NOT_SETTINGS = frozenset({"url", "token", "agent_of", "run", "run_token", "test_hold"})
 
 
 class ConfigError(Exception):

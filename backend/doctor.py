@@ -31,8 +31,13 @@ class Check:
     def ok(self) -> bool:
         return self.level != "error"
 
+    @property
+    def blocks_start(self) -> bool:
+        """Whether plans cannot start at all while this check fails (see :func:`start_problems`)."""
+        return self.level == "error" and self.name != "credentials"
+
     def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "ok": self.ok}
+        return {**asdict(self), "ok": self.ok, "blocks_start": self.blocks_start}
 
 
 _version_cache: dict[tuple[str, float], str | None] = {}
@@ -68,6 +73,29 @@ def _credentials_found(environ: dict[str, str]) -> str | None:
     return None
 
 
+_has_commits: set[Path] = set()
+
+
+def has_commits(project: Path) -> bool:
+    """True once the repository's HEAD names a commit (remembered: it never goes back)."""
+    if project in _has_commits:
+        return True
+    try:
+        proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD^{commit}"], cwd=project,
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    if proc.returncode == 0:
+        _has_commits.add(project)
+        return True
+    return False
+
+
+NO_COMMITS = ("the repository has no commits yet, so there is nothing for tasks to start from "
+              "or merge into.")
+NO_COMMITS_FIX = "make a first commit: git add -A && git commit -m 'Initial commit'"
+
+
 def run_checks(settings: Settings, quick: bool = False, environ: dict[str, str] | None = None,
                trust: TrustGate | None = None) -> list[Check]:
     """Every check, in the order a person would fix them.
@@ -89,6 +117,8 @@ def run_checks(settings: Settings, quick: bool = False, environ: dict[str, str] 
     trust = trust or TrustGate(settings.project_dir, settings.committed_commands)
     if not trust.trusted:
         checks.append(Check("trust", "error", trust.explain() + ".", trust.FIX))
+    if not has_commits(settings.project_dir):
+        checks.append(Check("commits", "error", NO_COMMITS, NO_COMMITS_FIX))
     binary = find_claude_bin(settings.claude_bin)
     if binary is not None and not trust.trusted and "claude_bin" in trust.commands:
         checks.append(Check("claude", "warn", f"{binary} is not checked: it comes from the committed "
@@ -120,3 +150,13 @@ def run_checks(settings: Settings, quick: bool = False, environ: dict[str, str] 
             "run Shipyard as a normal user, or set IS_SANDBOX=1 if this machine is a disposable "
             "sandbox (agents will run any command as root)."))
     return checks
+
+
+def start_problems(settings: Settings) -> list[Check]:
+    """Failed checks that make an orchestrator run impossible, so Start is refused with them.
+
+    The credentials check is not among them: a login can live where it cannot be
+    seen from here (a keychain, an apiKeyHelper), and a missing one is reported by
+    the run itself with the fix.
+    """
+    return [c for c in run_checks(settings, quick=True) if c.blocks_start]

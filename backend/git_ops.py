@@ -658,6 +658,35 @@ class GitRepo:
         )
         return _decode(proc.stdout).strip() or None
 
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """True when commit ``ancestor`` is reachable from ``descendant`` (or is it)."""
+        _check_ref_arg(ancestor)
+        _check_ref_arg(descendant)
+        proc = self._git(
+            "merge-base", "--is-ancestor", ancestor, descendant,
+            what=f"check whether {_short(ancestor)} is in {descendant}", ok_codes=(0, 1),
+        )
+        return proc.returncode == 0
+
+    def find_trailer(self, tip: str, trailer: str, since: str | None = None) -> str | None:
+        """The newest commit in ``since..tip`` with a message line exactly ``trailer``, or None."""
+        _check_ref_arg(tip)
+        span = tip
+        if since:
+            _check_ref_arg(since)
+            span = f"{since}..{tip}"
+        proc = self._git(
+            "log", "--format=%H%x00%B%x00", "--fixed-strings", f"--grep={trailer}", span, "--",
+            what=f"search {tip} for {trailer!r}", check=False,
+        )
+        if proc.returncode != 0:
+            return None
+        fields = _decode(proc.stdout).split("\0")
+        for sha, body in zip(fields[0::2], fields[1::2], strict=False):
+            if trailer in (line.strip() for line in body.splitlines()):
+                return sha.strip()
+        return None
+
     # ------------------------------------------------------------------ branch writes
 
     def ensure_branch(self, name: str, start_point: str) -> str:

@@ -139,6 +139,9 @@ class Task(BaseModel):
     finished: str | None = None
     run: RunStats | None = None
     result: str | None = None
+    #: how a completed task ended: "integrated" (its commits are on the target branch) or
+    #: "no_changes" (the agent changed nothing: not a success to celebrate, and it can be rerun)
+    outcome: str | None = None
     error: str | None = None
 
     @field_validator("title")

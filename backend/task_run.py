@@ -2,7 +2,7 @@
 
 The dispatcher claims a task and hands it to :func:`run_task` on a worker
 thread. Every way a run can end is written to the task in words: completed
-(integrated, or "no changes"), failed (agent failure, timeout, idle, setup,
+(integrated, or "no changes": its own outcome, which can be rerun), failed (agent failure, timeout, idle, setup,
 conflict, tests; the task branch is kept for inspection), cancelled by the
 user (failed, "cancelled"), or stopped by the dispatcher (back to pending).
 The user's own working tree is never touched: integration happens through
@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend.errors import NotFound, ShipyardError
+from backend.errors import NotFound, ShipyardError, describe_exception
 from backend.git_ops import GitError
+from backend.holdpoints import hold
 from backend.models import RunStats, Task, TaskStatus, dump, utcnow
 from backend.reaper import MARK, RUN_MARK
 from backend.runners.claude_code import AgentEvent, RunRequest, RunResult
@@ -66,6 +67,11 @@ class TaskFailure(Exception):
         self.summary = summary
         self.details = details
         self.keep_branch = keep_branch
+
+
+def task_trailer(task_id: str) -> str:
+    """The line on a task's integration commit that says which task it carries."""
+    return f"Shipyard-Task: {task_id}"
 
 
 def branch_for(task_id: str) -> str:
@@ -160,7 +166,7 @@ class TaskRun:
                 self._fail(failure)
         except Exception as exc:  # anything unexpected still ends in a valid state
             log.exception("task %s crashed", task.id)
-            self._fail(TaskFailure(f"internal error: {type(exc).__name__}: {exc}"))
+            self._fail(TaskFailure(describe_exception(exc)))
 
     def _prepare(self, base_commit: str) -> None:
         if self.worktree.exists():  # a leftover of an earlier attempt: back to the pool first
@@ -265,7 +271,8 @@ class TaskRun:
             self.note("committed changes the agent left uncommitted")
         tip = self.git.rev_parse(self.branch)
         if tip is None or tip == base_commit:
-            self._complete("no changes", keep_branch=False)
+            self._complete("no changes: the agent finished without changing any file", keep_branch=False,
+                           outcome="no_changes")
             return
         # Only the merge onto the target's current tip and the compare-and-swap of its ref are
         # serial; cleaning up and recording the result happen after the lock is released.
@@ -274,8 +281,10 @@ class TaskRun:
                 raise _Stopped()
             merged = self._integrate(tip)
         if merged is None:  # the branch holds nothing the target lacks (e.g. reset back)
-            self._complete("no changes", keep_branch=False)
+            self._complete("no changes: the target branch already holds everything the agent did",
+                           keep_branch=False, outcome="no_changes")
             return
+        hold("task.integrated")  # the target moved; the task is not completed yet (crash tests)
         self.note(f"integrated into {self.target} ({merged[:10]})", kind="integrated",
                   commit=merged, branch=self.target)
         self._complete(f"integrated into {self.target} as {merged[:10]}", keep_branch=False,
@@ -291,7 +300,7 @@ class TaskRun:
             if target_tip is None:
                 raise TaskFailure(f"the integration branch {self.target} is gone.")
             outcome = self.git.merge_commit(
-                target_tip, tip, f"Merge {self.branch}: {self.task.title}\n\nShipyard task {self.task.id}")
+                target_tip, tip, f"Merge {self.branch}: {self.task.title}\n\n{task_trailer(self.task.id)}")
             if not outcome.ok:
                 paths = ", ".join(outcome.conflicts) or "(unknown paths)"
                 raise TaskFailure(f"merge conflict with {self.target} in: {paths}",
@@ -301,6 +310,9 @@ class TaskRun:
             assert outcome.commit is not None
             if self.settings.test_command:
                 self._test(outcome.commit)
+            # Recorded before the branch moves: if the server dies right after, recovery finds
+            # this commit on the target and completes the task instead of running it again.
+            self.store.update_task(self.task.id, head_commit=tip)
             if self.git.update_ref(f"refs/heads/{self.target}", outcome.commit, target_tip):
                 return outcome.commit
         raise TaskFailure(f"{self.target} kept moving while integrating; try again.")
@@ -330,11 +342,12 @@ class TaskRun:
         except GitError as exc:
             log.warning("cleaning up task %s: %s", self.task.id, exc)
 
-    def _complete(self, result: str, keep_branch: bool, head_commit: str | None = None) -> None:
+    def _complete(self, result: str, keep_branch: bool, head_commit: str | None = None,
+                  outcome: str = "integrated") -> None:
         self._remove_worktree(keep_branch=keep_branch)
         self.store.move_task(self.task.id, TaskStatus.completed, expect=[TaskStatus.in_progress],
                              finished=utcnow(), result=result, error=None, head_commit=head_commit,
-                             branch=self.branch if keep_branch else None)
+                             branch=self.branch if keep_branch else None, outcome=outcome)
         self.note(f"completed: {result}", kind="completed")
 
     def _fail(self, failure: TaskFailure) -> None:
@@ -345,9 +358,14 @@ class TaskRun:
             text += f"\n{failure.details}\n"
         text += f"\nRun log: {self.log_path}\n"
         self.note(f"failed: {failure.summary}", kind="failed")
-        self.store.move_task(self.task.id, TaskStatus.failed, expect=[TaskStatus.in_progress],
-                             error_log=text, finished=utcnow(), error=failure.summary, result=None,
-                             head_commit=head, branch=self.branch if failure.keep_branch else None)
+        try:
+            self.store.move_task(self.task.id, TaskStatus.failed, expect=[TaskStatus.in_progress],
+                                 error_log=text, finished=utcnow(), error=failure.summary, result=None,
+                                 head_commit=head, branch=self.branch if failure.keep_branch else None)
+        except (NotFound, OSError) as exc:  # e.g. the file was damaged by hand while it ran
+            log.warning("task %s: cannot record the failure normally: %s", self.task.id,
+                        describe_exception(exc))
+            self.disp._settle(self.task.id, failure.summary)
 
     def _stopped(self) -> None:
         if self.stop.reason == "stop":

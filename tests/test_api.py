@@ -227,3 +227,20 @@ def test_graceful_stop_exits_zero(tmp_path: Path) -> None:
         next(response.iter_lines())
         assert server.stop() == 0
     wait_for(lambda: server.proc.poll() is not None, message="server exit")
+
+
+def test_retry_never_duplicates_a_plans_tasks(http: httpx.Client, server: ServerProcess) -> None:
+    plan = http.post("/agent/plans", json={"title": "Half done", "content": "x"}).json()
+    state = server.project / ".shipyard"
+    draft = state / "plans" / "draft" / f"{plan['id']}.plan.json"
+    draft.rename(state / "plans" / "failed" / draft.name)  # failed, yet one of its tasks exists
+    task = state / "tasks" / "pending" / "of-half-done.md"
+    task.write_text(f"---\nid: of-half-done\nplan_id: {plan['id']}\n---\n# Part\n\nx\n")
+    try:
+        refused = http.post(f"/agent/plans/{plan['id']}/retry")
+        assert refused.status_code == 409
+        assert "already has 1 task(s) (of-half-done)" in refused.json()["detail"]
+        assert http.delete("/agent/tasks/of-half-done").status_code == 200
+        assert http.post(f"/agent/plans/{plan['id']}/retry").json()["status"] == "ready"
+    finally:
+        task.unlink(missing_ok=True)

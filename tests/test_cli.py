@@ -135,4 +135,102 @@ def test_missing_claude_fails_the_plan_with_advice(tmp_path: Path, start_server)
     plan_id = json.loads(shipyard("plan", "new", "--title", "X", "--json", env=env, stdin="x").stdout)["id"]
     result = shipyard("plan", "start", plan_id, "--follow", env=env)
     assert result.returncode == 1
-    assert "claude not found: install with npm install -g @anthropic-ai/claude-code" in result.stderr
+    # refused at once, with the doctor's words and fix, and nothing was started
+    assert "plans cannot start here yet: Claude Code (claude) was not found." in result.stderr
+    assert "npm install -g @anthropic-ai/claude-code" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert json.loads(shipyard("plan", "show", plan_id, "--json", env=env).stdout)["status"] == "draft"
+
+
+def test_doctor_asks_the_running_server_named_by_shipyard_url(tmp_path: Path, start_server) -> None:
+    project = make_repo(tmp_path / "served")
+    server = start_server(project, {**PAUSED, "ANTHROPIC_API_KEY": "server-key", "IS_SANDBOX": "1"})
+    elsewhere = tmp_path / "not-a-repo"
+    elsewhere.mkdir()
+    # this shell has neither the key nor a claude binary; the server's environment is what counts
+    shell = {k: v for k, v in os.environ.items() if k not in ("ANTHROPIC_API_KEY", "IS_SANDBOX")}
+    shell.update({"SHIPYARD_URL": server.url, "SHIPYARD_CLAUDE_BIN": str(tmp_path / "none")})
+    result = subprocess.run([sys.executable, "-m", "backend.cli", "doctor"], cwd=elsewhere, env=shell,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"asking the server at {server.url}" in result.stdout
+    assert "credentials: ANTHROPIC_API_KEY is set" in result.stdout
+    assert f"server: running at {server.url}" in result.stdout
+    gone = subprocess.run([sys.executable, "-m", "backend.cli", "doctor"], cwd=elsewhere,
+                          env={**shell, "SHIPYARD_URL": "http://127.0.0.1:9"},
+                          capture_output=True, text=True, timeout=60)
+    assert gone.returncode == 1 and "no Shipyard server answers at http://127.0.0.1:9" in gone.stdout
+
+
+def test_a_repository_without_commits_fails_doctor_and_serve_says_so(tmp_path: Path, start_server) -> None:
+    project = tmp_path / "empty"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=project, check=True)
+    env = {k: v for k, v in os.environ.items() if k != "SHIPYARD_URL"}
+    result = subprocess.run([sys.executable, "-m", "backend.cli", "doctor"], cwd=project,
+                            env={**env, "SHIPYARD_PORT": "9"}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "✗ commits: the repository has no commits yet" in result.stdout
+    assert "git commit -m 'Initial commit'" in result.stdout
+    server = start_server(project, PAUSED)
+    printed = "".join(server.output)
+    assert "Plans cannot start until this is fixed:" in printed
+    assert "commits: the repository has no commits yet" in printed
+    with server.client() as http:
+        plan_id = http.post("/agent/plans", json={"title": "Too early", "content": "x"}).json()["id"]
+        refused = http.post(f"/agent/plans/{plan_id}/start")
+        assert refused.status_code == 409
+        assert "the repository has no commits yet" in refused.json()["detail"]
+        assert "git commit -m 'Initial commit'" in refused.json()["detail"]
+        checks = {c["name"]: c for c in http.get("/agent/health").json()["checks"]}
+        assert checks["commits"]["blocks_start"] is True
+
+
+def test_follow_says_one_line_when_the_server_dies(tmp_path: Path, start_server, claude_environ, claude_bin,
+                                                   model_server) -> None:
+    from tests.fakes.model_server import stall
+
+    model_server.script("Plan: Hang", [stall()])
+    project = make_repo(tmp_path / "dies")
+    server = start_server(project, {**PAUSED, **claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin})
+    env = {"SHIPYARD_URL": server.url}
+    plan_id = json.loads(shipyard("plan", "new", "--title", "Hang", "--json", env=env,
+                                  stdin="Plan: Hang").stdout)["id"]
+    follower = subprocess.Popen([sys.executable, "-m", "backend.cli", "plan", "start", plan_id, "--follow"],
+                                env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    try:
+        model_server.wait_for(lambda r: "Plan: Hang" in r.first_user_text, timeout=60)
+        server.kill()
+        out, err = follower.communicate(timeout=60)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert follower.returncode == 1
+    assert "Traceback" not in err and "httpx" not in err, err
+    assert f"lost the connection to the server at {server.url}; reconnecting" in err
+    assert f"error: the server at {server.url} stopped. Follow again once it is back: " \
+           f"shipyard plan show {plan_id}" in err
+    assert len(err.strip().splitlines()) == 2, err
+    assert out.startswith(f"plan {plan_id}: executing")
+
+
+def test_plan_retry_starts_the_plan_again(tmp_path: Path, start_server, claude_environ, claude_bin,
+                                          model_server) -> None:
+    from tests.fakes.model_server import structured, text
+
+    bad = model_server.script("Plan: Again", [text("No JSON from me."), text("Still none.")])
+    project = make_repo(tmp_path / "retry")
+    server = start_server(project, {**PAUSED, **claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin})
+    env = {"SHIPYARD_URL": server.url}
+    plan_id = json.loads(shipyard("plan", "new", "--title", "Again", "--json", env=env,
+                                  stdin="Plan: Again").stdout)["id"]
+    failed = shipyard("plan", "start", plan_id, "--follow", env=env)
+    assert failed.returncode == 1 and "plan failed" in failed.stderr
+    model_server.unscript(bad)
+    model_server.script("Plan: Again", [structured({"tasks": [
+        {"title": "Second time", "content": "works", "task_type": "chore"}]})])
+    retried = shipyard("plan", "retry", plan_id, "--follow", env=env)
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout.startswith(f"plan {plan_id}: executing")
+    assert "[chore]  Second time" in retried.stdout

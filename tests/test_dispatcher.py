@@ -228,14 +228,24 @@ def test_failing_test_command_rejects_the_integration(git_repo: Path, env: dict,
     assert git(git_repo, "rev-parse", branch) == git(git_repo, "rev-parse", "main")
 
 
-def test_no_changes_completes(git_repo: Path, env: dict, start_server, model_server: ModelServer) -> None:
+def test_no_changes_is_its_own_outcome_and_can_be_rerun(git_repo: Path, env: dict, start_server,
+                                                        model_server: ModelServer) -> None:
     plan = plan_with(model_server, "Noop", [{"title": "Look only", "content": "x", "task_type": "chore"}])
-    model_server.script("# Task: Look only", [text("Nothing needed changing.")])
+    first = model_server.script("# Task: Look only", [text("Nothing needed changing.")])
     server = start_server(git_repo, env)
     with server.client() as http:
-        _current, by_id = run_plan(http, plan)
-    task = next(iter(by_id.values()))
-    assert (task["status"], task["result"]) == ("completed", "no changes")
+        current, by_id = run_plan(http, plan)
+        task = next(iter(by_id.values()))
+        # its own outcome, not a plain success, and it can be run again
+        assert (task["status"], task["outcome"]) == ("completed", "no_changes")
+        assert task["result"].startswith("no changes")
+        assert current["progress"]["no_changes"] == 1
+        model_server.unscript(first)
+        agent_writes(model_server, "Look only", "looked.txt", "now with a change\n")
+        assert http.post(f"/agent/tasks/{task['id']}/rerun").json()["status"] == "pending"
+        again = task_finished(http, task["id"])
+        assert (again["status"], again["outcome"]) == ("completed", "integrated"), again["error_log"]
+        assert again["attempts"] == 2
 
 
 def test_uncommitted_agent_changes_are_committed_for_it(git_repo: Path, env: dict, start_server,
@@ -257,8 +267,7 @@ def test_kill_9_mid_run_then_restart_recovers(git_repo: Path, env: dict, start_s
     with first.client() as http:
         task_id = http.post("/agent/tasks", json={"title": "Interrupted", "content": "x"}).json()["id"]
         sleeping(http, task_id, git_repo)
-    first.kill()
-    assert agent_processes(git_repo), "the orphaned agent should still be running before the restart"
+    first.kill()  # its guardian stops the orphaned agent (tests/test_crash.py checks how fast)
     model_server.unscript(first_script)
     model_server.script("# Task: Interrupted", [write("after.txt", "x\n"), text("done")])
     second = start_server(git_repo, env)
@@ -360,3 +369,31 @@ def test_copy_files_and_setup_command_prepare_the_worktree(git_repo: Path, env: 
         bad = task_finished(http, bad_id)
     assert bad["status"] == "failed" and "the setup command failed (exit code" in bad["error"]
     assert not model_server.requests_for("# Task: Broken setup")
+
+
+def test_standalone_tasks_are_landed_from_the_api_and_the_cli(git_repo: Path, env: dict, start_server,
+                                                              model_server: ModelServer) -> None:
+    import os
+    import sys
+
+    server = start_server(git_repo, env)
+    agent_writes(model_server, "Solo one", "solo1.txt", "one\n")
+    agent_writes(model_server, "Solo two", "solo2.txt", "two\n")
+    with server.client() as http:
+        assert http.post("/agent/standalone/land").status_code == 409  # nothing integrated yet
+        first = http.post("/agent/tasks", json={"title": "Solo one", "content": "x"}).json()["id"]
+        assert task_finished(http, first)["status"] == "completed"
+        status = http.get("/agent/standalone").json()
+        assert status["branch"] == "shipyard/tasks" and status["commits_to_land"] >= 1
+        landed = http.post("/agent/standalone/land")
+        assert landed.status_code == 200, landed.text
+        assert landed.json()["branch"] == "main"
+        assert (git_repo / "solo1.txt").read_text() == "one\n"
+        second = http.post("/agent/tasks", json={"title": "Solo two", "content": "x"}).json()["id"]
+        assert task_finished(http, second)["status"] == "completed"
+    cli = subprocess.run([sys.executable, "-m", "backend.cli", "task", "land"], capture_output=True, text=True,
+                         env={**os.environ, "SHIPYARD_URL": server.url}, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    assert "Landed shipyard/tasks on main" in cli.stdout
+    assert (git_repo / "solo2.txt").read_text() == "two\n"
+    assert git(git_repo, "status", "--porcelain") == ""

@@ -131,6 +131,28 @@ def test_prose_without_json_fails_clearly(server: ServerProcess, model_server: M
         assert http.get("/agent/tasks").json()["pending"] == []
 
 
+def test_prose_repeated_after_the_nudge_is_quoted_once(server: ServerProcess,
+                                                        model_server: ModelServer) -> None:
+    prose = "I would rather not split this plan into tasks."
+    model_server.script("Add greetings", [text(prose), text(prose)])
+    with server.client() as http:
+        plan = finished(http, start(http))
+    assert plan["status"] == "failed"
+    assert plan["error"].count("I would rather not split") == 1, plan["error"]
+
+
+def test_ctrl_c_during_orchestration_says_the_server_stopped(git_repo: Path, env: dict[str, str],
+                                                             start_server, model_server: ModelServer) -> None:
+    model_server.script("Add greetings", [stall()])
+    server = start_server(git_repo, env)
+    with server.client() as http:
+        plan_id = start(http)
+        model_server.wait_for(lambda r: "Add greetings" in r.first_user_text, timeout=30)
+    assert server.stop(timeout=30) == 0
+    stored = json.loads((git_repo / ".shipyard" / "plans" / "failed" / f"{plan_id}.plan.json").read_text())
+    assert stored["error"].startswith("interrupted by the server stopping"), stored["error"]
+
+
 def test_invalid_structured_answers_then_valid(server: ServerProcess, model_server: ModelServer) -> None:
     bad = {"tasks": [{"title": "No content", "task_type": "feature"}]}
     model_server.script("Add greetings", [structured(bad), structured({"tasks": "nope"}), structured(THREE)])
@@ -166,7 +188,8 @@ def test_authentication_failure_is_quick_and_named(server: ServerProcess, model_
     with server.client() as http:
         plan = finished(http, start(http), timeout=45)
         assert plan["status"] == "failed"
-        assert "authentication failed (HTTP 401)" in plan["error"]
+        assert "authentication failed (HTTP 401): log in with 'claude'" in plan["error"]
+        assert "ANTHROPIC_API_KEY" in plan["error"]
 
 
 def test_write_attempts_leave_the_project_untouched(server: ServerProcess, model_server: ModelServer) -> None:

@@ -252,7 +252,9 @@ def test_salvage_gives_up_when_the_middle_is_not_one_string() -> None:
 
 
 def test_api_errors_are_described_in_words() -> None:
-    assert describe_api_error(401) == "authentication failed (HTTP 401)"
+    # the 401 says how to fix it
+    assert describe_api_error(401) == ("authentication failed (HTTP 401): log in with 'claude' (run it "
+                                       "once in a terminal) or set ANTHROPIC_API_KEY for the Shipyard server")
     assert describe_api_error(429) == "rate limited (HTTP 429)"
     assert describe_api_error(500) == "API server error (HTTP 500)"
     assert describe_api_error(529) == "API server error (HTTP 529)"
@@ -411,7 +413,8 @@ def test_turn_limit_is_reported(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("status", "reason"), [
-    (401, "authentication failed (HTTP 401)"),
+    (401, "authentication failed (HTTP 401): log in with 'claude' (run it once in a terminal) or "
+          "set ANTHROPIC_API_KEY for the Shipyard server"),
     (429, "rate limited (HTTP 429)"),
     (500, "API server error (HTTP 500)"),
     (529, "API server error (HTTP 529)"),

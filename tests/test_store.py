@@ -165,3 +165,48 @@ def test_crash_between_rename_and_rewrite_keeps_folder_as_truth(store: Store) ->
     assert store.get_plan(plan.id).status == PlanStatus.done
     counts = store.counts()
     assert counts["plans"]["done"] == 1 and counts["plans"]["draft"] == 0
+
+
+def test_recording_run_figures_on_a_plan_warns_nothing(store: Store) -> None:
+    # pytest turns warnings into errors: the Pydantic serializer warning printed on every plan start
+    plan = store.create_plan("Figures")
+    updated = store.update_plan(plan.id, orchestration={"outcome": "finished", "cost_usd": 0.01})
+    assert updated.orchestration is not None and updated.orchestration.cost_usd == 0.01
+    assert store.get_plan(plan.id).orchestration.outcome == "finished"
+
+
+def test_a_damaged_in_progress_task_can_be_forced_out_and_deleted(store: Store) -> None:
+    task = store.create_task("Fragile", "body")
+    store.move_task(task.id, TaskStatus.in_progress, expect=[TaskStatus.pending])
+    path = store.root / "tasks" / "in_progress" / f"{task.id}.md"
+    path.write_text("---\nid: [unclosed\n---\n# Fragile\n")
+    with pytest.raises(NotFound):
+        store.get_task(task.id)
+    store.force_fail(task.id, "cancelled", "why")
+    failed = store.get_task(task.id)
+    assert failed.status == TaskStatus.failed and failed.error.startswith("cancelled (the task file had been damaged")
+    assert "id: [unclosed" in failed.content  # the hand-edited text is kept
+    assert store.read_error_log(task.id) == "why\n"
+    store.delete_task(task.id)
+    with pytest.raises(NotFound):
+        store.get_task(task.id)
+
+
+def test_a_status_change_writes_before_it_renames(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a reader between the rename and a later write would see a failed plan without its error
+    plan = store.create_plan("Racy")
+    store.move_plan(plan.id, PlanStatus.executing)
+    seen: list[str] = []
+    real_rename = os.rename
+
+    def rename(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+        seen.append(Path(src).read_text())
+        real_rename(src, dst)
+
+    monkeypatch.setattr("backend.store.store.os.rename", rename)
+    store.move_plan(plan.id, PlanStatus.failed, error="the orchestrator failed: why")
+    assert json.loads(seen[-1])["error"] == "the orchestrator failed: why"
+    task = store.create_task("Racy task", "x")
+    store.move_task(task.id, TaskStatus.failed, error="cancelled", error_log="log")
+    assert "error: cancelled" in seen[-1]
+    assert store.get_task(task.id).error == "cancelled" and store.get_plan(plan.id).error

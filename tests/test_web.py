@@ -234,13 +234,15 @@ def test_banner_when_claude_code_is_missing(browser: Browser, git_repo: Path, en
         expect(banner).to_contain_text("Claude Code (claude) was not found.")
         expect(banner).to_contain_text("npm install -g @anthropic-ai/claude-code")
         d.shot("06-banner-claude-missing")
-        # starting anyway fails, and says why in words
+        # Start is disabled, and says why in words; the server refuses with the same words
         d.card("plans", "Needs Claude").click()
-        d.action("start").click()
-        plan_status(d, "failed")
-        expect(d.panel.locator(".plan-error")).to_contain_text("The plan failed")
-        expect(d.action("retry")).to_be_visible()
-        assert http.get(f"/agent/plans/{plan['id']}").json()["error"] in d.panel.locator(".plan-error").inner_text()
+        expect(d.action("start")).to_be_disabled()
+        expect(d.panel.locator('[data-role="start-blocked"]')).to_contain_text(
+            "Plans cannot start here yet: Claude Code (claude) was not found.")
+        refused = http.post(f"/agent/plans/{plan['id']}/start")
+        assert refused.status_code == 409 and "Claude Code (claude) was not found" in refused.json()["detail"]
+        plan_status(d, "draft")
+        d.shot("06b-start-disabled")
         d.check()
 
 

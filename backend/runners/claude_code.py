@@ -254,7 +254,8 @@ def describe_api_error(status: int | None, error: str | None = None, message: st
     """Say what an API failure means, e.g. ``authentication failed (HTTP 401)``."""
     if status is not None:
         if status == 401:
-            return "authentication failed (HTTP 401)"
+            return ("authentication failed (HTTP 401): log in with 'claude' (run it once in a "
+                    "terminal) or set ANTHROPIC_API_KEY for the Shipyard server")
         if status == 403:
             return "the model API refused access (HTTP 403)"
         if status == 429:
@@ -269,7 +270,7 @@ def describe_api_error(status: int | None, error: str | None = None, message: st
             return f"API server error (HTTP {status})"
         return f"model API error (HTTP {status})"
     by_code = {
-        "authentication_failed": "authentication failed",
+        "authentication_failed": "authentication failed: log in with 'claude' or set ANTHROPIC_API_KEY",
         "rate_limit": "rate limited",
         "server_error": "API server error",
         "overloaded": "API server error (overloaded)",

@@ -198,8 +198,9 @@ class Store:
             if expect is not None and plan.status not in set(expect):
                 raise Conflict(f"plan {plan_id} is {plan.status.value}; it can only be changed while "
                                f"{' or '.join(s.value for s in expect)}.")
-            plan = plan.model_copy(update={**fields, "modified": utcnow()})
-            plan = Plan.model_validate(dump(plan))
+            # validated from plain data (model_copy would keep dicts where models belong and
+            # make pydantic warn on every dump)
+            plan = Plan.model_validate({**dump(plan), **fields, "modified": utcnow()})
             self._write_plan(plan)
             self.plan_index.put(plan)
         self.publish("plan.updated", {"plan": dump(plan)})
@@ -219,9 +220,12 @@ class Store:
                 raise Conflict(f"plan {plan_id} is {plan.status.value}, not "
                                f"{' or '.join(sorted(s.value for s in allowed))}.")
             old_status = plan.status
-            os.rename(self.plan_path(old_status, plan_id), self.plan_path(to, plan_id))
             plan = Plan.model_validate({**dump(plan), **fields, "status": to.value, "modified": utcnow()})
-            self._write_plan(plan)
+            # new content first, in the old place; then the one rename: a reader never sees the
+            # new status with the old fields (a failed plan without its error)
+            old_path = self.plan_path(old_status, plan_id)
+            atomic_write(old_path, json.dumps(dump(plan), indent=2, ensure_ascii=False) + "\n")
+            os.rename(old_path, self.plan_path(to, plan_id))
             self.plan_index.put(plan)
         self.publish("plan.status", {"plan": dump(plan), "from": old_status.value, "to": to.value})
         return plan
@@ -385,12 +389,14 @@ class Store:
                 raise Conflict(f"task {task_id} is {task.status.value}, not "
                                f"{' or '.join(sorted(s.value for s in allowed))}.")
             old_status = task.status
-            os.rename(self.task_path(old_status, task_id), self.task_path(to, task_id))
+            task = Task.model_validate({**dump(task), **fields, "status": to.value, "modified": utcnow()})
+            # new content first, in the old place; then the one rename (see move_plan)
+            old_path = self.task_path(old_status, task_id)
+            atomic_write(old_path, render_task(task))
+            os.rename(old_path, self.task_path(to, task_id))
             if old_status == TaskStatus.failed and to != TaskStatus.failed:
                 with contextlib.suppress(FileNotFoundError):
                     self.error_log_path(task_id).unlink()
-            task = Task.model_validate({**dump(task), **fields, "status": to.value, "modified": utcnow()})
-            self._write_task(task)
             self.task_index.put(task)
             if to == TaskStatus.failed and error_log is not None:
                 atomic_write(self.error_log_path(task_id), error_log.rstrip() + "\n")
@@ -419,18 +425,64 @@ class Store:
         except LinkOutsideError as exc:
             return f"(error log not shown: {exc})"
 
-    def delete_task(self, task_id: str, forbid: Iterable[TaskStatus] = ()) -> Task:
+    def delete_task(self, task_id: str, forbid: Iterable[TaskStatus] = ()) -> None:
+        """Delete a task's file and logs; an unreadable file can be deleted too."""
+        validate_id(task_id, "task")
         with self.lock:
-            task = self.get_task(task_id)
-            if task.status in set(forbid):
-                raise Conflict(f"task {task_id} is {task.status.value}; cancel it first.")
-            self.task_path(task.status, task_id).unlink()
+            found = self._locate_task(task_id)
+            if found is None:
+                raise NotFound(f"no task with id {task_id}.")
+            status, path = found
+            if status in set(forbid):
+                raise Conflict(f"task {task_id} is {status.value}; cancel it first.")
+            path.unlink()
+            self._task_cache.pop(path, None)
+            self._clear_problem(path)
             self.task_index.remove(task_id)
             with contextlib.suppress(FileNotFoundError):
                 self.error_log_path(task_id).unlink()
             remove_log(self.task_log_path(task_id))
         self.publish("task.deleted", {"task_id": task_id})
-        return task
+
+    def force_fail(self, task_id: str, reason: str, error_log: str) -> None:
+        """Move an ``in_progress`` task to ``failed`` without needing to parse its file.
+
+        For the last line of defence only (see ``Dispatcher._settle``): the rename
+        comes first because it needs no file descriptor, so even a server out of
+        descriptors gets the task out of ``in_progress``. Then, best effort, the
+        file is rewritten as a valid failed task; a file that cannot be parsed
+        keeps its text as the content, under a title that says what happened.
+        """
+        src = self.task_path(TaskStatus.in_progress, task_id)
+        dest = self.task_path(TaskStatus.failed, task_id)
+        with self.lock:
+            try:
+                raw = src.read_text(encoding="utf-8", errors="replace")
+            except FileNotFoundError:
+                return
+            except OSError:
+                raw = None
+            os.rename(src, dest)
+            self._task_cache.pop(src, None)
+            self._clear_problem(src)
+            task: Task | None = None
+            if raw is not None:
+                try:
+                    task = parse_task(raw, src)
+                except TaskFileError as exc:
+                    reason = f"{reason} (the task file had been damaged: {str(exc).splitlines()[0][:200]})"
+                    task = Task(id=task_id, title=f"Task {task_id} (its file could not be read)",
+                                content=raw)
+            if task is not None:
+                task = Task.model_validate({**dump(task), "status": TaskStatus.failed.value,
+                                            "error": reason, "finished": utcnow(), "modified": utcnow()})
+                atomic_write(dest, render_task(task))
+                self.task_index.put(task)
+            else:
+                self.task_index.remove(task_id)
+            atomic_write(self.error_log_path(task_id), error_log.rstrip() + "\n")
+        self.publish("task.status", {"task": dump(task) if task else {"id": task_id, "status": "failed"},
+                                     "from": TaskStatus.in_progress.value, "to": TaskStatus.failed.value})
 
     # ------------------------------------------------------------------ misc
     def counts(self) -> dict[str, dict[str, int]]:

@@ -12,7 +12,7 @@ import { $, fill, h, icon, patch, statusBadge } from "./dom.js";
 import { enc, fmtCost, fmtDuration } from "./format.js";
 import { renderDispatcher } from "./header.js";
 import { navigate } from "./router.js";
-import { PLAN_LABEL, S, TASK_COLUMNS, TASK_LABEL, dirty, isOrchestrating, planStats } from "./store.js";
+import { PLAN_LABEL, S, TASK_COLUMNS, TASK_LABEL, changedNothing, dirty, isOrchestrating, planStats } from "./store.js";
 import { scheduleFlush } from "./stream.js";
 
 const columns = {};
@@ -61,7 +61,7 @@ function progressBar(stats) {
 
 function taskSig(t) {
   const plan = t.plan_id ? S.plans.get(t.plan_id) : null;
-  return [t.title, t.status, t.task_type, plan ? plan.title : t.plan_id, t.attempts, t.error,
+  return [t.title, t.status, t.outcome, t.task_type, plan ? plan.title : t.plan_id, t.attempts, t.error,
     t.run && t.run.cost_usd, t.run && t.run.duration_ms, S.activity.get(`task:${t.id}`)].join("\u0001");
 }
 function fillTaskCard(el, t) {
@@ -74,6 +74,8 @@ function fillTaskCard(el, t) {
       h("span", { class: "chip" }, t.task_type || "task"),
       t.status === "in_progress" ? h("span", { class: "badge", "data-status": "in_progress" },
         h("span", { class: "spinner" }), "running") : null,
+      changedNothing(t) ? h("span", { class: "badge", "data-status": "no_changes",
+        title: "The agent changed nothing; it can be rerun" }, "no changes") : null,
       t.attempts > 1 ? h("span", { class: "chip", title: "attempts" }, `try ${t.attempts}`) : null,
       h("span", { class: "card-id" }, t.id)),
     h("div", { class: "card-title" }, t.title),

@@ -65,7 +65,9 @@ function renderBanners() {
     if (healthProblems.length) {
       out.push(h("div", { class: "banner", role: "alert", "data-banner": "claude" }, icon("alert"),
         h("div", { class: "banner-body" },
-          h("strong", null, "Claude Code cannot run agents on this server yet. Plans cannot start until this is fixed."),
+          h("strong", null, healthProblems.some((c) => c.blocks_start)
+            ? "Claude Code cannot run agents on this server yet. Plans cannot start until this is fixed."
+            : "Claude Code may not reach the model from this server: runs will fail until this is fixed."),
           h("ul", null, healthProblems.map((c) => h("li", null,
             h("span", { class: "detail" }, c.detail), " ",
             c.fix ? h("span", { class: "fix" }, "To fix: ", c.fix) : null))),

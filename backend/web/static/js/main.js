@@ -22,6 +22,7 @@ import { PlanView } from "./plan-panel.js";
 import { addRoute, closePanel, currentView, initRouter, navigate } from "./router.js";
 import { S } from "./store.js";
 import { startStream } from "./stream.js";
+import { TaskEditorView } from "./task-editor.js";
 import { TaskView } from "./task-panel.js";
 
 performance.mark("shipyard:boot");
@@ -29,6 +30,7 @@ performance.mark("shipyard:boot");
 addRoute("plan", (id) => (id ? new PlanView(id) : null));
 addRoute("task", (id) => (id ? new TaskView(id) : null));
 addRoute("new", (chatId) => new EditorView(null, chatId || null)); // #new/<chat id> once the chat has started
+addRoute("new-task", () => new TaskEditorView());
 addRoute("edit", (id) => (id ? new EditorView(id) : null));
 
 initBoard();
@@ -60,6 +62,7 @@ document.addEventListener("keydown", (e) => {
   }
 });
 $("#new-plan").addEventListener("click", () => navigate("#new"));
+$("#new-task").addEventListener("click", () => navigate("#new-task"));
 window.addEventListener("beforeunload", (e) => {
   const view = currentView();
   if (view && view.isDirty && view.isDirty()) e.preventDefault();

@@ -10,6 +10,7 @@ import { api } from "./api.js";
 import { h, icon, mdBlock, patch, statusBadge } from "./dom.js";
 import { enc, fmtCost, fmtCount, fmtDuration, fmtWhen, fullTime, shortSha } from "./format.js";
 import { filteredPlan, togglePlanFilter } from "./board.js";
+import { startBlockedReason } from "./readiness.js";
 import { actionButton, messageNotice, patchActions, runAction, stat, twoStepDelete } from "./panel.js";
 import { closePanel, isOpen } from "./router.js";
 import { PLAN_LABEL, S, TASK_LABEL, dirty, dropPlan, isOrchestrating, planRecord, planStats, planTaskIds,
@@ -74,17 +75,19 @@ export class PlanView extends DetailView {
     ]);
     const confirming = this.confirmDelete && Date.now() < this.confirmDelete;
     const unfinished = s.pending + s.in_progress;
+    const blocked = startBlockedReason();
     patchActions(this.actionsEl, [p.status, orch, this.busy, confirming, unfinished, filteredPlan() === p.id,
-      s.total].join("|"), () => {
+      s.total, blocked].join("|"), () => {
       const out = [];
       const startable = p.status === "draft" || p.status === "ready";
       if (startable || p.status === "executing") {
         out.push(actionButton(this, "start", "Start", {
-          kind: startable && !orch ? "primary" : "",
+          kind: startable && !orch && !blocked ? "primary" : "",
           icon: "play",
           busyLabel: "Starting…",
-          disabled: !startable || orch,
-          title: orch ? "The orchestrator is running" : "Run the orchestrator: it splits the plan into tasks",
+          disabled: !startable || orch || Boolean(blocked),
+          title: orch ? "The orchestrator is running" : blocked
+            || "Run the orchestrator: it splits the plan into tasks",
           onclick: () => this.start(),
         }));
       }
@@ -96,9 +99,13 @@ export class PlanView extends DetailView {
       }
       if (p.status === "failed") {
         out.push(actionButton(this, "retry", "Retry", {
-          kind: "primary", icon: "retry", busyLabel: "Retrying…", title: "Run the orchestrator again",
+          kind: blocked ? "" : "primary", icon: "retry", busyLabel: "Retrying…",
+          title: blocked || "Run the orchestrator again", disabled: Boolean(blocked),
           onclick: () => this.retry(),
         }));
+      }
+      if (blocked && (startable || p.status === "failed")) {
+        out.push(h("span", { class: "start-blocked", "data-role": "start-blocked" }, blocked));
       }
       if (p.status === "done") {
         out.push(actionButton(this, "land", "Land", {

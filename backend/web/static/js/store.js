@@ -10,6 +10,10 @@
  */
 export const TASK_COLUMNS = ["pending", "in_progress", "completed", "failed"];
 export const TASK_LABEL = { pending: "pending", in_progress: "in progress", completed: "completed", failed: "failed" };
+/** A completed task whose agent changed nothing: its own outcome, shown apart and rerunnable. */
+export function changedNothing(t) {
+  return t.status === "completed" && (t.outcome === "no_changes" || (!t.outcome && t.result === "no changes"));
+}
 export const PLAN_LABEL = { draft: "draft", ready: "ready", executing: "executing", done: "done", failed: "failed" };
 
 export const S = {

@@ -12,7 +12,8 @@ import { renderDiff } from "./diff.js";
 import { enc, fmtCost, fmtCount, fmtDuration, fmtWhen, fullTime, shortSha } from "./format.js";
 import { actionButton, messageNotice, patchActions, runAction, stat } from "./panel.js";
 import { isOpen } from "./router.js";
-import { S, TASK_LABEL, setTask } from "./store.js";
+import { landButton } from "./standalone.js";
+import { S, TASK_LABEL, changedNothing, setTask } from "./store.js";
 import { scheduleFlush } from "./stream.js";
 import { DetailView } from "./view.js";
 
@@ -103,21 +104,26 @@ export class TaskView extends DetailView {
     }
     const plan = t.plan_id ? S.plans.get(t.plan_id) : null;
     patch(this.titleEl, t.title, () => t.title);
-    patch(this.subEl, [t.status, t.task_type, t.id, t.plan_id, plan && plan.title, t.attempts].join("|"), () => [
-      statusBadge(t.status, TASK_LABEL[t.status], t.status === "in_progress"),
+    patch(this.subEl, [t.status, t.outcome, t.task_type, t.id, t.plan_id, plan && plan.title, t.attempts].join("|"), () => [
+      changedNothing(t) ? statusBadge("no_changes", "no changes")
+        : statusBadge(t.status, TASK_LABEL[t.status], t.status === "in_progress"),
       h("span", { class: "chip" }, t.task_type),
       h("span", { class: "mono" }, t.id),
       t.plan_id ? h("a", { href: `#plan/${enc(t.plan_id)}`, class: "plan-link" }, icon("plan"),
         plan ? plan.title : `plan ${t.plan_id}`) : h("span", null, "standalone task"),
       t.attempts ? h("span", null, `attempt ${t.attempts}`) : null,
     ]);
-    patchActions(this.actionsEl, [t.status, this.busy].join("|"), () => {
+    const nothing = changedNothing(t);
+    patchActions(this.actionsEl, [t.status, this.busy, nothing, t.plan_id].join("|"), () => {
       const out = [];
-      if (t.status === "failed") {
+      if (t.status === "failed" || nothing) {
         out.push(actionButton(this, "rerun", "Rerun", {
           kind: "primary", icon: "retry", busyLabel: "Requeueing…", title: "Put the task back in the queue",
           onclick: () => this.rerun(),
         }));
+      }
+      if (t.status === "completed" && !t.plan_id && !nothing) {
+        out.push(landButton(this));
       }
       if (t.status === "pending" || t.status === "in_progress") {
         out.push(actionButton(this, "cancel", "Cancel", {
@@ -135,7 +141,10 @@ export class TaskView extends DetailView {
         h("div", { class: "notice-body" }, h("strong", null, "The task failed"), t.error || "No reason was recorded.",
           errorLog ? h("details", { class: "error-log", open: true },
             h("summary", { style: "cursor: pointer; margin-top: 6px" }, "Error log"), h("pre", null, errorLog)) : null))
-      : t.status === "completed" && t.result ? messageNotice({ kind: "ok", text: `Completed: ${t.result}` }) : null);
+      : nothing ? messageNotice({ kind: "info", title: "No changes",
+        text: "The agent finished without changing any file, so there was nothing to merge. Rerun it if "
+          + "that is not what you expected." })
+        : t.status === "completed" && t.result ? messageNotice({ kind: "ok", text: `Completed: ${t.result}` }) : null);
     const run = t.run || {};
     patch(this.statsEl, JSON.stringify([run, t.branch, t.base_commit, t.started, t.finished, t.status]), () => {
       const running = t.status === "in_progress" && t.started;

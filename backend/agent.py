@@ -7,6 +7,10 @@
   woken by the store's events, not by a timer) while fewer than
   ``max_parallel_workers`` run, and hands each to a worker thread
   (:mod:`backend.task_run`).
+* Shape: which pending task may start (dependencies, overlapping ``files``) is decided by
+  :class:`backend.schedule.Scheduler`; the loop only skips what it says is blocked.
+* Review: with ``review_tasks`` (or a plan's ``review``) orchestration ends in
+  ``plans/review/`` holding proposals; :meth:`approve_plan` publishes them all at once.
 * Recovery: :meth:`recover` is the one place that makes the state on disk
   consistent after a crash; it runs at start-up before anything else.
 * Shutdown is warm then cold: stop claiming, cancel runs (their tasks return
@@ -30,19 +34,23 @@ from typing import Any
 import watchfiles
 
 from backend.config import Settings
-from backend.errors import Conflict, NotFound, ShipyardError
+from backend.errors import Conflict, Invalid, NotFound, ShipyardError
 from backend.events import Event, EventBus
 from backend.git_ops import GitError, GitRepo
 from backend.models import Plan, PlanStatus, RunStats, Task, TaskStatus, TaskType, dump, utcnow
 from backend.orchestrator import (
     OrchestrationError,
+    TaskSpec,
     build_system_prompt,
     build_user_message,
+    check_tasks,
+    clean_path,
     parse_answer,
     task_schema,
 )
 from backend.reaper import MARK, RUN_MARK, kill_marked
 from backend.runners.claude_code import AgentEvent, ClaudeCodeRunner, RunRequest
+from backend.schedule import Scheduler, dependents_of, describe_wait
 from backend.store import Store
 from backend.task_run import STANDALONE_BRANCH, Stop, TaskRun, branch_for, plan_branch
 
@@ -87,6 +95,8 @@ class Dispatcher:
         self._closing = False
         self._loop_thread: threading.Thread | None = None
         self._watch_stop = threading.Event()
+        self.scheduler = Scheduler(store)
+        bus.add_listener(self.scheduler.on_event)  # first: views are fresh before the loop wakes
         bus.add_listener(self._on_bus_event)
 
     # ================================================================ lifecycle
@@ -185,6 +195,10 @@ class Dispatcher:
                                  error="interrupted by a restart: the server stopped while the "
                                  "orchestrator was running. Retry to run it again.", tasks=[])
             log.warning("recovery: plan %s was executing; marked failed", plan.id)
+        for plan in self.store.list_plans()[PlanStatus.review.value]:
+            if plan.tasks:  # approved, published, but stopped before the plan moved on
+                self.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.review], proposals=None)
+                log.warning("recovery: plan %s was approved; marked done", plan.id)
         for task in self.store.list_tasks(TaskStatus.in_progress)[TaskStatus.in_progress.value]:
             if task.id in self._running:
                 continue
@@ -239,6 +253,7 @@ class Dispatcher:
         if brief:
             data.pop("content", None)
         data["orchestrating"] = plan.id in self._active_orchestrations
+        data["review_enabled"] = self.review_enabled(plan)
         progress = {s.value: 0 for s in TaskStatus}
         cost = plan.orchestration.cost_usd if plan.orchestration and plan.orchestration.cost_usd else 0.0
         tasks = []
@@ -252,7 +267,9 @@ class Dispatcher:
                 cost += task.run.cost_usd
             if not brief:
                 tasks.append({"id": task.id, "title": task.title, "status": task.status.value,
-                              "task_type": task.task_type.value, "error": task.error})
+                              "task_type": task.task_type.value, "error": task.error,
+                              "files": task.files, "depends_on": task.depends_on,
+                              "waiting_for": self.waiting_for(task)})
         progress["total"] = len(plan.tasks)
         data["progress"] = progress
         data["total_cost_usd"] = round(cost, 6)
@@ -260,8 +277,15 @@ class Dispatcher:
             data["task_details"] = tasks
         return data
 
-    def start_plan(self, plan_id: str) -> dict[str, Any]:
-        """Validate, move a draft to ready, and submit :meth:`execute_plan`; returns at once."""
+    def review_enabled(self, plan: Plan) -> bool:
+        """Whether this plan's tasks wait for review: the plan's own choice, else the setting."""
+        return plan.review if plan.review is not None else self.settings.review_tasks
+
+    def start_plan(self, plan_id: str, review: bool | None = None) -> dict[str, Any]:
+        """Validate, move a draft to ready, and submit :meth:`execute_plan`; returns at once.
+
+        ``review`` (the Start body's) overrides whether the tasks wait for review.
+        """
         with self._plan_lock:
             plan = self.store.get_plan(plan_id)
             if plan_id in self._active_orchestrations:
@@ -272,6 +296,8 @@ class Dispatcher:
                                                    PlanStatus.failed else "."))
             if plan.status == PlanStatus.draft:
                 self.store.move_plan(plan_id, PlanStatus.ready, expect=[PlanStatus.draft])
+            if review is not None and review != plan.review:
+                self.store.update_plan(plan_id, review=review)
             self._orchestration_stops[plan_id] = threading.Event()
             future = self._executor.submit(self.execute_plan, plan_id)
             self._active_orchestrations[plan_id] = future
@@ -401,29 +427,161 @@ class Dispatcher:
             self._plan_note(plan.id, note, kind="warning")
         if stop.is_set():
             raise OrchestrationError("cancelled")
-        task_ids = [self._create_task(spec.title, spec.content, spec.task_type, plan.id).id
-                    for spec in answer.tasks]
-        branch = plan_branch(plan.id)
-        with self.integration_lock:
-            self.git.ensure_branch(branch, base_commit)
-        self.store.update_plan(plan.id, integration_branch=branch, base_branch=base,
-                               base_commit=base_commit)
-        self._link_tasks_to_plan(plan.id, task_ids)
+        if self.review_enabled(self.store.get_plan(plan.id)):
+            proposals = [proposal_of(spec) for spec in answer.tasks]
+            self.store.update_plan(plan.id, base_branch=base, base_commit=base_commit)
+            self._plan_note(plan.id, f"{len(proposals)} proposed task(s) from the {answer.source} "
+                            "await review: edit them, then Approve or Discard", kind="review",
+                            proposals=proposals)
+            self.store.move_plan(plan.id, PlanStatus.review, expect=[PlanStatus.executing],
+                                 proposals=proposals)
+            return
+        task_ids = self._publish_specs(plan.id, answer.tasks, base, base_commit)
         self._plan_note(plan.id, f"created {len(task_ids)} task(s) from the {answer.source}",
                         kind="tasks", task_ids=task_ids)
         self.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.executing])
 
+    def _publish_specs(self, plan_id: str, specs: list[TaskSpec], base: str, base_commit: str) -> list[str]:
+        """Create a plan's tasks (staged), its integration branch, then publish them all at once."""
+        task_ids: list[str] = []
+        for spec in specs:
+            task_ids.append(self._create_task(spec.title, spec.content, spec.task_type, plan_id,
+                                              files=spec.files,
+                                              depends_on=[task_ids[i] for i in spec.depends_on]).id)
+        branch = plan_branch(plan_id)
+        with self.integration_lock:
+            self.git.ensure_branch(branch, base_commit)
+        self.store.update_plan(plan_id, integration_branch=branch, base_branch=base,
+                               base_commit=base_commit)
+        self._link_tasks_to_plan(plan_id, task_ids)
+        return task_ids
+
+    # ---------------------------------------------------------------- review
+    def check_proposals(self, tasks: list[Any]) -> dict[str, Any]:
+        """Validate an edited proposal set without saving it (the review screen's inline check)."""
+        checked = check_tasks(tasks, self.settings.max_tasks)
+        return {"ok": not checked.problems, "problems": [p.to_dict() for p in checked.problems],
+                "notes": checked.notes}
+
+    def _review_plan(self, plan_id: str) -> Plan:
+        plan = self.store.get_plan(plan_id)
+        if plan.status != PlanStatus.review:
+            raise Conflict(f"plan {plan_id} is {plan.status.value}; only a plan in review has "
+                           "proposals to change.")
+        return plan
+
+    def update_proposals(self, plan_id: str, tasks: list[Any]) -> Plan:
+        """Replace a reviewed plan's proposals with an edited set (validated as in orchestration)."""
+        with self._plan_lock:
+            self._review_plan(plan_id)
+            checked = check_tasks(tasks, self.settings.max_tasks)
+            if checked.problems:
+                raise Invalid("the proposals are invalid: "
+                              + "; ".join(p.sentence() for p in checked.problems) + ".")
+            proposals = [proposal_of(spec) for spec in checked.tasks]
+            plan = self.store.update_plan(plan_id, expect=[PlanStatus.review], proposals=proposals)
+        for note in checked.notes:
+            self._plan_note(plan_id, note, kind="warning")
+        self._plan_note(plan_id, f"proposals edited: {len(proposals)} task(s)", kind="review")
+        return plan
+
+    def approve_plan(self, plan_id: str) -> Plan:
+        """Publish a reviewed plan's proposals as tasks, all at once, exactly as orchestration does."""
+        with self._plan_lock:
+            plan = self._review_plan(plan_id)
+            checked = check_tasks(plan.proposals or [], self.settings.max_tasks)
+            if checked.problems:
+                raise Invalid("the proposals are invalid: "
+                              + "; ".join(p.sentence() for p in checked.problems) + ".")
+            base = plan.base_branch or self.base_branch()
+            base_commit = plan.base_commit or self.git.rev_parse(base)
+            if base_commit is None:
+                raise Conflict(f"the base branch {base} has no commits yet: make a first commit.")
+            try:
+                task_ids = self._publish_specs(plan_id, checked.tasks, base, base_commit)
+            except Exception:
+                self.store.discard_staged(plan_id)
+                raise
+            self._plan_note(plan_id, f"approved: created {len(task_ids)} task(s)", kind="tasks",
+                            task_ids=task_ids)
+            return self.store.move_plan(plan_id, PlanStatus.done, expect=[PlanStatus.review],
+                                        proposals=None)
+
+    def discard_plan(self, plan_id: str) -> Plan:
+        """Drop a reviewed plan's proposals (kept readable in the plan log); back to ready."""
+        with self._plan_lock:
+            plan = self._review_plan(plan_id)
+            self._plan_note(plan_id, f"discarded {len(plan.proposals or [])} proposed task(s); "
+                            "the plan is ready again", kind="discarded", proposals=plan.proposals or [])
+            return self.store.move_plan(plan_id, PlanStatus.ready, expect=[PlanStatus.review],
+                                        proposals=None)
+
     def _create_task(self, title: str, content: str, task_type: TaskType | str = TaskType.feature,
-                     plan_id: str | None = None) -> Task:
+                     plan_id: str | None = None, *, files: list[str] | None = None,
+                     depends_on: list[str] | None = None) -> Task:
         """Create a task (the seed's name).
 
         With a ``plan_id`` the task is staged, invisible to workers, until
         :meth:`_link_tasks_to_plan` publishes all of the plan's tasks at once.
-        Without one it is pending, and picked up, immediately.
+        Without one it is pending, and picked up as soon as its ``depends_on`` are done.
         """
         if plan_id is None:
-            return self.store.create_task(title, content, task_type)
-        return self.store.create_task(title, content, task_type, plan_id=plan_id, staged=True)
+            return self.store.create_task(title, content, task_type, files=files, depends_on=depends_on)
+        return self.store.create_task(title, content, task_type, plan_id=plan_id, staged=True,
+                                      files=files, depends_on=depends_on)
+
+    def create_standalone_task(self, title: str, content: str, task_type: TaskType | str,
+                               files: list[str], depends_on: list[str]) -> Task:
+        """``POST /agent/tasks``: check the paths and that every dependency exists, then create."""
+        bad = [path for path in files if clean_path(path) is None]
+        if bad:
+            raise Invalid("files must be relative paths inside the repository; not: "
+                          + ", ".join(repr(p) for p in bad) + ".")
+        cleaned = list(dict.fromkeys(p for p in (clean_path(f) for f in files) if p))
+        missing = []
+        for dep in dict.fromkeys(depends_on):
+            try:
+                self.store.get_task(dep)
+            except (NotFound, ShipyardError, ValueError):
+                missing.append(dep)
+        if missing:
+            raise Invalid("depends_on names no task with id " + ", ".join(missing) + ".")
+        return self._create_task(title, content, task_type, files=cleaned,
+                                 depends_on=list(dict.fromkeys(depends_on)))
+
+    def delete_task(self, task_id: str, cascade: bool = False) -> list[str]:
+        """Delete a task; refused (409) while other tasks depend on it, unless ``cascade``.
+
+        With ``cascade`` its dependents (transitively) are deleted too; returns the ids removed.
+        """
+        task = self.store.get_task(task_id)
+        if task.status == TaskStatus.in_progress:
+            raise Conflict(f"task {task_id} is in_progress; cancel it first.")
+        everyone = [t for group in self.store.list_tasks().values() for t in group]
+        dependents = dependents_of(task_id, everyone)
+        if dependents and not cascade:
+            names = ", ".join(f"“{t.title}” ({t.id})" for t in dependents)
+            raise Conflict(f"task {task_id} cannot be deleted: {names} depend(s) on it. Delete "
+                           "with cascade to remove them too.")
+        running = [t for t in dependents if t.status == TaskStatus.in_progress]
+        if running:
+            raise Conflict("cannot cascade: " + ", ".join(t.id for t in running)
+                           + " is running; cancel it first.")
+        removed = []
+        for victim in [*reversed(dependents), task]:
+            self.store.delete_task(victim.id, forbid=[TaskStatus.in_progress])
+            removed.append(victim.id)
+        return removed
+
+    def waiting_for(self, task: Task) -> list[dict[str, Any]]:
+        """Why a pending task has not started (empty when it may start or is not pending)."""
+        return [{**w.to_dict(), "text": describe_wait(w)} for w in self.scheduler.waits_for(task)]
+
+    def task_view(self, task: Task) -> dict[str, Any]:
+        """A task as lists show it: its fields plus what it waits for."""
+        data = dump(task)
+        data["waiting_for"] = self.waiting_for(task)
+        return data
 
     def _link_tasks_to_plan(self, plan_id: str, task_ids: list[str]) -> Plan:
         """Record the plan's tasks and make them pending together (all or nothing)."""
@@ -457,7 +615,7 @@ class Dispatcher:
 
     # ================================================================ tasks
     def describe_task(self, task: Task) -> dict[str, Any]:
-        data = dump(task)
+        data = self.task_view(task)
         data["error_log"] = self.store.read_error_log(task.id) if task.status == TaskStatus.failed else None
         data["running"] = task.id in self._running
         return data
@@ -543,7 +701,7 @@ class Dispatcher:
             with self._wake:
                 if len(self._running) >= self.settings.max_parallel_workers:
                     return
-            task = self.store.claim_next_task()
+            task = self.store.claim_next_task(skip=self.scheduler.blocked)
             if task is None:
                 return
             running = _Running(task.id, Stop())
@@ -566,4 +724,10 @@ class Dispatcher:
                 self._wake.notify_all()
 
 
-__all__ = ["STANDALONE_BRANCH", "Dispatcher"]
+def proposal_of(spec: TaskSpec) -> dict[str, Any]:
+    """A validated task as a proposal, in the orchestrator's answer format (1-based depends_on)."""
+    return {"title": spec.title, "content": spec.content, "task_type": spec.task_type.value,
+            "files": list(spec.files), "depends_on": [i + 1 for i in spec.depends_on]}
+
+
+__all__ = ["STANDALONE_BRANCH", "Dispatcher", "proposal_of"]

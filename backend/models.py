@@ -27,6 +27,7 @@ class PlanStatus(StrEnum):
     draft = "draft"
     ready = "ready"
     executing = "executing"
+    review = "review"  # orchestrated, proposals await the user's Approve or Discard
     done = "done"
     failed = "failed"
 
@@ -79,6 +80,11 @@ class Plan(BaseModel):
     integration_branch: str | None = None
     base_branch: str | None = None
     base_commit: str | None = None
+    #: per-plan override of the ``review_tasks`` setting (None: use the setting)
+    review: bool | None = None
+    #: while in review: the proposed tasks, as the orchestrator answers them
+    #: (``depends_on`` by 1-based position); no worker can see them
+    proposals: list[dict[str, Any]] | None = None
 
 
 class Task(BaseModel):
@@ -91,6 +97,11 @@ class Task(BaseModel):
     content: str = ""
     task_type: TaskType = TaskType.feature
     plan_id: str | None = None
+    #: repository paths the task expects to change (files or folders); tasks of one plan whose
+    #: paths overlap never run at the same time (see backend/schedule.py)
+    files: list[str] = Field(default_factory=list)
+    #: ids of tasks that must be completed (integrated) before this one may start
+    depends_on: list[str] = Field(default_factory=list)
     status: TaskStatus = TaskStatus.pending
     created: str = Field(default_factory=utcnow)
     modified: str = Field(default_factory=utcnow)
@@ -127,6 +138,20 @@ class PlanCreate(_Body):
         return value.strip()
 
 
+    review: bool | None = Field(default=None, description="Hold the orchestrator's tasks for review "
+                                "before they run (default: the review_tasks setting).")
+
+
+class PlanStart(_Body):
+    review: bool | None = Field(default=None, description="Override the plan's review choice.")
+
+
+class ProposalSet(_Body):
+    """An edited set of proposals: the orchestrator's answer format (depends_on by position)."""
+
+    tasks: list[dict[str, Any]] = Field(max_length=1000)
+
+
 class PlanUpdate(_Body):
     title: str | None = Field(default=None, min_length=1, max_length=TITLE_MAX)
     summary: str | None = Field(default=None, max_length=5_000)
@@ -144,6 +169,9 @@ class TaskCreate(_Body):
     title: str = Field(min_length=1, max_length=TITLE_MAX)
     content: str = Field(min_length=1, max_length=500_000)
     task_type: TaskType = TaskType.feature
+    files: list[str] = Field(default_factory=list, max_length=500)
+    depends_on: list[str] = Field(default_factory=list, max_length=500,
+                                  description="ids of tasks that must complete first")
 
     @field_validator("title", "content")
     @classmethod

@@ -2,7 +2,7 @@
 
 Layout, relative to the state directory::
 
-    plans/{draft,ready,executing,done,failed}/<id>.plan.json
+    plans/{draft,ready,executing,review,done,failed}/<id>.plan.json
     tasks/{pending,in_progress,completed,failed}/<id>.md
     tasks/failed/<id>.error.log          why a task failed, in words
     tasks/.staging/<plan_id>/<id>.md     a plan's tasks until all exist (see publish_staged)
@@ -265,7 +265,8 @@ class Store:
         return grouped
 
     def create_task(self, title: str, content: str, task_type: TaskType | str = TaskType.feature,
-                    plan_id: str | None = None, staged: bool = False) -> Task:
+                    plan_id: str | None = None, staged: bool = False, files: list[str] | None = None,
+                    depends_on: list[str] | None = None) -> Task:
         """Write a new task file.
 
         ``staged`` tasks go to ``tasks/.staging/<plan_id>/`` where no worker
@@ -273,8 +274,9 @@ class Store:
         """
         if plan_id is not None:
             validate_id(plan_id, "plan")
-        task = Task(id=new_id(), title=title, content=content, task_type=TaskType(task_type),
-                    plan_id=plan_id)
+        task = Task(id=new_id(), title=title,
+                    content=content, task_type=TaskType(task_type), plan_id=plan_id,
+                    files=list(files or []), depends_on=list(depends_on or []))
         with self.lock:
             if staged:
                 if plan_id is None:

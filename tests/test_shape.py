@@ -76,13 +76,7 @@ def test_three_waves_each_start_from_the_work_they_depend_on(git_repo: Path, env
         assert waiting["waiting_for"][0]["reason"] == "dependency"
         assert waiting["waiting_for"][0]["title"] == "Add the model"
         assert "Add the model" in waiting["waiting_for"][0]["text"]
-        try:
-            current, tasks = run_plan_existing(http, plan_id, timeout=30)
-        except AssertionError:
-            print("".join(server.output)[-6000:])
-            for d in http.get(f"/agent/plans/{plan_id}").json()["task_details"]:
-                print(d["title"], d["status"], json.dumps(http.get(f"/agent/tasks/{d['id']}/log").json())[-3000:])
-            raise
+        current, tasks = run_plan_existing(http, plan_id)
     t = by_title(tasks)
     assert [t[n]["status"] for n in ("Add the model", "Use the model", "Report")] == ["completed"] * 3
     assert t["Use the model"]["depends_on"] == [t["Add the model"]["id"]]

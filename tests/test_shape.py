@@ -296,7 +296,7 @@ def test_review_discard_returns_to_ready_and_keeps_the_proposals_in_the_log(
     assert not model_server.requests_for("# Task: Never runs")
 
 
-def test_standalone_depends_on_by_id_and_delete_refusal(git_repo: Path, env: dict, start_server,
+def test_standalone_depends_on_by_id(git_repo: Path, env: dict, start_server,
                                                         model_server: ModelServer) -> None:
     agent_writes(model_server, "First standalone", "first.txt", "one\n", first_delay=1.0)
     commits(model_server, "Second standalone", "cp first.txt second.txt")
@@ -312,8 +312,6 @@ def test_standalone_depends_on_by_id_and_delete_refusal(git_repo: Path, env: dic
                         stdin="copy it")
         assert made.returncode == 0, made.stderr
         second = made.stdout.split()[2].rstrip(":")
-        refused = http.delete(f"/agent/tasks/{first}")
-        assert refused.status_code == 409 and "Second standalone" in refused.json()["detail"]
         done = task_finished(http, second, timeout=90)
         assert done["status"] == "completed", done["error_log"]
         assert task_finished(http, first)["finished"] <= done["started"]
@@ -327,6 +325,10 @@ def test_delete_with_cascade(git_repo: Path, start_server) -> None:
         b = http.post("/agent/tasks", json={"title": "B", "content": "x", "depends_on": [a]}).json()
         c = http.post("/agent/tasks", json={"title": "C", "content": "x", "depends_on": [b["id"]]}).json()
         assert b["waiting_for"][0]["task_id"] == a and c["waiting_for"][0]["task_id"] == b["id"]
+        refused = http.delete(f"/agent/tasks/{a}")
+        assert refused.status_code == 409
+        assert f"\u201cB\u201d ({b['id']})" in refused.json()["detail"]
+        assert f"\u201cC\u201d ({c['id']})" in refused.json()["detail"]  # transitively
         refused = shipyard("task", "delete", a, env={"SHIPYARD_URL": server.url})
         assert refused.returncode == 1 and "cascade" in refused.stderr
         removed = http.delete(f"/agent/tasks/{a}", params={"cascade": "true"}).json()["removed"]

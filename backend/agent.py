@@ -91,6 +91,7 @@ class Dispatcher:
         self._running: dict[str, _Running] = {}
         self._wake = threading.Condition()
         self._dirty = True
+        self._rescan = False  # tasks/pending/ changed outside Shipyard: rebuild the scheduler's index
         self._accepting = False
         self._closing = False
         self._loop_thread: threading.Thread | None = None
@@ -104,6 +105,7 @@ class Dispatcher:
         """Recover, then start the task loop (called from the app's lifespan)."""
         self.worktrees_dir.mkdir(parents=True, exist_ok=True)
         self.recover()
+        self.scheduler.reload()
         self._loop_thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
         self._loop_thread.start()
         threading.Thread(target=self._watch_pending, name="pending-watcher", daemon=True).start()
@@ -662,6 +664,8 @@ class Dispatcher:
         if event.type in ("task.created", "task.status", "dispatcher.wake"):
             with self._wake:
                 self._dirty = True
+                if event.type == "dispatcher.wake":
+                    self._rescan = True
                 self._wake.notify_all()
 
     def wake(self) -> None:
@@ -676,6 +680,7 @@ class Dispatcher:
                                              step=10, recursive=False, raise_interrupt=False):
                 with self._wake:
                     self._dirty = True
+                    self._rescan = True
                     self._wake.notify_all()
         except Exception:
             log.exception("watching %s failed; hand-made task files are picked up on the next event",
@@ -691,19 +696,30 @@ class Dispatcher:
                 if self._closing:
                     return
                 self._dirty = False
+                rescan, self._rescan = self._rescan, False
             try:
+                if rescan:
+                    self.scheduler.reload()
                 self._claim_available()
             except Exception:
                 log.exception("dispatcher loop error")
 
     def _claim_available(self) -> None:
-        while self._accepting and not self._closing:
+        """Claim what the scheduler says may start, oldest first, while slots are free.
+
+        Claiming one runnable task never makes another runnable one unsafe (an earlier
+        overlapping or depended-on task would already have blocked it), so one list serves
+        the whole pass; the claims' own events bring the next pass.
+        """
+        for task_id in self.scheduler.runnable():
             with self._wake:
-                if len(self._running) >= self.settings.max_parallel_workers:
+                if (not self._accepting or self._closing
+                        or len(self._running) >= self.settings.max_parallel_workers):
                     return
-            task = self.store.claim_next_task(skip=self.scheduler.blocked)
+            task = self.store.claim_task(task_id)
             if task is None:
-                return
+                self.scheduler.drop_pending(task_id)
+                continue
             running = _Running(task.id, Stop())
             with self._wake:
                 self._running[task.id] = running

@@ -37,6 +37,10 @@ from backend.events import Event
 from backend.models import Task, TaskStatus
 
 STANDALONE = ""  # the group key of tasks without a plan
+# plain module constants: reading an enum member through its class costs a descriptor call,
+# which adds up in the one-pass loop below
+PENDING, IN_PROGRESS = TaskStatus.pending, TaskStatus.in_progress
+COMPLETED, FAILED = TaskStatus.completed, TaskStatus.failed
 
 
 @dataclass(frozen=True)
@@ -120,11 +124,11 @@ def compute_waits(members: list[Member], lookup: Callable[[str], Member | None])
     held: set[str] = set()
     claims = PathClaims()
     for member in members:
-        if member.status == TaskStatus.in_progress:
+        if member.status is IN_PROGRESS and member.files:
             claims.add(member.id, member.files)
     result: dict[str, list[Wait]] = {}
     for member in members:
-        if member.status != TaskStatus.pending:
+        if member.status is not PENDING:
             continue
         waits: list[Wait] = []
         for dep_id in member.depends_on:
@@ -132,109 +136,204 @@ def compute_waits(members: list[Member], lookup: Callable[[str], Member | None])
             if dep is None:
                 waits.append(Wait(dep_id, "(deleted task)", "dependency", "missing", held=True))
                 continue
-            if dep.status == TaskStatus.completed:
+            if dep.status is COMPLETED:
                 continue
-            is_held = dep.status == TaskStatus.failed or dep.id in held
+            is_held = dep.status is FAILED or dep.id in held
             waits.append(Wait(dep.id, dep.title, "dependency", dep.status.value, held=is_held))
-        if any(w.held for w in waits):
+        if waits and any(w.held for w in waits):
             held.add(member.id)
-        waited = {w.task_id for w in waits}
-        for owner, paths in claims.conflicts(member.files).items():
-            if owner == member.id or owner in waited:
-                continue
-            other = by_id[owner]
-            waits.append(Wait(owner, other.title, "overlap", other.status.value, paths=paths))
-        if member.id not in held:
-            claims.add(member.id, member.files)
+        if member.files:
+            waited = {w.task_id for w in waits}
+            for owner, paths in claims.conflicts(member.files).items():
+                if owner == member.id or owner in waited:
+                    continue
+                other = by_id[owner]
+                waits.append(Wait(owner, other.title, "overlap", other.status.value, paths=paths))
+            if member.id not in held:
+                claims.add(member.id, member.files)
         result[member.id] = waits
     return result
 
 
 class Scheduler:
-    """Cached, store-backed :func:`compute_waits` per group, invalidated by task events."""
+    """Which pending tasks may start, kept current by the store's events.
+
+    It holds a small index, all rebuilt from the files on disk by :meth:`reload`:
+
+    * the pending tasks (id, creation time, group) — so the dispatcher never lists
+      ``tasks/pending/`` to find work;
+    * what scheduling needs of each task it has met (:class:`Member`), whose status
+      follows the ``task.status`` events;
+    * each plan's task order, and each group's computed waits, forgotten when an event
+      touches that group.
+
+    Events are delivered synchronously right after each move; one that arrives a moment
+    late can only make the view more cautious (a task looks unfinished a little longer),
+    never let a task start early. Files changed by hand are caught by :meth:`reload`,
+    which the dispatcher calls when ``tasks/pending/`` changes outside Shipyard.
+    """
 
     def __init__(self, store: Any) -> None:
         self.store = store
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._members: dict[str, Member] = {}
+        self._group_of: dict[str, str] = {}
+        self._pending: dict[str, tuple[str, str]] = {}  # id -> (created, group)
+        self._running: dict[str, str] = {}  # id -> group, for standalone overlap
+        self._plan_order: dict[str, list[str]] = {}
         self._views: dict[str, dict[str, list[Wait]]] = {}
-        self._generation: dict[str, int] = {}  # bumped when a group's view is forgotten
-        self._epoch = 0  # bumped when every view is forgotten
         self.computations = 0  # how many group passes were made (for tests and benchmarks)
 
-    # ------------------------------------------------------------------ events
+    # ------------------------------------------------------------------ index
+    def reload(self) -> None:
+        """Rebuild the index from the files on disk (start-up, or files changed by hand)."""
+        listed = self.store.list_tasks(PENDING)[PENDING.value]
+        running = self.store.list_tasks(IN_PROGRESS)[IN_PROGRESS.value]
+        with self._lock:
+            self._members.clear()
+            self._group_of.clear()
+            self._plan_order.clear()
+            self._views.clear()
+            self._pending = {t.id: (t.created, t.plan_id or STANDALONE) for t in listed}
+            self._running = {t.id: t.plan_id or STANDALONE for t in running}
+            for task in [*listed, *running]:
+                self._remember(task)
+
+    def _remember(self, task: Task) -> Member:
+        member = Member.of(task)
+        self._members[task.id] = member
+        self._group_of[task.id] = task.plan_id or STANDALONE
+        return member
+
     def on_event(self, event: Event) -> None:
-        """Forget the view of the group an event touched (wired as an event-bus listener)."""
-        if event.type in ("task.created", "task.status"):
-            task = event.data.get("task") or {}
-            self.invalidate(task.get("plan_id") or STANDALONE)
-        elif event.type.startswith("plan."):
+        """Keep the index current (wired as the first event-bus listener)."""
+        kind = event.type
+        if kind in ("task.created", "task.status", "task.updated"):
+            data = event.data.get("task")
+            if not data:
+                return
+            try:
+                task = Task.model_validate(data)
+            except ValueError:
+                return
+            group = task.plan_id or STANDALONE
+            with self._lock:
+                known = self._members.get(task.id)
+                if kind == "task.updated" and known is not None and known.status == task.status:
+                    return  # run figures and the like: nothing scheduling looks at
+                self._remember(task)
+                if task.status is PENDING:
+                    self._pending[task.id] = (task.created, group)
+                else:
+                    self._pending.pop(task.id, None)
+                if task.status is IN_PROGRESS:
+                    self._running[task.id] = group
+                else:
+                    self._running.pop(task.id, None)
+                if kind == "task.created" and group != STANDALONE:
+                    self._plan_order.pop(group, None)
+                self._forget_dependents(task.id, group)
+        elif kind == "task.deleted":
+            task_id = event.data.get("task_id")
+            with self._lock:
+                self._pending.pop(task_id, None)
+                self._running.pop(task_id, None)
+                self._members.pop(task_id, None)
+                self._group_of.pop(task_id, None)
+                self._views.clear()
+        elif kind.startswith("plan."):
             plan = event.data.get("plan") or {}
             group = plan.get("id") or event.data.get("plan_id")
             if group:
-                self.invalidate(group)
-        elif event.type == "task.deleted":
-            self.invalidate(None)
+                with self._lock:
+                    self._plan_order.pop(group, None)
+                    self._views.pop(group, None)
+
+    def _forget_dependents(self, task_id: str, group: str) -> None:
+        """Forget the waits of the task's group, and of standalone tasks (which may depend on it)."""
+        self._views.pop(group, None)
+        if group != STANDALONE:
+            self._views.pop(STANDALONE, None)
+
+    def drop_pending(self, task_id: str) -> None:
+        """The dispatcher found this task no longer pending on disk: stop offering it."""
+        with self._lock:
+            self._pending.pop(task_id, None)
+            self._members.pop(task_id, None)
+            self._views.clear()
 
     def invalidate(self, group: str | None) -> None:
-        """Forget one group's view (None: every group)."""
+        """Forget one group's computed waits (None: every group's)."""
         with self._lock:
             if group is None:
                 self._views.clear()
-                self._epoch += 1
             else:
                 self._views.pop(group, None)
-                self._generation[group] = self._generation.get(group, 0) + 1
 
     # ------------------------------------------------------------------ queries
+    def runnable(self) -> list[str]:
+        """Pending task ids that may start now, oldest first (the dispatcher claims these)."""
+        with self._lock:
+            ordered = sorted(self._pending.items(), key=lambda item: (item[1][0], item[0]))
+            out = []
+            for task_id, (_created, group) in ordered:
+                view = self._view(group)
+                waits = view.get(task_id)
+                if waits is None:  # not (yet) listed in its plan: judge it on its own
+                    member = self._lookup(task_id)
+                    waits = compute_waits([member], self._lookup).get(task_id, []) if member else []
+                if not waits:
+                    out.append(task_id)
+            return out
+
     def waits_for(self, task: Task) -> list[Wait]:
         """What a task waits for (``[]`` for a task that may start, or is not pending)."""
-        if task.status != TaskStatus.pending:
+        if task.status is not PENDING:
             return []
         if not task.plan_id and not task.depends_on and not task.files:
             return []  # the seed's standalone task: nothing can hold it
-        group = task.plan_id or STANDALONE
-        view = self._view(group)
-        if task.id not in view:  # not (yet) listed in its plan: judge it on its own
+        with self._lock:
+            view = self._view(task.plan_id or STANDALONE)
+            if task.id in view:
+                return view[task.id]
             return compute_waits([Member.of(task)], self._lookup).get(task.id, [])
-        return view[task.id]
 
     def blocked(self, task: Task) -> bool:
         return bool(self.waits_for(task))
 
     # ------------------------------------------------------------------ views
     def _view(self, group: str) -> dict[str, list[Wait]]:
-        with self._lock:
-            view = self._views.get(group)
-            generation = (self._epoch, self._generation.get(group, 0))
-        if view is not None:
-            return view
-        view = compute_waits(self._members(group), self._lookup)
-        self.computations += 1
-        with self._lock:
-            if (self._epoch, self._generation.get(group, 0)) == generation:  # unchanged meanwhile
-                self._views[group] = view
+        """The group's waits, computed in one pass when an event has touched it. Lock held."""
+        view = self._views.get(group)
+        if view is None:
+            view = compute_waits(self._group_members(group), self._lookup)
+            self.computations += 1
+            self._views[group] = view
         return view
 
-    def _members(self, group: str) -> list[Member]:
+    def _group_members(self, group: str) -> list[Member]:
         if group == STANDALONE:
-            listed = self.store.list_tasks(TaskStatus.in_progress)[TaskStatus.in_progress.value]
-            listed += self.store.list_tasks(TaskStatus.pending)[TaskStatus.pending.value]
-            listed.sort(key=lambda t: (t.created, t.id))
-            return [Member.of(t) for t in listed if not t.plan_id]
-        try:
-            task_ids = self.store.get_plan(group).tasks
-        except NotFound:
-            return []
-        members = []
-        for task_id in task_ids:
-            member = self._lookup(task_id)
-            if member is not None:
-                members.append(member)
-        return members
+            ids = [i for i, g in self._running.items() if g == STANDALONE]
+            ids += [i for i, (_c, g) in self._pending.items() if g == STANDALONE]
+            members = [m for m in (self._lookup(i) for i in ids) if m is not None]
+            created = {i: c for i, (c, _g) in self._pending.items()}
+            members.sort(key=lambda m: (created.get(m.id, ""), m.id))  # running first, then by age
+            return members
+        order = self._plan_order.get(group)
+        if order is None:
+            try:
+                order = list(self.store.get_plan(group).tasks)
+            except NotFound:
+                order = []
+            self._plan_order[group] = order
+        return [m for m in (self._lookup(i) for i in order) if m is not None]
 
     def _lookup(self, task_id: str) -> Member | None:
+        member = self._members.get(task_id)
+        if member is not None:
+            return member
         try:
-            return Member.of(self.store.get_task(task_id))
+            return self._remember(self.store.get_task(task_id))
         except (NotFound, ValueError):
             return None
 
@@ -264,7 +363,7 @@ def describe_wait(wait: Wait) -> str:
     if wait.held:
         if wait.status == "missing":
             return f"held: its dependency {wait.task_id} no longer exists"
-        if wait.status == TaskStatus.failed.value:
+        if wait.status == FAILED.value:
             return f"held: \u201c{wait.title}\u201d failed \u2014 rerun it to release this task"
         return f"held: \u201c{wait.title}\u201d is held"
     return f"waits for \u201c{wait.title}\u201d ({wait.status.replace('_', ' ')})"

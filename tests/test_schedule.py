@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from backend.events import EventBus
 from backend.models import TaskStatus
 from backend.orchestrator import check_tasks, clean_path
 from backend.schedule import Member, PathClaims, Scheduler, compute_waits, describe_wait, overlapping
@@ -81,9 +82,12 @@ def test_dependency_outside_the_group_is_looked_up() -> None:
     assert waits["s1"] == [] and waits["s2"][0].task_id == "y"
 
 
-def test_scheduler_caches_one_pass_per_event(tmp_path: Path) -> None:
-    store = Store(tmp_path / "state")
+def test_scheduler_follows_events_with_one_pass_per_event(tmp_path: Path) -> None:
+    bus = EventBus()
+    store = Store(tmp_path / "state", bus.publish)
     scheduler = Scheduler(store)
+    bus.add_listener(scheduler.on_event)
+    scheduler.reload()
     plan = store.create_plan("p")
     ids: list[str] = []
     for n in range(50):
@@ -91,14 +95,20 @@ def test_scheduler_caches_one_pass_per_event(tmp_path: Path) -> None:
         ids.append(store.create_task(f"t{n}", "x", plan_id=plan.id, staged=True, depends_on=deps).id)
     store.update_plan(plan.id, tasks=ids)
     store.publish_staged(plan.id, ids)
+    assert scheduler.runnable() == ids[::10]
     tasks = [store.get_task(i) for i in ids]
     assert [t.id for t in tasks if not scheduler.blocked(t)] == ids[::10]
     assert scheduler.computations == 1  # fifty questions, one pass
-    from backend.events import Event
+    store.claim_task(ids[0])
+    assert scheduler.runnable() == ids[10::10]
     store.move_task(ids[0], TaskStatus.completed)
-    scheduler.on_event(Event(1, "task.status", {"task": {"plan_id": plan.id}}))
-    assert not scheduler.blocked(store.get_task(ids[1]))
-    assert scheduler.computations == 2
+    assert scheduler.runnable() == [ids[1], *ids[10::10]]
+    assert scheduler.computations == 3
+    # a task file dropped in by hand is found by reload, not by listing on every pass
+    (store.tasks_dir / "pending" / "aaaaaaaaaaaa.md").write_text("# By hand\n\nbody\n")
+    assert "aaaaaaaaaaaa" not in scheduler.runnable()
+    scheduler.reload()
+    assert "aaaaaaaaaaaa" in scheduler.runnable()
 
 
 def test_clean_path() -> None:

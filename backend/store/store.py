@@ -370,6 +370,18 @@ class Store:
                     continue
         return None
 
+    def claim_task(self, task_id: str) -> Task | None:
+        """Atomically move one pending task to ``in_progress``; None if it is not pending (any more)."""
+        with self.lock:
+            try:
+                task = self.get_task(task_id)
+                if task.status != TaskStatus.pending:
+                    return None
+                return self.move_task(task_id, TaskStatus.in_progress, expect=[TaskStatus.pending],
+                                      started=utcnow(), finished=None, attempts=task.attempts + 1)
+            except (NotFound, Conflict):
+                return None
+
     def read_error_log(self, task_id: str) -> str | None:
         try:
             return self.error_log_path(task_id).read_text(encoding="utf-8")

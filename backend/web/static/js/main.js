@@ -19,6 +19,7 @@ import { initHeader } from "./header.js";
 import * as markdown from "./markdown.js";
 import { EditorView } from "./plan-editor.js";
 import { PlanView } from "./plan-panel.js";
+import { ReviewView } from "./review.js";
 import { addRoute, closePanel, currentView, initRouter, navigate } from "./router.js";
 import { S } from "./store.js";
 import { startStream } from "./stream.js";
@@ -30,6 +31,7 @@ addRoute("plan", (id) => (id ? new PlanView(id) : null));
 addRoute("task", (id) => (id ? new TaskView(id) : null));
 addRoute("new", () => new EditorView(null));
 addRoute("edit", (id) => (id ? new EditorView(id) : null));
+addRoute("review", (id) => (id ? new ReviewView(id) : null));
 
 initBoard();
 initHeader();

@@ -121,7 +121,8 @@ def test_review_screen_then_the_plan_runs_in_waves(browser: Browser, git_repo: P
         expect(d.card("pending")).to_have_count(0)
         d.shot("shape-15-plan-done")
         d.check()
-    plan = server.client().get(f"/agent/plans/{plan_id}").json()
+    with server.client() as http:
+        plan = http.get(f"/agent/plans/{plan_id}").json()
     received = json.dumps(model_server.requests_for("# Task: Add the greeting model")[0].messages)
     assert "EDITED: create greeting.txt" in received and "ORIGINAL" not in received
     assert not model_server.requests_for("# Task: Translate everything")

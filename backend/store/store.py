@@ -181,9 +181,12 @@ class Store:
                 raise Conflict(f"plan {plan_id} is {plan.status.value}, not "
                                f"{' or '.join(sorted(s.value for s in allowed))}.")
             old_status = plan.status
-            os.rename(self.plan_path(old_status, plan_id), self.plan_path(to, plan_id))
             plan = Plan.model_validate({**dump(plan), **fields, "status": to.value, "modified": utcnow()})
-            self._write_plan(plan)
+            # new fields first (in place), then the one rename: a reader never sees the new status
+            # with the old fields (a failed plan without its error)
+            atomic_write(self.plan_path(old_status, plan_id),
+                         json.dumps(dump(plan), indent=2, ensure_ascii=False) + "\n")
+            os.rename(self.plan_path(old_status, plan_id), self.plan_path(to, plan_id))
         self.publish("plan.status", {"plan": dump(plan), "from": old_status.value, "to": to.value})
         return plan
 
@@ -345,14 +348,16 @@ class Store:
                 raise Conflict(f"task {task_id} is {task.status.value}, not "
                                f"{' or '.join(sorted(s.value for s in allowed))}.")
             old_status = task.status
+            task = Task.model_validate({**dump(task), **fields, "status": to.value, "modified": utcnow()})
+            # fields and error log first, then the one rename: a reader that sees the new status
+            # also sees what came with it
+            if to == TaskStatus.failed and error_log is not None:
+                atomic_write(self.error_log_path(task_id), error_log.rstrip() + "\n")
+            atomic_write(self.task_path(old_status, task_id), render_task(task))
             os.rename(self.task_path(old_status, task_id), self.task_path(to, task_id))
             if old_status == TaskStatus.failed and to != TaskStatus.failed:
                 with contextlib.suppress(FileNotFoundError):
                     self.error_log_path(task_id).unlink()
-            task = Task.model_validate({**dump(task), **fields, "status": to.value, "modified": utcnow()})
-            self._write_task(task)
-            if to == TaskStatus.failed and error_log is not None:
-                atomic_write(self.error_log_path(task_id), error_log.rstrip() + "\n")
         self.publish("task.status", {"task": dump(task), "from": old_status.value, "to": to.value})
         return task
 

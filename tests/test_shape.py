@@ -139,6 +139,12 @@ def test_cycle_and_unknown_dependency_fail_the_plan(git_repo: Path, env: dict, s
         assert not [t for group in http.get("/agent/tasks").json().values() for t in group]
     assert "dependency cycle: 'Egg' (1) → 'Chicken' (2) → 'Egg' (1)" in errors[0]
     assert "task 1 depends on task 7, which does not exist" in errors[1]
+    # the orchestrator was asked for files and depends_on, after the seed's prompt, and offered them
+    asked = model_server.requests_for("Plan: Loop")[0]
+    seed_end = asked.system_text.index("Tasks should NOT depend on each other's output (they run in parallel)")
+    assert asked.system_text.index("Shape of the plan:") > seed_end
+    item = asked.tool_schema("StructuredOutput")["properties"]["tasks"]["items"]["properties"]
+    assert item["files"]["type"] == "array" and item["depends_on"]["items"]["type"] == "integer"
 
 
 def test_same_line_edits_declared_in_files_run_one_after_the_other(git_repo: Path, env: dict, start_server,

@@ -699,7 +699,7 @@ class Dispatcher:
                 rescan, self._rescan = self._rescan, False
             try:
                 if rescan:
-                    self.scheduler.reload()
+                    self.scheduler.reload_if_changed()
                 self._claim_available()
             except Exception:
                 log.exception("dispatcher loop error")

@@ -27,6 +27,7 @@ Issue 10 (repair, verification, replanning) is meant to reuse this module: it on
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -198,6 +199,24 @@ class Scheduler:
             self._running = {t.id: t.plan_id or STANDALONE for t in running}
             for task in [*listed, *running]:
                 self._remember(task)
+
+    def reload_if_changed(self) -> bool:
+        """Rebuild only if ``tasks/pending/`` holds ids the index does not (a file made by hand).
+
+        Shipyard's own writes there also wake the watcher; one listing of names tells them apart
+        without parsing a file. Returns whether it rebuilt.
+        """
+        folder = self.store.tasks_dir / PENDING.value
+        try:
+            names = {e.name[:-3] for e in os.scandir(folder) if e.name.endswith(".md") and not e.name.startswith(".")}
+        except FileNotFoundError:
+            names = set()
+        with self._lock:
+            unknown = names - set(self._pending)
+        if not unknown:
+            return False
+        self.reload()
+        return True
 
     def _remember(self, task: Task) -> Member:
         member = Member.of(task)

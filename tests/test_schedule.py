@@ -107,8 +107,9 @@ def test_scheduler_follows_events_with_one_pass_per_event(tmp_path: Path) -> Non
     # a task file dropped in by hand is found by reload, not by listing on every pass
     (store.tasks_dir / "pending" / "aaaaaaaaaaaa.md").write_text("# By hand\n\nbody\n")
     assert "aaaaaaaaaaaa" not in scheduler.runnable()
-    scheduler.reload()
+    assert scheduler.reload_if_changed()
     assert "aaaaaaaaaaaa" in scheduler.runnable()
+    assert not scheduler.reload_if_changed()  # nothing new: no rebuild
 
 
 def test_clean_path() -> None:

@@ -53,6 +53,7 @@ from backend.runners.claude_code import AgentEvent, ClaudeCodeRunner, RunRequest
 from backend.schedule import Scheduler, dependents_of, describe_wait
 from backend.store import Store
 from backend.task_run import STANDALONE_BRANCH, Stop, TaskRun, branch_for, plan_branch
+from backend.trust import TrustGate
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class Dispatcher:
         self.bus = bus
         self.runner = runner or ClaudeCodeRunner(claude_bin=settings.claude_bin)
         self.git = GitRepo(settings.project_dir)
+        self.trust = TrustGate(settings.project_dir, settings.committed_commands)
         self.worktrees_dir = settings.state_path / "worktrees"
         self.integration_lock = threading.Lock()
         self._ensured: set[str] = set()
@@ -109,7 +111,9 @@ class Dispatcher:
         self._loop_thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
         self._loop_thread.start()
         threading.Thread(target=self._watch_pending, name="pending-watcher", daemon=True).start()
-        if self.settings.dispatcher_autostart:
+        if not self.trust.trusted:
+            log.warning("%s. To fix: %s", self.trust.explain(), self.trust.FIX)
+        elif self.settings.dispatcher_autostart:
             self.start()
 
     def shutdown(self, grace_s: float = 10.0) -> None:
@@ -132,7 +136,20 @@ class Dispatcher:
         self._workers.shutdown(wait=False, cancel_futures=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def require_trust(self) -> None:
+        """Refuse to run anything while the project's committed commands are not trusted."""
+        if not self.trust.trusted:
+            raise Conflict(f"{self.trust.explain()}. To fix: {self.trust.FIX}")
+
+    def grant_trust(self, digest: str) -> None:
+        """The user confirmed the commands they were shown: trust them and start as configured."""
+        if not self.trust.grant(digest):
+            raise Conflict("the commands changed since they were shown to you; review them again.")
+        if self.settings.dispatcher_autostart and not self._accepting and not self._closing:
+            self.start()
+
     def start(self) -> None:
+        self.require_trust()
         with self._wake:
             self._accepting = True
             self._dirty = True
@@ -157,6 +174,7 @@ class Dispatcher:
             "max_parallel_workers": self.settings.max_parallel_workers,
             "active_tasks": sorted(self._running),
             "active_orchestrations": sorted(self._active_orchestrations),
+            "trust_required": not self.trust.trusted,
         }
 
     def child_env(self, run: str) -> dict[str, str]:
@@ -288,6 +306,7 @@ class Dispatcher:
 
         ``review`` (the Start body's) overrides whether the tasks wait for review.
         """
+        self.require_trust()
         with self._plan_lock:
             plan = self.store.get_plan(plan_id)
             if plan_id in self._active_orchestrations:

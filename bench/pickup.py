@@ -27,8 +27,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.support import ServerProcess, make_repo
 
@@ -69,7 +67,7 @@ def run_waves(server: ServerProcess, marks: Path, tasks: int, waves: int) -> tup
     (marks / "answer.json").write_text(json.dumps({"tasks": answer}))
     latencies: list[float] = []
     claims: list[float] = []
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    with server.client() as http:
         plan_id = http.post("/agent/plans", json={"title": "waves", "content": "x"}).json()["id"]
         http.post(f"/agent/plans/{plan_id}/start")
         deadline = time.monotonic() + 600
@@ -98,7 +96,7 @@ def run_waves(server: ServerProcess, marks: Path, tasks: int, waves: int) -> tup
 
 def run_single(server: ServerProcess, marks: Path, tasks: int) -> list[float]:
     latencies: list[float] = []
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+    with server.client() as http:
         for n in range(tasks):
             before = time.time()
             task_id = http.post("/agent/tasks", json={"title": f"t{n}", "content": "x"}).json()["id"]

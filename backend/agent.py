@@ -554,10 +554,7 @@ class Dispatcher:
     def create_standalone_task(self, title: str, content: str, task_type: TaskType | str,
                                files: list[str], depends_on: list[str]) -> Task:
         """``POST /agent/tasks``: check the paths and that every dependency exists, then create."""
-        bad = [path for path in files if clean_path(path) is None]
-        if bad:
-            raise Invalid("files must be relative paths inside the repository; not: "
-                          + ", ".join(repr(p) for p in bad) + ".")
+        dropped = [path for path in files if clean_path(path) is None]
         cleaned = list(dict.fromkeys(p for p in (clean_path(f) for f in files) if p))
         missing = []
         for dep in dict.fromkeys(depends_on):
@@ -566,9 +563,16 @@ class Dispatcher:
             except (NotFound, ShipyardError, ValueError):
                 missing.append(dep)
         if missing:
-            raise Invalid("depends_on names no task with id " + ", ".join(missing) + ".")
-        return self._create_task(title, content, task_type, files=cleaned,
+            raise NotFound("depends_on names no task with id " + ", ".join(missing) + ".")
+        task = self._create_task(title, content, task_type, files=cleaned,
                                  depends_on=list(dict.fromkeys(depends_on)))
+        if dropped:
+            event = {"kind": "warning", "ts": time.time(), "data": {"dropped": dropped},
+                     "summary": "dropped files entries (absolute or outside the repository): "
+                     + ", ".join(repr(p) for p in dropped)}
+            with open(self.store.task_log_path(task.id), "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(event, ensure_ascii=False) + "\n")
+        return task
 
     def delete_task(self, task_id: str, cascade: bool = False) -> list[str]:
         """Delete a task; refused (409) while other tasks depend on it, unless ``cascade``.

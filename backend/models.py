@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 #: C0 controls (NUL, ESC, newline, tab...), DEL and C1 controls: none belongs in a one-line title.
 TITLE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -46,6 +46,10 @@ def refuse_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError(f"must not contain NUL characters (found at position {value.index(chr(0))})")
     return value
+
+
+#: task and plan ids (the same rule as backend.store.ids, which imports nothing from here)
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 
 def utcnow() -> str:
@@ -196,12 +200,12 @@ class PlanCreate(_Body):
         return refuse_nul(value)
 
 
-    review: bool | None = Field(default=None, description="Hold the orchestrator's tasks for review "
-                                "before they run (default: the review_tasks setting).")
+    review: StrictBool | None = Field(default=None, description="Hold the orchestrator's tasks for review "
+                                      "before they run (default: the review_tasks setting).")
 
 
 class PlanStart(_Body):
-    review: bool | None = Field(default=None, description="Override the plan's review choice.")
+    review: StrictBool | None = Field(default=None, description="Override the plan's review choice.")
 
 
 class ProposalSet(_Body):
@@ -236,9 +240,12 @@ class TaskCreate(_Body):
     title: str = Field(min_length=1, max_length=TITLE_MAX, json_schema_extra=_TITLE_SCHEMA)
     content: str = Field(min_length=1, max_length=500_000, json_schema_extra=_FILLED_TEXT_SCHEMA)
     task_type: TaskType = TaskType.feature
-    files: list[str] = Field(default_factory=list, max_length=500)
-    depends_on: list[str] = Field(default_factory=list, max_length=500,
-                                  description="ids of tasks that must complete first")
+    files: list[str] = Field(default_factory=list, max_length=500,
+                             description="paths the task will change; absolute ones or ones leaving the "
+                             "repository are dropped (the task log says so)")
+    depends_on: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(
+        default_factory=list, max_length=500, description="ids of tasks that must complete first (404 if one "
+        "does not exist)")
 
     @field_validator("title")
     @classmethod

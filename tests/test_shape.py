@@ -15,7 +15,7 @@ import pytest
 from tests.fakes.model_server import ModelServer, bash, delay, http_error, text, write
 from tests.support import git, wait_for
 from tests.test_cli import shipyard
-from tests.test_dispatcher import agent_writes, plan_with, run_plan, sleeping, task_finished
+from tests.test_dispatcher import agent_writes, plan_with, run_plan, sleep_processes, task_finished
 
 pytestmark = pytest.mark.slow
 
@@ -215,7 +215,9 @@ def test_kill_9_while_tasks_wait_then_nothing_runs_early(git_repo: Path, env: di
         http.post(f"/agent/plans/{plan_id}/start")
         pending_waiting(http, plan_id, "Same file")
         ids = {d["title"]: d["id"] for d in http.get(f"/agent/plans/{plan_id}").json()["task_details"]}
-        sleeping(http, ids["Slow base"])
+        wait_for(lambda: any(e["kind"] == "tool_use" and e["data"].get("name") == "Bash" for e in http.get(
+            f"/agent/tasks/{ids['Slow base']}/log").json()["events"]), timeout=60, message="the agent's Bash")
+        wait_for(lambda: sleep_processes(git_repo), timeout=30, message="sleep 300 to start")
     server.kill()
     model_server.unscript(first)
     model_server.script("# Task: Slow base", [write("shared.txt", "base\n"), bash(
@@ -310,9 +312,10 @@ def test_standalone_depends_on_by_id(git_repo: Path, env: dict, start_server,
     cli = {"SHIPYARD_URL": server.url}
     with server.client() as http:
         bad = http.post("/agent/tasks", json={"title": "x", "content": "y", "depends_on": ["feedc0ffee00"]})
-        assert bad.status_code == 422 and "feedc0ffee00" in bad.json()["detail"]
-        outside = http.post("/agent/tasks", json={"title": "x", "content": "y", "files": ["../etc"]})
-        assert outside.status_code == 422
+        assert bad.status_code == 404 and "feedc0ffee00" in bad.json()["detail"]
+        outside = http.post("/agent/tasks", json={"title": "Outside", "content": "y",
+                                                  "files": ["../etc", "/abs", "ok/path.py"], "depends_on": []})
+        assert outside.status_code == 201 and outside.json()["files"] == ["ok/path.py"]  # the rest dropped
         first = http.post("/agent/tasks", json={"title": "First standalone", "content": "x"}).json()["id"]
         made = shipyard("task", "new", "--title", "Second standalone", "--depends-on", first, env=cli,
                         stdin="copy it")

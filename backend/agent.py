@@ -23,12 +23,10 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import watchfiles
@@ -54,6 +52,7 @@ from backend.schedule import Scheduler, dependents_of, describe_wait
 from backend.store import Store
 from backend.task_run import STANDALONE_BRANCH, Stop, TaskRun, branch_for, plan_branch
 from backend.trust import TrustGate
+from backend.worktree_pool import WorktreePool
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +79,8 @@ class Dispatcher:
         self.git = GitRepo(settings.project_dir)
         self.trust = TrustGate(settings.project_dir, settings.committed_commands)
         self.worktrees_dir = settings.state_path / "worktrees"
+        # one worktree per worker, plus one for test_command runs on integrated results
+        self.worktrees = WorktreePool(self.git, self.worktrees_dir, settings.max_parallel_workers + 1)
         self.integration_lock = threading.Lock()
         self._ensured: set[str] = set()
         # plans
@@ -108,6 +109,7 @@ class Dispatcher:
         self.worktrees_dir.mkdir(parents=True, exist_ok=True)
         self.recover()
         self.scheduler.reload()
+        self._warm_worktrees()
         self._loop_thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
         self._loop_thread.start()
         threading.Thread(target=self._watch_pending, name="pending-watcher", daemon=True).start()
@@ -123,6 +125,7 @@ class Dispatcher:
             self._closing = True
             self._wake.notify_all()
         self._watch_stop.set()
+        self.worktrees.close()
         for plan_id, stop in list(self._orchestration_stops.items()):
             log.info("stopping orchestration of plan %s (shutdown)", plan_id)
             stop.set()
@@ -175,7 +178,18 @@ class Dispatcher:
             "active_tasks": sorted(self._running),
             "active_orchestrations": sorted(self._active_orchestrations),
             "trust_required": not self.trust.trusted,
+            "worktree_pool": self.worktrees.status(),
         }
+
+    def _warm_worktrees(self) -> None:
+        """Prepare the worktree pool in the background at the tip tasks start from."""
+        try:
+            commit = self.git.rev_parse(self.base_branch())
+        except ShipyardError as exc:
+            log.info("worktree pool not warmed: %s", exc.detail)
+            return
+        if commit is not None:
+            self.worktrees.warm(commit)
 
     def child_env(self, run: str) -> dict[str, str]:
         """Environment for commands we start outside the runner (setup, tests)."""
@@ -235,37 +249,18 @@ class Dispatcher:
                 self.store.delete_task(task.id)
 
     def _cleanup_task_git(self, task_id: str) -> None:
-        with contextlib.suppress(GitError):
-            self.git.remove_worktree(self.worktrees_dir / task_id)
+        self.worktrees.release(self.worktrees_dir / task_id)  # cleaned before its next use
         with contextlib.suppress(GitError):
             self.git.delete_branch(branch_for(task_id))
 
     def _remove_stray_worktrees(self) -> None:
-        """Remove every worktree under our worktrees/ folder that no live task owns.
+        """Take back every worktree under our worktrees/ folder that no live task owns.
 
-        Each item is handled on its own, so one odd leftover cannot stop the rest.
-        Folders there that git does not know as worktrees (an interrupted
-        ``worktree add``) are Shipyard's own and are deleted outright.
+        Pooled worktrees and those of tasks interrupted by a crash go (back) into the
+        warm pool, where they are cleaned before their next use; see
+        :meth:`backend.worktree_pool.WorktreePool.recover`.
         """
-        live = set(self._running)
-        ours = self.worktrees_dir.resolve()
-        try:
-            registered = [Path(e["path"]).resolve() for e in self.git.list_worktrees()]
-        except GitError as exc:
-            log.warning("recovery: cannot list worktrees: %s", exc)
-            registered = []
-        for path in registered:
-            if path.parent == ours and path.name not in live:
-                try:
-                    self.git.remove_worktree(path)
-                except GitError as exc:
-                    log.warning("recovery: cannot remove worktree %s: %s", path, exc)
-        if self.worktrees_dir.exists():
-            for child in self.worktrees_dir.iterdir():
-                if child.name not in live and child.resolve() not in registered:
-                    shutil.rmtree(child, ignore_errors=True)
-        with contextlib.suppress(GitError):
-            self.git.prune_worktrees()
+        self.worktrees.recover(set(self._running))
 
     # ================================================================ plans
     def describe_plan(self, plan: Plan, brief: bool = False) -> dict[str, Any]:

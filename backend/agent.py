@@ -39,6 +39,8 @@ from backend.models import Plan, PlanStatus, RunStats, Task, TaskStatus, TaskTyp
 from backend.orchestrator import (
     OrchestrationError,
     TaskSpec,
+    answer_text,
+    answered_in_text,
     build_system_prompt,
     build_user_message,
     check_tasks,
@@ -429,16 +431,13 @@ class Dispatcher:
         self.store.update_plan(plan.id, orchestration=dump(stats))
         # A run that ended normally but answered in text instead of through StructuredOutput is
         # not a failure here: the answer may still be in the text (fenced JSON or a bare object).
-        answered_in_text = (result.subtype == "success" and not result.is_error
-                            and result.structured_output is None and result.outcome != "cancelled")
-        if not result.ok and not answered_in_text:
+        in_text = answered_in_text(result)
+        if not result.ok and not in_text:
             raise OrchestrationError("cancelled" if result.outcome == "cancelled"
                                      else f"the orchestrator failed: {result.reason}")
-        if answered_in_text:
+        if in_text:
             self._plan_note(plan.id, "no StructuredOutput call; looking for JSON in the answer text")
-        if result.text and (not said or said[-1] != result.text):
-            said.append(result.text)
-        answer = parse_answer(result.structured_output, "\n\n".join(said), settings.max_tasks)
+        answer = parse_answer(result.structured_output, answer_text(said, result), settings.max_tasks)
         for note in answer.notes:
             self._plan_note(plan.id, note, kind="warning")
         if stop.is_set():

@@ -124,6 +124,7 @@ class Plan(BaseModel):
     #: while in review: the proposed tasks, as the orchestrator answers them
     #: (``depends_on`` by 1-based position); no worker can see them
     proposals: list[dict[str, Any]] | None = None
+    chat_id: str | None = None  # the chat the plan was written in (backend/chat.py), if any
 
 
 class Task(BaseModel):

@@ -7,6 +7,10 @@
   woken by the store's events, not by a timer) while fewer than
   ``max_parallel_workers`` run, and hands each to a worker thread
   (:mod:`backend.task_run`).
+* Shape: which pending task may start (dependencies, overlapping ``files``) is decided by
+  :class:`backend.schedule.Scheduler`; the loop only skips what it says is blocked.
+* Review: with ``review_tasks`` (or a plan's ``review``) orchestration ends in
+  ``plans/review/`` holding proposals; :meth:`approve_plan` publishes them all at once.
 * Recovery: :meth:`recover` is the one place that makes the state on disk
   consistent after a crash; it runs at start-up before anything else.
 * Shutdown is warm then cold: stop claiming, cancel runs (their tasks return
@@ -29,7 +33,7 @@ import watchfiles
 
 from backend.config import Settings
 from backend.doctor import start_problems
-from backend.errors import Conflict, NotFound, ShipyardError, describe_exception
+from backend.errors import Conflict, Invalid, NotFound, ShipyardError, describe_exception
 from backend.events import Event, EventBus
 from backend.git_ops import GitError, GitRepo
 from backend.guardian import Guardian
@@ -37,15 +41,19 @@ from backend.holdpoints import hold
 from backend.models import Plan, PlanStatus, RunStats, Task, TaskStatus, TaskType, dump, utcnow
 from backend.orchestrator import (
     OrchestrationError,
+    TaskSpec,
     answer_text,
     answered_in_text,
     build_system_prompt,
     build_user_message,
+    check_tasks,
+    clean_path,
     parse_answer,
     task_schema,
 )
 from backend.reaper import MARK, RUN_MARK, kill_marked
 from backend.runners.claude_code import AgentEvent, ClaudeCodeRunner, RunRequest
+from backend.schedule import Scheduler, dependents_of, describe_wait
 from backend.store import Store
 from backend.task_run import STANDALONE_BRANCH, Stop, TaskRun, branch_for, plan_branch, task_trailer
 from backend.trust import TrustGate
@@ -92,11 +100,14 @@ class Dispatcher:
         self._claim_lock = threading.Lock()
         self._wake = threading.Condition()
         self._dirty = True
+        self._rescan = False  # tasks/pending/ changed outside Shipyard: rebuild the scheduler's index
         self._accepting = False
         self._closing = False
         self._loop_thread: threading.Thread | None = None
         self._watch_stop = threading.Event()
         self._guardian: Guardian | None = None
+        self.scheduler = Scheduler(store)
+        bus.add_listener(self.scheduler.on_event)  # first: views are fresh before the loop wakes
         bus.add_listener(self._on_bus_event)
 
     # ================================================================ lifecycle
@@ -106,6 +117,7 @@ class Dispatcher:
         # first, so that even a server killed during recovery leaves no agent behind
         self._guardian = Guardian(self.settings.state_path)
         self.recover()
+        self.scheduler.reload()
         self._warm_worktrees()
         self._loop_thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
         self._loop_thread.start()
@@ -231,6 +243,10 @@ class Dispatcher:
                                  error="interrupted by a restart: the server stopped while the "
                                  "orchestrator was running. Retry to run it again.", tasks=[])
             log.warning("recovery: plan %s was executing; marked failed", plan.id)
+        for plan in self.store.list_plans()[PlanStatus.review.value]:
+            if plan.tasks:  # approved, published, but stopped before the plan moved on
+                self.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.review], proposals=None)
+                log.warning("recovery: plan %s was approved; marked done", plan.id)
         for task in self.store.list_tasks(TaskStatus.in_progress)[TaskStatus.in_progress.value]:
             if task.id in self._running:
                 continue
@@ -325,6 +341,7 @@ class Dispatcher:
         if brief:
             data.pop("content", None)
         data["orchestrating"] = plan.id in self._active_orchestrations
+        data["review_enabled"] = self.review_enabled(plan)
         progress = {s.value: 0 for s in TaskStatus} | {"no_changes": 0}  # no_changes ⊂ completed
         cost = plan.orchestration.cost_usd if plan.orchestration and plan.orchestration.cost_usd else 0.0
         tasks = []
@@ -341,7 +358,9 @@ class Dispatcher:
             if not brief:
                 tasks.append({"id": task.id, "title": task.title, "status": task.status.value,
                               "task_type": task.task_type.value, "error": task.error,
-                              "outcome": task.outcome})
+                              "outcome": task.outcome,
+                              "files": task.files, "depends_on": task.depends_on,
+                              "waiting_for": self.waiting_for(task)})
         progress["total"] = len(plan.tasks)
         data["progress"] = progress
         data["total_cost_usd"] = round(cost, 6)
@@ -349,8 +368,15 @@ class Dispatcher:
             data["task_details"] = tasks
         return data
 
-    def start_plan(self, plan_id: str) -> dict[str, Any]:
-        """Validate, move a draft to ready, and submit :meth:`execute_plan`; returns at once."""
+    def review_enabled(self, plan: Plan) -> bool:
+        """Whether this plan's tasks wait for review: the plan's own choice, else the setting."""
+        return plan.review if plan.review is not None else self.settings.review_tasks
+
+    def start_plan(self, plan_id: str, review: bool | None = None) -> dict[str, Any]:
+        """Validate, move a draft to ready, and submit :meth:`execute_plan`; returns at once.
+
+        ``review`` (the Start body's) overrides whether the tasks wait for review.
+        """
         self.require_trust()
         blockers = start_problems(self.settings)
         if blockers:  # the dashboard disables Start with the same words
@@ -366,6 +392,8 @@ class Dispatcher:
                                                    PlanStatus.failed else "."))
             if plan.status == PlanStatus.draft:
                 self.store.move_plan(plan_id, PlanStatus.ready, expect=[PlanStatus.draft])
+            if review is not None and review != plan.review:
+                self.store.update_plan(plan_id, review=review)
             self._orchestration_stops[plan_id] = threading.Event()
             future = self._executor.submit(self.execute_plan, plan_id)
             self._active_orchestrations[plan_id] = future
@@ -519,14 +547,16 @@ class Dispatcher:
             self._plan_note(plan.id, note, kind="warning")
         if stop.is_set():
             raise OrchestrationError(self._stopped_reason())
-        task_ids = [self._create_task(spec.title, spec.content, spec.task_type, plan.id).id
-                    for spec in answer.tasks]
-        branch = plan_branch(plan.id)
-        with self.integration_lock:
-            self.git.ensure_branch(branch, base_commit)
-        self.store.update_plan(plan.id, integration_branch=branch, base_branch=base,
-                               base_commit=base_commit)
-        self._link_tasks_to_plan(plan.id, task_ids)
+        if self.review_enabled(self.store.get_plan(plan.id)):
+            proposals = [proposal_of(spec) for spec in answer.tasks]
+            self.store.update_plan(plan.id, base_branch=base, base_commit=base_commit)
+            self._plan_note(plan.id, f"{len(proposals)} proposed task(s) from the {answer.source} "
+                            "await review: edit them, then Approve or Discard", kind="review",
+                            proposals=proposals)
+            self.store.move_plan(plan.id, PlanStatus.review, expect=[PlanStatus.executing],
+                                 proposals=proposals)
+            return
+        task_ids = self._publish_specs(plan.id, answer.tasks, base, base_commit)
         self._plan_note(plan.id, f"created {len(task_ids)} task(s) from the {answer.source}",
                         kind="tasks", task_ids=task_ids)
         hold("plan.published")
@@ -538,18 +568,127 @@ class Dispatcher:
             return ("interrupted by the server stopping: the orchestrator was stopped before it "
                     "answered. Retry to run it again.")
         return "cancelled"
+    def _publish_specs(self, plan_id: str, specs: list[TaskSpec], base: str, base_commit: str) -> list[str]:
+        """Create a plan's tasks (staged), its integration branch, then publish them all at once."""
+        task_ids: list[str] = []
+        for spec in specs:
+            task_ids.append(self._create_task(spec.title, spec.content, spec.task_type, plan_id,
+                                              files=spec.files,
+                                              depends_on=[task_ids[i] for i in spec.depends_on]).id)
+        branch = plan_branch(plan_id)
+        with self.integration_lock:
+            self.git.ensure_branch(branch, base_commit)
+        self.store.update_plan(plan_id, integration_branch=branch, base_branch=base,
+                               base_commit=base_commit)
+        self._link_tasks_to_plan(plan_id, task_ids)
+        return task_ids
+
+    # ---------------------------------------------------------------- review
+    def check_proposals(self, tasks: list[Any]) -> dict[str, Any]:
+        """Validate an edited proposal set without saving it (the review screen's inline check)."""
+        checked = check_tasks(tasks, self.settings.max_tasks)
+        return {"ok": not checked.problems, "problems": [p.to_dict() for p in checked.problems],
+                "notes": checked.notes}
+
+    def _review_plan(self, plan_id: str) -> Plan:
+        plan = self.store.get_plan(plan_id)
+        if plan.status != PlanStatus.review:
+            raise Conflict(f"plan {plan_id} is {plan.status.value}; only a plan in review has "
+                           "proposals to change.")
+        return plan
+
+    def update_proposals(self, plan_id: str, tasks: list[Any]) -> Plan:
+        """Replace a reviewed plan's proposals with an edited set (validated as in orchestration)."""
+        with self._plan_lock:
+            self._review_plan(plan_id)
+            checked = check_tasks(tasks, self.settings.max_tasks)
+            if checked.problems:
+                raise Invalid("the proposals are invalid: "
+                              + "; ".join(p.sentence() for p in checked.problems) + ".")
+            proposals = [proposal_of(spec) for spec in checked.tasks]
+            plan = self.store.update_plan(plan_id, expect=[PlanStatus.review], proposals=proposals)
+        for note in checked.notes:
+            self._plan_note(plan_id, note, kind="warning")
+        self._plan_note(plan_id, f"proposals edited: {len(proposals)} task(s)", kind="review")
+        return plan
+
+    def approve_plan(self, plan_id: str) -> Plan:
+        """Publish a reviewed plan's proposals as tasks, all at once, exactly as orchestration does."""
+        with self._plan_lock:
+            plan = self._review_plan(plan_id)
+            checked = check_tasks(plan.proposals or [], self.settings.max_tasks)
+            if checked.problems:
+                raise Invalid("the proposals are invalid: "
+                              + "; ".join(p.sentence() for p in checked.problems) + ".")
+            base = plan.base_branch or self.base_branch()
+            base_commit = plan.base_commit or self.git.rev_parse(base)
+            if base_commit is None:
+                raise Conflict(f"the base branch {base} has no commits yet: make a first commit.")
+            try:
+                task_ids = self._publish_specs(plan_id, checked.tasks, base, base_commit)
+            except Exception:
+                self.store.discard_staged(plan_id)
+                raise
+            self._plan_note(plan_id, f"approved: created {len(task_ids)} task(s)", kind="tasks",
+                            task_ids=task_ids)
+            return self.store.move_plan(plan_id, PlanStatus.done, expect=[PlanStatus.review],
+                                        proposals=None)
+
+    def discard_plan(self, plan_id: str) -> Plan:
+        """Drop a reviewed plan's proposals (kept readable in the plan log); back to ready."""
+        with self._plan_lock:
+            plan = self._review_plan(plan_id)
+            self._plan_note(plan_id, f"discarded {len(plan.proposals or [])} proposed task(s); "
+                            "the plan is ready again", kind="discarded", proposals=plan.proposals or [])
+            return self.store.move_plan(plan_id, PlanStatus.ready, expect=[PlanStatus.review],
+                                        proposals=None)
 
     def _create_task(self, title: str, content: str, task_type: TaskType | str = TaskType.feature,
-                     plan_id: str | None = None) -> Task:
+                     plan_id: str | None = None, *, files: list[str] | None = None,
+                     depends_on: list[str] | None = None) -> Task:
         """Create a task (the seed's name).
 
         With a ``plan_id`` the task is staged, invisible to workers, until
         :meth:`_link_tasks_to_plan` publishes all of the plan's tasks at once.
-        Without one it is pending, and picked up, immediately.
+        Without one it is pending, and picked up as soon as its ``depends_on`` are done.
         """
         if plan_id is None:
-            return self.store.create_task(title, content, task_type)
-        return self.store.create_task(title, content, task_type, plan_id=plan_id, staged=True)
+            return self.store.create_task(title, content, task_type, files=files, depends_on=depends_on)
+        return self.store.create_task(title, content, task_type, plan_id=plan_id, staged=True,
+                                      files=files, depends_on=depends_on)
+
+    def create_standalone_task(self, title: str, content: str, task_type: TaskType | str,
+                               files: list[str], depends_on: list[str]) -> Task:
+        """``POST /agent/tasks``: check the paths and that every dependency exists, then create."""
+        dropped = [path for path in files if clean_path(path) is None]
+        cleaned = list(dict.fromkeys(p for p in (clean_path(f) for f in files) if p))
+        missing = []
+        for dep in dict.fromkeys(depends_on):
+            try:
+                self.store.get_task(dep)
+            except (NotFound, ShipyardError, ValueError):
+                missing.append(dep)
+        if missing:
+            raise NotFound("depends_on names no task with id " + ", ".join(missing) + ".")
+        task = self._create_task(title, content, task_type, files=cleaned,
+                                 depends_on=list(dict.fromkeys(depends_on)))
+        if dropped:
+            event = {"kind": "warning", "ts": time.time(), "data": {"dropped": dropped},
+                     "summary": "dropped files entries (absolute or outside the repository): "
+                     + ", ".join(repr(p) for p in dropped)}
+            with open(self.store.task_log_path(task.id), "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(event, ensure_ascii=False) + "\n")
+        return task
+
+    def waiting_for(self, task: Task) -> list[dict[str, Any]]:
+        """Why a pending task has not started (empty when it may start or is not pending)."""
+        return [{**w.to_dict(), "text": describe_wait(w)} for w in self.scheduler.waits_for(task)]
+
+    def task_view(self, task: Task) -> dict[str, Any]:
+        """A task as lists show it: its fields plus what it waits for."""
+        data = dump(task)
+        data["waiting_for"] = self.waiting_for(task)
+        return data
 
     def _link_tasks_to_plan(self, plan_id: str, task_ids: list[str]) -> Plan:
         """Record the plan's tasks and make them pending together (all or nothing)."""
@@ -610,7 +749,7 @@ class Dispatcher:
 
     # ================================================================ tasks
     def describe_task(self, task: Task) -> dict[str, Any]:
-        data = dump(task)
+        data = self.task_view(task)
         data["error_log"] = self.store.read_error_log(task.id) if task.status == TaskStatus.failed else None
         data["running"] = task.id in self._running
         return data
@@ -645,15 +784,34 @@ class Dispatcher:
                                     started=None, finished=None, branch=None, head_commit=None,
                                     outcome=None, result=None)
 
-    def delete_task(self, task_id: str) -> None:
-        """Delete a task that is not running (an orphaned ``in_progress`` one too)."""
+    def delete_task(self, task_id: str, cascade: bool = False) -> list[str]:
+        """Delete a task that is not running (an orphaned ``in_progress`` one too).
+
+        Refused (409) while other tasks depend on it, unless ``cascade``: then its
+        dependents (transitively) are deleted too. Returns the ids removed.
+        """
         with self._claim_lock:
             if task_id in self._running:
                 raise Conflict(f"task {task_id} is running; cancel it first.")
+            everyone = [t for group in self.store.list_tasks().values() for t in group]
+            dependents = dependents_of(task_id, everyone)
+            if dependents and not cascade:
+                names = ", ".join(f"“{t.title}” ({t.id})" for t in dependents)
+                raise Conflict(f"task {task_id} cannot be deleted: {names} depend(s) on it. Delete "
+                               "with cascade to remove them too.")
+            busy = [t.id for t in dependents if t.id in self._running or t.status == TaskStatus.in_progress]
+            if busy:
+                raise Conflict("cannot cascade: " + ", ".join(busy) + " is running; cancel it first.")
             orphan = self.store.task_path(TaskStatus.in_progress, task_id).exists()
+            removed = []
+            for victim in reversed(dependents):
+                self.store.delete_task(victim.id, forbid=[TaskStatus.in_progress])
+                removed.append(victim.id)
             self.store.delete_task(task_id)
+            removed.append(task_id)
         if orphan:  # its run died without cleaning up after itself
             self._cleanup_task_git(task_id)
+        return removed
 
     def _settle_if_orphaned(self, task_id: str, reason: str) -> bool:
         """Fail a task left in ``in_progress`` by a run that is gone; True if it was one.
@@ -686,6 +844,8 @@ class Dispatcher:
         if event.type in ("task.created", "task.status", "dispatcher.wake"):
             with self._wake:
                 self._dirty = True
+                if event.type == "dispatcher.wake":
+                    self._rescan = True
                 self._wake.notify_all()
 
     def wake(self) -> None:
@@ -700,6 +860,7 @@ class Dispatcher:
                                              step=10, recursive=False, raise_interrupt=False):
                 with self._wake:
                     self._dirty = True
+                    self._rescan = True
                     self._wake.notify_all()
         except Exception:
             log.exception("watching %s failed; hand-made task files are picked up on the next event",
@@ -715,21 +876,33 @@ class Dispatcher:
                 if self._closing:
                     return
                 self._dirty = False
+                rescan, self._rescan = self._rescan, False
             try:
+                if rescan:
+                    self.scheduler.reload_if_changed()
                 self._claim_available()
             except Exception:
                 log.exception("dispatcher loop error")
 
     def _claim_available(self) -> None:
-        while self._accepting and not self._closing:
+        """Claim what the scheduler says may start, oldest first, while slots are free.
+
+        Claiming one runnable task never makes another runnable one unsafe (an earlier
+        overlapping or depended-on task would already have blocked it), so one list serves
+        the whole pass; the claims' own events bring the next pass.
+        """
+        for task_id in self.scheduler.runnable():
             with self._wake:
-                if len(self._running) >= self.settings.max_parallel_workers:
+                if (not self._accepting or self._closing
+                        or len(self._running) >= self.settings.max_parallel_workers):
                     return
             with self._claim_lock:  # claimed and registered as one step (see _settle_if_orphaned)
-                # a task whose previous run is still finishing (rerun at once) waits for it
-                task = self.store.claim_next_task(skip=lambda t: t.id in self._running)
+                if task_id in self._running:  # its previous run is still finishing (rerun at once)
+                    continue
+                task = self.store.claim_task(task_id)
                 if task is None:
-                    return
+                    self.scheduler.drop_pending(task_id)
+                    continue
                 running = _Running(task.id, Stop())
                 with self._wake:
                     self._running[task.id] = running
@@ -782,4 +955,10 @@ def _changed_nothing(task: Task) -> bool:
         task.outcome == "no_changes" or (task.outcome is None and task.result == "no changes"))
 
 
-__all__ = ["STANDALONE_BRANCH", "Dispatcher"]
+def proposal_of(spec: TaskSpec) -> dict[str, Any]:
+    """A validated task as a proposal, in the orchestrator's answer format (1-based depends_on)."""
+    return {"title": spec.title, "content": spec.content, "task_type": spec.task_type.value,
+            "files": list(spec.files), "depends_on": [i + 1 for i in spec.depends_on]}
+
+
+__all__ = ["STANDALONE_BRANCH", "Dispatcher", "proposal_of"]

@@ -33,7 +33,16 @@ from backend.config import Settings
 from backend.doctor import run_checks
 from backend.errors import ShipyardError, resource_problem
 from backend.events import EventBus
-from backend.models import PlanCreate, PlanStatus, PlanUpdate, TaskCreate, TrustGrant, dump
+from backend.models import (
+    PlanCreate,
+    PlanStart,
+    PlanStatus,
+    PlanUpdate,
+    ProposalSet,
+    TaskCreate,
+    TrustGrant,
+    dump,
+)
 from backend.openapi import install as install_openapi
 from backend.runlog import read_log
 from backend.security import GuardMiddleware, SecurityHeadersMiddleware
@@ -141,8 +150,10 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     @app.get("/agent/plans", tags=["plans"], response_model=None)
     async def list_plans(
             limit: int | None = Query(None, ge=1, le=lists.PAGE_MAX, description=_LIMIT_DOC),
-            cursor: str | None = Query(None, max_length=110, pattern=CURSOR_PATTERN, description=_CURSOR_DOC),
-            status: str | None = Query(None, max_length=200, pattern=lists.status_pattern(lists.PLAN_STATUSES),
+            cursor: str | None = Query(None, max_length=110, json_schema_extra={"pattern": CURSOR_PATTERN},
+                                        description=_CURSOR_DOC),
+            status: str | None = Query(None, max_length=200,
+                                       json_schema_extra={"pattern": lists.status_pattern(lists.PLAN_STATUSES)},
                                        description="comma-separated statuses"),
             q: str | None = Query(None, max_length=200, description="text in the title or summary"),
             order: str | None = Query(None, pattern="^(asc|desc)$", description=_ORDER_DOC),
@@ -176,6 +187,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     @app.post("/agent/plans", status_code=201, tags=["plans"])
     def create_plan(body: PlanCreate) -> dict[str, Any]:
         plan = store.create_plan(body.title, body.summary, body.content)
+        if body.review is not None:
+            plan = store.update_plan(plan.id, review=body.review)
         return disp.describe_plan(plan)
 
     @app.get("/agent/plans/{plan_id}", tags=["plans"])
@@ -202,8 +215,36 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         return {"deleted": plan_id}
 
     @app.post("/agent/plans/{plan_id}/start", status_code=202, tags=["plans"])
-    def start_plan(plan_id: str) -> dict[str, Any]:
-        return disp.start_plan(plan_id)
+    def start_plan(plan_id: str, body: PlanStart | None = None) -> dict[str, Any]:
+        """Start orchestration; ``{"review": true}`` holds the tasks for review first."""
+        return disp.start_plan(plan_id, review=body.review if body else None)
+
+    @app.get("/agent/plans/{plan_id}/proposals", tags=["review"])
+    def get_proposals(plan_id: str) -> dict[str, Any]:
+        """A plan's proposed tasks while it is in review (depends_on by 1-based position)."""
+        plan = store.get_plan(plan_id)
+        return {"plan_id": plan_id, "status": plan.status.value, "tasks": plan.proposals or []}
+
+    @app.put("/agent/plans/{plan_id}/proposals", tags=["review"])
+    def put_proposals(plan_id: str, body: ProposalSet) -> dict[str, Any]:
+        """Replace the proposals with an edited set (edit, drop, add); 422 names every problem."""
+        return disp.describe_plan(disp.update_proposals(plan_id, body.tasks))
+
+    @app.post("/agent/plans/{plan_id}/proposals/check", tags=["review"])
+    def check_proposals(plan_id: str, body: ProposalSet) -> dict[str, Any]:
+        """Validate an edited set without saving it: ``{ok, problems: [{task, message}], notes}``."""
+        store.get_plan(plan_id)
+        return disp.check_proposals(body.tasks)
+
+    @app.post("/agent/plans/{plan_id}/approve", tags=["review"])
+    def approve_plan(plan_id: str) -> dict[str, Any]:
+        """Publish every proposal as a task at once; the plan becomes done."""
+        return disp.describe_plan(disp.approve_plan(plan_id))
+
+    @app.post("/agent/plans/{plan_id}/discard", tags=["review"])
+    def discard_plan(plan_id: str) -> dict[str, Any]:
+        """Drop the proposals (they stay in the plan log); the plan is ready again."""
+        return disp.describe_plan(disp.discard_plan(plan_id))
 
     @app.post("/agent/plans/{plan_id}/cancel", tags=["plans"])
     def cancel_plan(plan_id: str) -> dict[str, Any]:
@@ -228,8 +269,10 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     @app.get("/agent/tasks", tags=["tasks"], response_model=None)
     async def list_tasks(
             limit: int | None = Query(None, ge=1, le=lists.PAGE_MAX, description=_LIMIT_DOC),
-            cursor: str | None = Query(None, max_length=110, pattern=CURSOR_PATTERN, description=_CURSOR_DOC),
-            status: str | None = Query(None, max_length=200, pattern=lists.status_pattern(lists.TASK_STATUSES),
+            cursor: str | None = Query(None, max_length=110, json_schema_extra={"pattern": CURSOR_PATTERN},
+                                        description=_CURSOR_DOC),
+            status: str | None = Query(None, max_length=200,
+                                       json_schema_extra={"pattern": lists.status_pattern(lists.TASK_STATUSES)},
                                        description="comma-separated statuses"),
             plan_id: str | None = Query(None, max_length=64, pattern=ID_PATTERN, description="only this plan's tasks"),
             q: str | None = Query(None, max_length=200, description="text in the title or id"),
@@ -264,8 +307,10 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
 
     @app.post("/agent/tasks", status_code=201, tags=["tasks"])
     def create_task(body: TaskCreate) -> dict[str, Any]:
-        task = disp._create_task(body.title, body.content, body.task_type)
-        return dump(task)
+        """Create a standalone task; ``depends_on`` names task ids that must complete first."""
+        task = disp.create_standalone_task(body.title, body.content, body.task_type, body.files,
+                                           body.depends_on)
+        return disp.task_view(task)
 
     @app.get("/agent/standalone", tags=["tasks"])
     def standalone_status() -> dict[str, Any]:
@@ -282,9 +327,11 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         return disp.describe_task(store.get_task(task_id))
 
     @app.delete("/agent/tasks/{task_id}", tags=["tasks"])
-    def delete_task(task_id: str) -> dict[str, Any]:
-        disp.delete_task(task_id)
-        return {"deleted": task_id}
+    def delete_task(task_id: str, cascade: bool = Query(False, description="also delete the tasks "
+                                                         "that depend on it")) -> dict[str, Any]:
+        """Delete a task; 409 naming its dependents unless ``cascade=true``."""
+        removed = disp.delete_task(task_id, cascade=cascade)
+        return {"deleted": task_id, "removed": removed}
 
     @app.get("/agent/tasks/{task_id}/log", tags=["tasks"])
     def task_log(task_id: str, after: int = Query(0, ge=0),

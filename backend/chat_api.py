@@ -29,7 +29,8 @@ class ChatCreate(_Body):
 
 
 class ChatMessage(_Body):
-    text: str = Field(min_length=1, max_length=MESSAGE_MAX)
+    # at least one character that is not whitespace (str.isspace's set, which adds \x1c-\x1f and \x85)
+    text: str = Field(min_length=1, max_length=MESSAGE_MAX, json_schema_extra={"pattern": r"[^\s\x1c-\x1f\x85]"})
     draft: Draft | None = Field(default=None, description="The plan editor's current text: when it "
                                 "differs from the last draft, Claude is shown the edited version.")
 

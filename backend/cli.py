@@ -12,9 +12,12 @@ import json
 import logging
 import os
 import re
+import shlex
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -389,10 +392,15 @@ def plan_show(plan_id: str, json_out: JsonFlag = False) -> None:
         _out(f"\nerror: {plan['error']}", fg=typer.colors.RED)
     if plan.get("integration_branch"):
         _out(f"\nintegration branch: {plan['integration_branch']} (base {plan.get('base_branch')})")
+    if plan.get("proposals"):
+        _out("")
+        _print_proposals(plan["proposals"])
     if plan.get("task_details"):
         _out("\ntasks:")
         for task in plan["task_details"]:
             _out(f"  {task['id']}  {task['status']:<11}  {task['title']}")
+            for wait in task.get("waiting_for") or []:
+                _out(f"      {wait['text']}")
     _out(f"\ncost: ${plan.get('total_cost_usd', 0):.4f}")
 
 
@@ -401,19 +409,26 @@ def _print_event(prefix: str, event: dict[str, Any]) -> None:
     _out(f"{prefix}{summary}")
 
 
-def _start(client: Client, plan_id: str) -> None:
-    answer = _call(client.post, f"/agent/plans/{plan_id}/start")
+def _start(client: Client, plan_id: str, review: bool | None = None) -> None:
+    body = {"review": review} if review is not None else None
+    answer = _call(client.post, f"/agent/plans/{plan_id}/start", json=body)
     _out(f"plan {answer['plan_id']}: {answer['status']}")
 
 
 @plan_app.command("start")
-def plan_start(plan_id: str, follow: Annotated[bool, typer.Option(help="Stream progress.")] = False) -> None:
+def plan_start(
+    plan_id: str,
+    follow: Annotated[bool, typer.Option(help="Stream progress.")] = False,
+    review: Annotated[bool | None, typer.Option(
+        "--review/--no-review", help="Hold the tasks for review before any runs "
+        "(default: the plan's choice, else the review_tasks setting).")] = None,
+) -> None:
     """Start the orchestrator on a plan; with --follow, stream what it does and print the tasks."""
     client = _client()
     if follow:  # the stream is opened first, then the plan started: no event is missed or stale
-        _follow_plan(client, plan_id, on_ready=lambda: _start(client, plan_id))
+        _follow_plan(client, plan_id, on_ready=lambda: _start(client, plan_id, review))
     else:
-        _start(client, plan_id)
+        _start(client, plan_id, review)
 
 
 #: How long --follow waits for a server that went away to come back before giving up.
@@ -457,18 +472,111 @@ def _follow_plan(client: Client, plan_id: str, on_ready: Any = None) -> None:
             _print_event("  ", event.get("event", {}))
         plan = event.get("plan")
         return bool(event["type"] == "plan.status" and plan and plan["id"] == plan_id
-                    and plan["status"] in ("done", "failed"))
+                    and plan["status"] in ("done", "failed", "review"))
 
     def finished() -> bool:
-        return _call(client.get, f"/agent/plans/{plan_id}")["status"] in ("done", "failed")
+        return _call(client.get, f"/agent/plans/{plan_id}")["status"] in ("done", "failed", "review")
 
     _follow(client, "plan", handle, finished, f"shipyard plan show {plan_id}", on_ready=on_ready)
     plan = _call(client.get, f"/agent/plans/{plan_id}")
     if plan["status"] == "failed":
         _fail(f"plan failed: {plan.get('error')}")
+    if plan["status"] == "review":
+        _print_proposals(plan.get("proposals") or [])
+        _out(f"\nreview them: shipyard plan review {plan_id} --edit, then "
+                   f"shipyard plan approve {plan_id} (or discard)")
+        return
     _out(f"plan {plan_id} produced {len(plan['tasks'])} task(s):", bold=True)
     for task in plan.get("task_details", []):
         _out(f"  {task['id']}  [{task['task_type']}]  {task['title']}")
+
+
+def _print_proposals(tasks: list[dict[str, Any]]) -> None:
+    _out(f"{len(tasks)} proposed task(s), not yet running:", bold=True)
+    for number, task in enumerate(tasks, start=1):
+        _out(f"\n{number}. [{task.get('task_type')}] {task.get('title')}")
+        if task.get("depends_on"):
+            _out(f"   depends on: {', '.join(str(d) for d in task['depends_on'])}")
+        if task.get("files"):
+            _out(f"   files: {', '.join(task['files'])}")
+        for line in str(task.get("content", "")).splitlines():
+            _out(f"   {line}")
+
+
+def _edit_in_editor(text: str) -> str:
+    """Let the user edit ``text`` in $VISUAL/$EDITOR (default vi); returns the saved text."""
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="shipyard-proposals-",
+                                     delete=False, encoding="utf-8") as handle:
+        handle.write(text)
+        path = handle.name
+    try:
+        if subprocess.run([*shlex.split(editor), path]).returncode != 0:
+            _fail(f"the editor ({editor}) exited with an error; nothing was changed.")
+        return Path(path).read_text(encoding="utf-8")
+    finally:
+        os.unlink(path)
+
+
+@plan_app.command("review")
+def plan_review(
+    plan_id: str,
+    file: Annotated[Path | None, typer.Option(help="Replace the proposals with this JSON file "
+                                              '({"tasks": [...]}, as --json prints).')] = None,
+    edit: Annotated[bool, typer.Option("--edit", help="Edit the proposals in $EDITOR.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Show a plan's proposed tasks; change them with --file or --edit (drop, add, reorder).
+
+    ``depends_on`` holds 1-based positions in the list. Nothing runs until ``plan approve``.
+    """
+    client = _client()
+    current = _call(client.get, f"/agent/plans/{plan_id}/proposals")
+    if current["status"] != "review":
+        _fail(f"plan {plan_id} is {current['status']}, not in review: start it with "
+              f"'shipyard plan start {plan_id} --review'.")
+    new_text = None
+    if file is not None:
+        try:
+            new_text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            _fail(f"cannot read {file}: {exc.strerror}")
+    elif edit:
+        before = json.dumps({"tasks": current["tasks"]}, indent=2, ensure_ascii=False) + "\n"
+        new_text = _edit_in_editor(before)
+        if new_text == before:
+            _out("no changes.")
+            new_text = None
+    if new_text is not None:
+        try:
+            data = json.loads(new_text)
+        except json.JSONDecodeError as exc:
+            _fail(f"the proposals are not valid JSON: {exc}; nothing was changed.")
+        if isinstance(data, list):
+            data = {"tasks": data}
+        if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
+            _fail('the proposals must be {"tasks": [...]}; nothing was changed.')
+        _call(client.request, "PUT", f"/agent/plans/{plan_id}/proposals", json={"tasks": data["tasks"]})
+        current = _call(client.get, f"/agent/plans/{plan_id}/proposals")
+        _out(f"saved {len(current['tasks'])} proposal(s).")
+    if json_out:
+        _print_json({"tasks": current["tasks"]})
+    elif new_text is None:
+        _print_proposals(current["tasks"])
+
+
+@plan_app.command("approve")
+def plan_approve(plan_id: str) -> None:
+    """Publish a reviewed plan's proposals as tasks, all at once."""
+    plan = _call(_client().post, f"/agent/plans/{plan_id}/approve")
+    _out(f"plan {plan_id}: {plan['status']}; {len(plan['tasks'])} task(s) created")
+
+
+@plan_app.command("discard")
+def plan_discard(plan_id: str) -> None:
+    """Drop a reviewed plan's proposals (the plan log keeps them); the plan is ready again."""
+    plan = _call(_client().post, f"/agent/plans/{plan_id}/discard")
+    _out(f"plan {plan_id}: {plan['status']}; proposals discarded (see shipyard plan log {plan_id})")
 
 
 @plan_app.command("chat")
@@ -541,11 +649,18 @@ def task_new(
     file: Annotated[Path | None, typer.Option(help="Markdown file (default: stdin).")] = None,
     task_type: Annotated[str, typer.Option("--type", help="feature, bugfix, refactor, chore, docs, test")]
     = "feature",
+    depends_on: Annotated[list[str] | None, typer.Option(
+        "--depends-on", help="Id of a task that must complete first (repeatable).")] = None,
+    files: Annotated[list[str] | None, typer.Option(
+        "--files", help="A path the task will change (repeatable).")] = None,
 ) -> None:
-    """Create a standalone task (it starts as soon as a worker is free)."""
+    """Create a standalone task (it starts as soon as a worker is free and its dependencies are done)."""
     task = _call(_client().post, "/agent/tasks",
-                 json={"title": title, "content": _read_body(file), "task_type": task_type})
+                 json={"title": title, "content": _read_body(file), "task_type": task_type,
+                       "depends_on": depends_on or [], "files": files or []})
     _out(f"created task {task['id']}: {task['title']}")
+    for wait in task.get("waiting_for") or []:
+        _out(f"  {wait['text']}")
 
 
 @task_app.command("show")
@@ -561,6 +676,12 @@ def task_show(task_id: str, json_out: JsonFlag = False) -> None:
     if run:
         _out(f"run: {run.get('outcome')}  cost ${run.get('cost_usd') or 0:.4f}  "
                    f"turns {run.get('num_turns')}  {(run.get('duration_ms') or 0) / 1000:.1f} s")
+    if task.get("depends_on"):
+        _out(f"depends on: {', '.join(task['depends_on'])}")
+    if task.get("files"):
+        _out(f"files: {', '.join(task['files'])}")
+    for wait in task.get("waiting_for") or []:
+        _out(wait["text"], fg=typer.colors.YELLOW)
     if task.get("result"):
         _out(f"result: {task['result']}")
     _out(f"\n{task['content']}")
@@ -613,6 +734,15 @@ def task_cancel(task_id: str) -> None:
     """Cancel a pending or running task."""
     task = _call(_client().post, f"/agent/tasks/{task_id}/cancel")
     _out(f"task {task_id}: {task['status']}")
+
+
+@task_app.command("delete")
+def task_delete(task_id: str, cascade: Annotated[bool, typer.Option(
+        help="Also delete the tasks that depend on it.")] = False) -> None:
+    """Delete a task (refused while others depend on it, unless --cascade)."""
+    answer = _call(_client().request, "DELETE", f"/agent/tasks/{task_id}",
+                   params={"cascade": "true"} if cascade else None)
+    _out(f"deleted {', '.join(answer['removed'])}")
 
 
 @task_app.command("rerun")

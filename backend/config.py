@@ -120,6 +120,11 @@ class Settings(BaseModel):
         default_factory=list, description="Extra CLI arguments for the orchestrator."
     )
     max_tasks: int = Field(default=20, ge=1, le=200, description="Most tasks one plan may produce.")
+    review_tasks: bool = Field(
+        default=False,
+        description="Hold a plan's tasks for review (edit, Approve or Discard) before any runs; "
+        "a plan or its Start request can override this.",
+    )
     base_branch: str | None = Field(
         default=None,
         description="Branch tasks start from and plans land on (default: the checked-out branch).",

@@ -35,15 +35,15 @@ class BadQuery(Invalid):
 def status_pattern(allowed: Iterable[str]) -> str:
     """The documented shape of a ``status`` filter: known names, comma-separated."""
     names = "|".join(allowed)
-    return rf"^ *({names}) *(, *({names}) *)*$"
+    return rf"^ *$|^ *({names}) *(, *({names}) *)*$"
 
 
 def parse_statuses(text: str | None, allowed: Iterable[str]) -> list[str] | None:
-    if not text:
+    if not text or not text.strip():
         return None
-    names = [part.strip() for part in text.split(",") if part.strip()]
+    names = [part.strip() for part in text.split(",")]
     valid = list(allowed)
-    unknown = [n for n in names if n not in valid]
+    unknown = [n or "(empty)" for n in names if n not in valid]
     if unknown:
         raise BadQuery(f"status: unknown status {', '.join(unknown)}; use one or more of "
                        f"{', '.join(valid)} (comma-separated).")

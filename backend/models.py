@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 #: C0 controls (NUL, ESC, newline, tab...), DEL and C1 controls: none belongs in a one-line title.
 TITLE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -48,6 +48,10 @@ def refuse_nul(value: str) -> str:
     return value
 
 
+#: task and plan ids (the same rule as backend.store.ids, which imports nothing from here)
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+
 def utcnow() -> str:
     """ISO-8601 UTC timestamp, as stored on disk.
 
@@ -61,6 +65,7 @@ class PlanStatus(StrEnum):
     draft = "draft"
     ready = "ready"
     executing = "executing"
+    review = "review"  # orchestrated, proposals await the user's Approve or Discard
     done = "done"
     failed = "failed"
 
@@ -114,6 +119,11 @@ class Plan(BaseModel):
     integration_branch: str | None = None
     base_branch: str | None = None
     base_commit: str | None = None
+    #: per-plan override of the ``review_tasks`` setting (None: use the setting)
+    review: bool | None = None
+    #: while in review: the proposed tasks, as the orchestrator answers them
+    #: (``depends_on`` by 1-based position); no worker can see them
+    proposals: list[dict[str, Any]] | None = None
     chat_id: str | None = None  # the chat the plan was written in (backend/chat.py), if any
 
 
@@ -127,6 +137,11 @@ class Task(BaseModel):
     content: str = ""
     task_type: TaskType = TaskType.feature
     plan_id: str | None = None
+    #: repository paths the task expects to change (files or folders); tasks of one plan whose
+    #: paths overlap never run at the same time (see backend/schedule.py)
+    files: list[str] = Field(default_factory=list)
+    #: ids of tasks that must be completed (integrated) before this one may start
+    depends_on: list[str] = Field(default_factory=list)
     status: TaskStatus = TaskStatus.pending
     created: str = Field(default_factory=utcnow)
     modified: str = Field(default_factory=utcnow)
@@ -189,6 +204,20 @@ class PlanCreate(_Body):
         return refuse_nul(value)
 
 
+    review: StrictBool | None = Field(default=None, description="Hold the orchestrator's tasks for review "
+                                      "before they run (default: the review_tasks setting).")
+
+
+class PlanStart(_Body):
+    review: StrictBool | None = Field(default=None, description="Override the plan's review choice.")
+
+
+class ProposalSet(_Body):
+    """An edited set of proposals: the orchestrator's answer format (depends_on by position)."""
+
+    tasks: list[dict[str, Any]] = Field(max_length=1000)
+
+
 class PlanUpdate(_Body):
     # the constraints sit on the string branch, so the schema reads "null, or a string that …"
     title: Annotated[str, Field(min_length=1, max_length=TITLE_MAX, json_schema_extra=_TITLE_SCHEMA)] | None = None
@@ -215,6 +244,12 @@ class TaskCreate(_Body):
     title: str = Field(min_length=1, max_length=TITLE_MAX, json_schema_extra=_TITLE_SCHEMA)
     content: str = Field(min_length=1, max_length=500_000, json_schema_extra=_FILLED_TEXT_SCHEMA)
     task_type: TaskType = TaskType.feature
+    files: list[str] = Field(default_factory=list, max_length=500,
+                             description="paths the task will change; absolute ones or ones leaving the "
+                             "repository are dropped (the task log says so)")
+    depends_on: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(
+        default_factory=list, max_length=500, description="ids of tasks that must complete first (404 if one "
+        "does not exist)")
 
     @field_validator("title")
     @classmethod

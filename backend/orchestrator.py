@@ -59,6 +59,20 @@ Notes:
   JSON; otherwise answer with the JSON in a ```json block.
 """
 
+#: Added after the seed's prompt (which stays verbatim): the plan's shape.
+SHAPE_SECTION = """
+Shape of the plan:
+- For every task, list in "files" the repository paths (relative, e.g. "app/models.py" or a
+  folder such as "app/api") that the task expects to change, as your exploration found them.
+  Shipyard never runs two tasks whose files overlap at the same time: the later one waits and
+  starts from the result of the earlier one.
+- Independent tasks remain the rule. Only where a task truly cannot be done without another
+  task's result, give it "depends_on": the 1-based positions of earlier tasks in your list (for
+  example [1, 2]); it will start once those are merged, from a copy that contains their work.
+  Prefer that to merging both into one oversized task. A task may only depend on tasks listed
+  before it.
+"""
+
 
 def build_system_prompt(project_name: str, max_tasks: int) -> str:
     return ORCHESTRATOR_PROMPT.format(
@@ -66,7 +80,7 @@ def build_system_prompt(project_name: str, max_tasks: int) -> str:
         task_types=", ".join(t.value for t in TaskType),
         title_limit=TITLE_LIMIT,
         max_tasks=max_tasks,
-    )
+    ) + SHAPE_SECTION
 
 
 def build_user_message(plan: Plan) -> str:
@@ -93,6 +107,8 @@ def task_schema(max_tasks: int) -> dict[str, Any]:
                         "title": {"type": "string", "minLength": 1, "maxLength": TITLE_LIMIT},
                         "content": {"type": "string", "minLength": 1},
                         "task_type": {"type": "string", "enum": [t.value for t in TaskType]},
+                        "files": {"type": "array", "items": {"type": "string"}},
+                        "depends_on": {"type": "array", "items": {"type": "integer", "minimum": 1}},
                     },
                     "required": ["title", "content", "task_type"],
                 },
@@ -108,6 +124,9 @@ class TaskSpec(BaseModel):
     title: str
     content: str
     task_type: TaskType = TaskType.feature
+    files: list[str] = []
+    #: 0-based indexes of earlier tasks of the same answer (the answer uses 1-based positions)
+    depends_on: list[int] = []
 
     @field_validator("title")
     @classmethod
@@ -204,35 +223,164 @@ def parse_answer(structured: Any, text: str | None, max_tasks: int) -> ParsedAns
         raise OrchestrationError(
             'the orchestrator\'s JSON has no "tasks" list. It answered: '
             + excerpt(json.dumps(data) if not isinstance(data, str) else data))
-    items = data["tasks"]
-    problems: list[str] = []
-    notes: list[str] = []
-    tasks: list[TaskSpec] = []
-    if not items:
-        problems.append("it produced no tasks")
-    if len(items) > max_tasks:
-        problems.append(f"it produced {len(items)} tasks, more than the limit of {max_tasks} "
-                        "(max_tasks)")
-    for number, item in enumerate(items, start=1):
-        if not isinstance(item, dict):
-            problems.append(f"task {number} is not an object")
-            continue
-        item = dict(item)
-        kind = item.get("task_type")
-        if kind not in {t.value for t in TaskType}:
-            notes.append(f"task {number}: unknown task_type {kind!r}, using 'feature'")
-            item["task_type"] = TaskType.feature.value
-        try:
-            fields = {k: item.get(k) if item.get(k) is not None else ""
-                      for k in ("title", "content", "task_type")}
-            tasks.append(TaskSpec.model_validate(fields))
-        except ValidationError as exc:
-            for error in exc.errors():
-                where = ".".join(str(x) for x in error["loc"])
-                message = error["msg"].removeprefix("Value error, ")
-                problems.append(f"task {number} {where}: {message}")
+    checked = check_tasks(data["tasks"], max_tasks)
+    problems = [p.sentence() for p in checked.problems]
+    tasks, notes = checked.tasks, checked.notes
     if problems:
         answer = json.dumps(data, ensure_ascii=False) if source == "structured_output" else text
         raise OrchestrationError("the orchestrator's tasks are invalid: " + "; ".join(problems)
                                  + ". It answered: " + excerpt(answer))
     return ParsedAnswer(tasks=tasks, source=source, notes=notes)
+
+
+@dataclass
+class Problem:
+    """One thing wrong with a set of tasks; ``task`` is its 1-based position (None: the set)."""
+
+    message: str
+    task: int | None = None
+
+    def sentence(self) -> str:
+        return f"task {self.task} {self.message}" if self.task is not None else self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "message": self.sentence()}
+
+
+@dataclass
+class CheckedTasks:
+    tasks: list[TaskSpec]
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def clean_path(value: Any) -> str | None:
+    """A repository-relative path in normal form, or None when it is absolute or leaves the repo."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().replace("\\", "/")
+    if not text or text.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", text):
+        return None
+    parts = [part for part in text.split("/") if part not in ("", ".")]
+    if not parts or ".." in parts or any("\0" in part for part in parts):
+        return None
+    return "/".join(parts)
+
+
+def _positions(value: Any) -> list[int] | None:
+    """``depends_on`` as 1-based integers (digit strings accepted); None when malformed."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        return None
+    out = []
+    for item in value:
+        if isinstance(item, bool):
+            return None
+        if isinstance(item, str) and item.strip().isdigit():
+            item = int(item.strip())
+        if not isinstance(item, int):
+            return None
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def check_tasks(items: list[Any], max_tasks: int) -> CheckedTasks:
+    """Validate a list of tasks in the answer format; every problem is collected, none raised.
+
+    Used for the orchestrator's answer and for a user's edited proposals alike.
+    ``depends_on`` holds 1-based positions of *earlier* tasks; a dependency on a missing
+    or later task, on itself, or a cycle (named task by task) is a problem. ``files``
+    entries that are absolute or leave the repository are dropped with a note.
+    """
+    problems: list[Problem] = []
+    notes: list[str] = []
+    tasks: list[TaskSpec] = []
+    if not items:
+        problems.append(Problem("it produced no tasks"))
+    if len(items) > max_tasks:
+        problems.append(Problem(f"it produced {len(items)} tasks, more than the limit of {max_tasks} "
+                                "(max_tasks)"))
+    raw_deps: dict[int, list[int]] = {}
+    titles: dict[int, str] = {}
+    for number, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            problems.append(Problem("is not an object", number))
+            continue
+        item = dict(item)
+        titles[number] = str(item.get("title") or f"task {number}")
+        kind = item.get("task_type")
+        if kind not in {t.value for t in TaskType}:
+            notes.append(f"task {number}: unknown task_type {kind!r}, using 'feature'")
+            item["task_type"] = TaskType.feature.value
+        files: list[str] = []
+        raw_files = item.get("files") or []
+        if not isinstance(raw_files, list):
+            notes.append(f"task {number}: files is not a list; ignored")
+            raw_files = []
+        for entry in raw_files:
+            path = clean_path(entry)
+            if path is None:
+                notes.append(f"task {number}: dropped files entry {entry!r} (absolute or outside "
+                             "the repository)")
+            elif path not in files:
+                files.append(path)
+        deps = _positions(item.get("depends_on"))
+        if deps is None:
+            problems.append(Problem("depends_on must be a list of task positions (1, 2, ...)", number))
+            deps = []
+        raw_deps[number] = deps
+        try:
+            fields = {k: item.get(k) if item.get(k) is not None else ""
+                      for k in ("title", "content", "task_type")}
+            tasks.append(TaskSpec.model_validate({**fields, "files": files}))
+        except ValidationError as exc:
+            for error in exc.errors():
+                where = ".".join(str(x) for x in error["loc"])
+                message = error["msg"].removeprefix("Value error, ")
+                problems.append(Problem(f"{where}: {message}", number))
+    count = len(items)
+    in_cycle = _cycles(raw_deps, count, titles, problems)
+    for number, deps in raw_deps.items():
+        for dep in deps:
+            if dep == number:
+                problems.append(Problem("depends on itself", number))
+            elif dep < 1 or dep > count:
+                problems.append(Problem(f"depends on task {dep}, which does not exist", number))
+            elif dep > number and number not in in_cycle:
+                problems.append(Problem(f"depends on task {dep} ({titles[dep]!r}), which comes later; "
+                                        "a task may only depend on tasks listed before it", number))
+    if not problems:
+        for number, spec in enumerate(tasks, start=1):
+            spec.depends_on = [dep - 1 for dep in raw_deps.get(number, [])]
+    return CheckedTasks(tasks=tasks, problems=problems, notes=notes)
+
+
+def _cycles(deps: dict[int, list[int]], count: int, titles: dict[int, str],
+            problems: list[Problem]) -> set[int]:
+    """Report every dependency cycle (by title); return the positions that are in one."""
+    state: dict[int, int] = {}  # 1: on the current path, 2: finished
+    stack: list[int] = []
+    found: set[int] = set()
+
+    def visit(node: int) -> None:
+        state[node] = 1
+        stack.append(node)
+        for dep in deps.get(node, []):
+            if dep == node or not 1 <= dep <= count:
+                continue
+            if state.get(dep) == 1:
+                loop = [*stack[stack.index(dep):], dep]
+                found.update(loop)
+                names = " → ".join(f"{titles[n]!r} ({n})" for n in loop)
+                problems.append(Problem(f"there is a dependency cycle: {names}"))
+            elif state.get(dep) is None:
+                visit(dep)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(deps):
+        if state.get(node) is None:
+            visit(node)
+    return found

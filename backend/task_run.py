@@ -122,6 +122,8 @@ class TaskRun:
             return branch, branch
         base = self.disp.base_branch()
         self.disp.ensure_branch_once(STANDALONE_BRANCH, base)
+        if self.task.depends_on:  # start from the integrated work it depends on
+            return STANDALONE_BRANCH, STANDALONE_BRANCH
         return STANDALONE_BRANCH, base
 
     # -------------------------------------------------------------- logging

@@ -13,16 +13,25 @@ first waits until the server's warm worktree pool is full (it fills in the
 background after start-up; the time is printed), and with ``--files`` the first
 task of a run is a warm-up that is not counted and reported on its own.
 
-    .venv/bin/python bench/pickup.py [--tasks 200] [--files 20000] [--runs 3] [--dir /var/tmp]
+``--waves W`` (issue 9) instead runs one plan of ``--tasks`` tasks in W dependency waves:
+the stand-in orchestrator answers them at once, every task of a wave depends on every task
+of the wave before, and ``max_parallel_workers`` is the wave's width, so a task never waits
+for a slot. It prints, per run, latency from "last dependency recorded completed" to
+"claimed" (the scheduling decision) and to "agent started".
+
+    .venv/bin/python bench/pickup.py [--tasks 200]
+    .venv/bin/python bench/pickup.py --tasks 200 --waves 20 --runs 3 [--files 20000] [--runs 3] [--dir /var/tmp]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -34,6 +43,13 @@ FAKE_AGENT = """#!/bin/sh
 [ "$1" = "--version" ] && { echo "2.1.197 (stand-in)"; exit 0; }
 date +%s.%N > "$PICKUP_DIR/$SHIPYARD_RUN"
 cat > /dev/null
+case "$*" in *--json-schema*)
+  echo '{"type":"system","subtype":"init","session_id":"s","model":"fake","tools":[]}'
+  printf '{"type":"result","subtype":"success","is_error":false,"result":"ok","num_turns":1,'
+  printf '"duration_ms":1,"total_cost_usd":0,"usage":{},"session_id":"s","structured_output":'
+  cat "$PICKUP_DIR/answer.json"; echo '}'
+  exit 0;;
+esac
 echo '{"type":"system","subtype":"init","session_id":"s","model":"fake","tools":[]}'
 echo '{"type":"result","subtype":"success","is_error":false,"result":"ok","num_turns":1,'\
 '"duration_ms":1,"total_cost_usd":0,"usage":{},"session_id":"s"}'
@@ -101,6 +117,83 @@ def one_run(args: argparse.Namespace) -> tuple[list[float], float | None]:
     return latencies[warmup:], (latencies[0] if warmup else None)
 
 
+def _stamp(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def run_waves(server: ServerProcess, marks: Path, tasks: int, waves: int) -> tuple[list[float], list[float]]:
+    """One plan of ``tasks`` tasks in ``waves`` waves.
+
+    Returns two latencies per task, both from the moment its last dependency was recorded
+    completed: to its agent's start and to its claim (the scheduling decision alone; the
+    start adds the worktree, git and process start-up, shared by the wave's tasks).
+    """
+    width = tasks // waves
+    answer = []
+    for n in range(tasks):
+        wave = n // width
+        deps = list(range(wave * width - width + 1, wave * width + 1)) if wave else []
+        answer.append({"title": f"w{wave}t{n}", "content": "x", "task_type": "chore", "depends_on": deps})
+    (marks / "answer.json").write_text(json.dumps({"tasks": answer}))
+    latencies: list[float] = []
+    claims: list[float] = []
+    with server.client() as http:
+        wait_for_warm_pool(http)
+        plan_id = http.post("/agent/plans", json={"title": "waves", "content": "x"}).json()["id"]
+        http.post(f"/agent/plans/{plan_id}/start")
+        deadline = time.monotonic() + 600
+        while True:
+            plan = http.get(f"/agent/plans/{plan_id}").json()
+            if plan["status"] == "failed":
+                raise SystemExit(f"plan failed: {plan['error']}")
+            details = plan.get("task_details", [])
+            if details and all(d["status"] in ("completed", "failed") for d in details):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit("the plan did not finish")
+            time.sleep(0.2)
+        full = {d["id"]: http.get(f"/agent/tasks/{d['id']}").json() for d in details}
+    for task in full.values():
+        if task["status"] != "completed":
+            raise SystemExit(f"task {task['id']} {task['status']}: {task.get('error')}")
+        if not task["depends_on"]:
+            continue
+        ready = max(_stamp(full[d]["finished"]) for d in task["depends_on"])
+        started = float((marks / f"task-{task['id']}").read_text())
+        latencies.append((started - ready) * 1000)
+        claims.append((_stamp(task["started"]) - ready) * 1000)
+    return latencies, claims
+
+
+def waves_main(args: argparse.Namespace) -> None:
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="shipyard-pickup-", dir=args.dir) as tmp:
+            root = Path(tmp)
+            project = make_repo(root / "project", repo_files(args.files))
+            agent = root / "fake-claude"
+            agent.write_text(FAKE_AGENT)
+            agent.chmod(0o755)
+            marks = root / "marks"
+            marks.mkdir()
+            env = {"SHIPYARD_CLAUDE_BIN": str(agent), "PICKUP_DIR": str(marks), "IS_SANDBOX": "1",
+                   "SHIPYARD_MAX_TASKS": str(args.tasks),
+                   "SHIPYARD_MAX_PARALLEL_WORKERS": str(max(1, args.tasks // args.waves))}
+            server = ServerProcess(project, env).start()
+            try:
+                latencies, claims = run_waves(server, marks, args.tasks, args.waves)
+            finally:
+                server.stop()
+        report(f"run {run + 1}: dependency done → claimed", claims)
+        report(f"run {run + 1}: dependency done → agent started", latencies)
+
+
+def report(label: str, values: list[float]) -> None:
+    values = sorted(values)
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    print(f"{label} over {len(values)} tasks: p50 {statistics.median(values):.1f} ms, "
+          f"p90 {q[89]:.1f} ms, p99 {q[98]:.1f} ms, max {values[-1]:.1f} ms", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=200)
@@ -109,7 +202,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dir", default=None,
                         help="where to build the repository (default: the system temp dir, on disk here)")
+    parser.add_argument("--waves", type=int, default=0, help="one plan in this many dependency waves")
     args = parser.parse_args()
+    if args.waves:
+        waves_main(args)
+        return
     figures: dict[str, list[float]] = {"p50": [], "p90": [], "p99": [], "max": []}
     warmups = []
     for run in range(args.runs):

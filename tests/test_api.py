@@ -33,7 +33,7 @@ def http(server: ServerProcess):
 def test_health(http: httpx.Client) -> None:
     body = http.get("/agent/health").json()
     assert body["ok"] is True and body["project"] == "project" and body["version"]
-    assert set(body["counts"]["plans"]) == {"draft", "ready", "executing", "done", "failed"}
+    assert set(body["counts"]["plans"]) == {"draft", "ready", "executing", "review", "done", "failed"}
     assert {c["name"] for c in body["checks"]} >= {"claude", "credentials"}
 
 
@@ -56,7 +56,7 @@ def test_plan_crud(http: httpx.Client) -> None:
 
 def test_plan_list_is_grouped_by_status(http: httpx.Client) -> None:
     grouped = http.get("/agent/plans").json()
-    assert list(grouped) == ["draft", "ready", "executing", "done", "failed"]
+    assert list(grouped) == ["draft", "ready", "executing", "review", "done", "failed"]
 
 
 def test_bad_requests_are_sentences(http: httpx.Client) -> None:

@@ -133,7 +133,7 @@ def test_plan_pages_filters_and_progress(http: httpx.Client, marker: str) -> Non
     assert "content" not in item and item["progress"]["total"] == 0 and item["orchestrating"] is False
     assert http.get(f"/agent/plans?q={marker}&limit=1&detail=full").json()["items"][0]["content"] == "# long body"
     export = http.get("/agent/plans").json()
-    assert list(export) == ["draft", "ready", "executing", "done", "failed"]
+    assert list(export) == ["draft", "ready", "executing", "review", "done", "failed"]
     assert set(ids[:2]) <= {p["id"] for p in export["ready"]}
 
 

@@ -51,7 +51,7 @@ class BadCursor(ValueError):
 #: A cursor is a keyset position, ``<created>~<id>``: any string of this shape names a
 #: place in the order (a made-up one simply starts the page after it), so the documented
 #: pattern describes exactly what the server accepts.
-CURSOR_PATTERN = r"^[0-9A-Za-z:.+-]{0,40}~[A-Za-z0-9_-]{0,64}$"
+CURSOR_PATTERN = r"^$|^[0-9A-Za-z:.+-]{0,40}~[A-Za-z0-9_-]{0,64}$"  # empty: the first page
 _CURSOR_RE = re.compile(CURSOR_PATTERN)
 
 

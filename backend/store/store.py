@@ -2,7 +2,7 @@
 
 Layout, relative to the state directory::
 
-    plans/{draft,ready,executing,done,failed}/<id>.plan.json
+    plans/{draft,ready,executing,review,done,failed}/<id>.plan.json
     tasks/{pending,in_progress,completed,failed}/<id>.md
     tasks/failed/<id>.error.log          why a task failed, in words
     tasks/.staging/<plan_id>/<id>.md     a plan's tasks until all exist (see publish_staged)
@@ -221,11 +221,11 @@ class Store:
                                f"{' or '.join(sorted(s.value for s in allowed))}.")
             old_status = plan.status
             plan = Plan.model_validate({**dump(plan), **fields, "status": to.value, "modified": utcnow()})
-            # new content first, in the old place; then the one rename: a reader never sees the
-            # new status with the old fields (a failed plan without its error)
-            old_path = self.plan_path(old_status, plan_id)
-            atomic_write(old_path, json.dumps(dump(plan), indent=2, ensure_ascii=False) + "\n")
-            os.rename(old_path, self.plan_path(to, plan_id))
+            # new fields first (in place), then the one rename: a reader never sees the new status
+            # with the old fields (a failed plan without its error)
+            atomic_write(self.plan_path(old_status, plan_id),
+                         json.dumps(dump(plan), indent=2, ensure_ascii=False) + "\n")
+            os.rename(self.plan_path(old_status, plan_id), self.plan_path(to, plan_id))
             self.plan_index.put(plan)
         self.publish("plan.status", {"plan": dump(plan), "from": old_status.value, "to": to.value})
         return plan
@@ -308,7 +308,8 @@ class Store:
         return grouped
 
     def create_task(self, title: str, content: str, task_type: TaskType | str = TaskType.feature,
-                    plan_id: str | None = None, staged: bool = False) -> Task:
+                    plan_id: str | None = None, staged: bool = False, files: list[str] | None = None,
+                    depends_on: list[str] | None = None) -> Task:
         """Write a new task file.
 
         ``staged`` tasks go to ``tasks/.staging/<plan_id>/`` where no worker
@@ -316,8 +317,9 @@ class Store:
         """
         if plan_id is not None:
             validate_id(plan_id, "plan")
-        task = Task(id=new_id(), title=title, content=content, task_type=TaskType(task_type),
-                    plan_id=plan_id)
+        task = Task(id=new_id(), title=title,
+                    content=content, task_type=TaskType(task_type), plan_id=plan_id,
+                    files=list(files or []), depends_on=list(depends_on or []))
         with self.lock:
             if staged:
                 if plan_id is None:
@@ -390,16 +392,16 @@ class Store:
                                f"{' or '.join(sorted(s.value for s in allowed))}.")
             old_status = task.status
             task = Task.model_validate({**dump(task), **fields, "status": to.value, "modified": utcnow()})
-            # new content first, in the old place; then the one rename (see move_plan)
-            old_path = self.task_path(old_status, task_id)
-            atomic_write(old_path, render_task(task))
-            os.rename(old_path, self.task_path(to, task_id))
+            # fields and error log first, then the one rename: a reader that sees the new status
+            # also sees what came with it
+            if to == TaskStatus.failed and error_log is not None:
+                atomic_write(self.error_log_path(task_id), error_log.rstrip() + "\n")
+            atomic_write(self.task_path(old_status, task_id), render_task(task))
+            os.rename(self.task_path(old_status, task_id), self.task_path(to, task_id))
             if old_status == TaskStatus.failed and to != TaskStatus.failed:
                 with contextlib.suppress(FileNotFoundError):
                     self.error_log_path(task_id).unlink()
             self.task_index.put(task)
-            if to == TaskStatus.failed and error_log is not None:
-                atomic_write(self.error_log_path(task_id), error_log.rstrip() + "\n")
         self.publish("task.status", {"task": dump(task), "from": old_status.value, "to": to.value})
         return task
 
@@ -416,6 +418,18 @@ class Store:
                 except (NotFound, Conflict):
                     continue
         return None
+
+    def claim_task(self, task_id: str) -> Task | None:
+        """Atomically move one pending task to ``in_progress``; None if it is not pending (any more)."""
+        with self.lock:
+            try:
+                task = self.get_task(task_id)
+                if task.status != TaskStatus.pending:
+                    return None
+                return self.move_task(task_id, TaskStatus.in_progress, expect=[TaskStatus.pending],
+                                      started=utcnow(), finished=None, attempts=task.attempts + 1)
+            except (NotFound, Conflict):
+                return None
 
     def read_error_log(self, task_id: str) -> str | None:
         try:

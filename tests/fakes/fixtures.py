@@ -97,6 +97,9 @@ def claude_env(model_server: ModelServer, tmp_path: Path) -> dict[str, str]:
         "DISABLE_BUG_COMMAND": "1",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "CLAUDE_CODE_DISABLE_TERMINAL_TITLE": "1",
+        # Claude Code's Bash tool snapshots an interactive shell; with pyenv in ~/.bashrc that runs
+        # `pyenv rehash`, which waits 60 s on a lock a killed process left behind: fail fast instead
+        "PYENV_REHASH_TIMEOUT": "0",
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
     }

@@ -13,6 +13,7 @@ import { enc, fmtCost, fmtDuration } from "./format.js";
 import { renderDispatcher } from "./header.js";
 import { navigate } from "./router.js";
 import { PLAN_LABEL, S, TASK_COLUMNS, TASK_LABEL, changedNothing, dirty, isOrchestrating, planStats } from "./store.js";
+import { taskWaits, waitText } from "./shape.js";
 import { scheduleFlush } from "./stream.js";
 
 const columns = {};
@@ -59,10 +60,14 @@ function progressBar(stats) {
   return bar;
 }
 
+function waitLine(t) {
+  const waits = taskWaits(t);
+  return waits.length ? waitText(waits[0]) + (waits.length > 1 ? ` (+${waits.length - 1} more)` : "") : "";
+}
 function taskSig(t) {
   const plan = t.plan_id ? S.plans.get(t.plan_id) : null;
   return [t.title, t.status, t.outcome, t.task_type, plan ? plan.title : t.plan_id, t.attempts, t.error,
-    t.run && t.run.cost_usd, t.run && t.run.duration_ms, S.activity.get(`task:${t.id}`)].join("\u0001");
+    t.run && t.run.cost_usd, t.run && t.run.duration_ms, S.activity.get(`task:${t.id}`), waitLine(t)].join("\u0001");
 }
 function fillTaskCard(el, t) {
   const plan = t.plan_id ? S.plans.get(t.plan_id) : null;
@@ -88,6 +93,7 @@ function fillTaskCard(el, t) {
         fmtDuration(t.run.duration_ms)) : null) : null,
     t.status === "in_progress" && activity ? h("div", { class: "card-activity", title: activity }, activity) : null,
     t.status === "failed" && t.error ? h("div", { class: "card-error" }, t.error) : null,
+    waitLine(t) ? h("div", { class: `card-wait${taskWaits(t).some((w) => w.held) ? " held" : ""}` }, waitLine(t)) : null,
   );
 }
 

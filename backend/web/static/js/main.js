@@ -19,6 +19,7 @@ import { initHeader } from "./header.js";
 import * as markdown from "./markdown.js";
 import { EditorView } from "./plan-editor.js";
 import { PlanView } from "./plan-panel.js";
+import { ReviewView } from "./review.js";
 import { addRoute, closePanel, currentView, initRouter, navigate } from "./router.js";
 import { S } from "./store.js";
 import { startStream } from "./stream.js";
@@ -32,6 +33,7 @@ addRoute("task", (id) => (id ? new TaskView(id) : null));
 addRoute("new", (chatId) => new EditorView(null, chatId || null)); // #new/<chat id> once the chat has started
 addRoute("new-task", () => new TaskEditorView());
 addRoute("edit", (id) => (id ? new EditorView(id) : null));
+addRoute("review", (id) => (id ? new ReviewView(id) : null));
 
 initBoard();
 initHeader();

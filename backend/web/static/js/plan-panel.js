@@ -3,7 +3,8 @@
  * and its actions: Start, Cancel, Retry, Land, Mark ready, Edit, filter, Delete.
  *
  * Owns: what a user does with one plan. Start runs the orchestrator (which
- * splits the plan into tasks); Land merges the plan's integration branch into
+ * splits the plan into tasks; "Start with review" holds them for review.js first);
+ * the plan's shape (shape.js: waves, dependency and overlap edges, live status); Land merges the plan's integration branch into
  * its base branch and shows the server's answer in the panel.
  */
 import { api } from "./api.js";
@@ -15,6 +16,7 @@ import { actionButton, messageNotice, patchActions, runAction, stat, twoStepDele
 import { closePanel, isOpen } from "./router.js";
 import { PLAN_LABEL, S, TASK_LABEL, dirty, dropPlan, isOrchestrating, planRecord, planStats, planTaskIds,
   setPlan } from "./store.js";
+import { computeWaits, planItems, shapeView, taskLink } from "./shape.js";
 import { scheduleFlush } from "./stream.js";
 import { toast } from "./toast.js";
 import { DetailView } from "./view.js";
@@ -31,8 +33,12 @@ export class PlanView extends DetailView {
     this.landEl = h("div", { "aria-live": "polite" });
     this.feedHeadAside = h("span", { class: "aside" });
     this.tasksEl = h("div");
+    this.reviewEl = h("div");
+    this.shapeEl = h("div");
+    this.shapeSection = h("section", { class: "section plan-shape", "aria-label": "Shape", hidden: true },
+      h("div", { class: "section-head" }, "Shape", h("span", { class: "aside" }, "waves run in order")), this.shapeEl);
     this.tasksAside = h("span", { class: "aside" });
-    this.root = this.frame(this.landEl, this.contentEl,
+    this.root = this.frame(this.reviewEl, this.landEl, this.shapeSection, this.contentEl,
       h("section", { class: "section orchestrator", "aria-label": "Orchestrator" },
         h("div", { class: "section-head" }, "Orchestrator", this.feedHeadAside), this.feed.el),
       h("section", { class: "section plan-tasks", "aria-label": "Tasks" },
@@ -89,6 +95,25 @@ export class PlanView extends DetailView {
           title: orch ? "The orchestrator is running" : blocked
             || "Run the orchestrator: it splits the plan into tasks",
           onclick: () => this.start(),
+        }));
+      }
+      if (startable && !orch) {
+        out.push(actionButton(this, "start-review", "Start with review", {
+          icon: "play", busyLabel: "Starting…",
+          title: "Run the orchestrator, then let me review its tasks before any runs",
+          onclick: () => this.start(true),
+        }));
+      }
+      if (p.status === "review") {
+        out.push(h("a", { class: "btn primary", href: `#review/${enc(p.id)}`, "data-action": "review" },
+          icon("edit"), "Review tasks"));
+        out.push(actionButton(this, "approve", "Approve", {
+          icon: "play", busyLabel: "Approving…", title: "Publish the proposed tasks as they are",
+          onclick: () => this.approve(),
+        }));
+        out.push(actionButton(this, "discard", "Discard", {
+          kind: "danger", busyLabel: "Discarding…", title: "Drop the proposals; the plan goes back to ready",
+          onclick: () => this.discard(),
         }));
       }
       if (orch) {
@@ -170,6 +195,12 @@ export class PlanView extends DetailView {
       }
       return out;
     });
+    patch(this.reviewEl, JSON.stringify([p.status, (p.proposals || []).length]), () => p.status === "review"
+      ? h("div", { class: "notice info review-notice", role: "status" }, icon("info"),
+        h("div", { class: "notice-body" }, h("strong", null, `${(p.proposals || []).length} proposed task(s) await your review`),
+          "Nothing runs until you approve. Review them to edit, drop or add tasks; Discard sends the plan back to ready."))
+      : null);
+    this.updateShape(p);
     patch(this.landEl, JSON.stringify(this.landResult), () => {
       const r = this.landResult;
       if (!r) return null;
@@ -209,9 +240,29 @@ export class PlanView extends DetailView {
           t.run && t.run.cost_usd ? h("span", { class: "t-cost" }, fmtCost(t.run.cost_usd)) : null))));
     });
   }
-  async start() {
-    const r = await runAction(this, "start", () => api("POST", `/agent/plans/${enc(this.id)}/start`));
+  /** The shape view: shown once a task has files or dependencies (a flat plan needs no graph). */
+  updateShape(p) {
+    const items = planItems(p);
+    const shaped = items.some((t) => t.depends_on.length || t.files.length);
+    this.shapeSection.hidden = !shaped;
+    patch(this.shapeEl, JSON.stringify(shaped ? items : []), () => {
+      if (this.shapeEl.firstChild && this.shapeEl.firstChild._dispose) this.shapeEl.firstChild._dispose();
+      return shaped ? shapeView(items, { link: taskLink, waits: computeWaits(items) }) : null;
+    });
+  }
+  dispose() {
+    if (this.shapeEl.firstChild && this.shapeEl.firstChild._dispose) this.shapeEl.firstChild._dispose();
+  }
+  async start(review = false) {
+    const r = await runAction(this, review ? "start-review" : "start", () => api("POST",
+      `/agent/plans/${enc(this.id)}/start`, review ? { review: true } : undefined));
     if (r) this.orchestratorStarted();
+  }
+  async approve() {
+    await runAction(this, "approve", () => api("POST", `/agent/plans/${enc(this.id)}/approve`));
+  }
+  async discard() {
+    await runAction(this, "discard", () => api("POST", `/agent/plans/${enc(this.id)}/discard`));
   }
   /** Show the orchestrator as running at once, before its plan.orchestration event arrives. */
   orchestratorStarted() {

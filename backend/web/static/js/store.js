@@ -14,7 +14,8 @@ export const TASK_LABEL = { pending: "pending", in_progress: "in progress", comp
 export function changedNothing(t) {
   return t.status === "completed" && (t.outcome === "no_changes" || (!t.outcome && t.result === "no changes"));
 }
-export const PLAN_LABEL = { draft: "draft", ready: "ready", executing: "executing", done: "done", failed: "failed" };
+export const PLAN_LABEL = { draft: "draft", ready: "ready", executing: "executing", review: "in review", done: "done",
+  failed: "failed" };
 
 export const S = {
   plans: new Map(), // id -> plan (raw, as the API or an event gave it)
@@ -65,6 +66,7 @@ export function setTask(task) {
     dirty.cols.add(task.status);
     if (old) dirty.cols.add(old.status);
   }
+  if (!old || old.status !== task.status) markShapeNeighbours(task);
   if (old && old.plan_id && old.plan_id !== task.plan_id) {
     S.byPlan.get(old.plan_id)?.delete(task.id);
     dirty.plans.add(old.plan_id);
@@ -75,6 +77,17 @@ export function setTask(task) {
     dirty.plans.add(task.plan_id);
   }
   if (task.status !== "in_progress") S.activity.delete(`task:${task.id}`);
+}
+/** A status change can change what other tasks wait for (shape.js): redraw their cards. */
+function markShapeNeighbours(task) {
+  const ids = task.plan_id ? S.byPlan.get(task.plan_id) : null;
+  if (ids) for (const id of ids) dirty.tasks.add(id);
+  if (!S.synced) return; // standalone tasks that may depend on it: after the first snapshot
+  for (const other of S.tasks.values()) {
+    if (!other.plan_id && other.status === "pending" && ((other.depends_on || []).length || (other.files || []).length)) {
+      dirty.tasks.add(other.id);
+    }
+  }
 }
 export function dropTask(id) {
   const old = S.tasks.get(id);

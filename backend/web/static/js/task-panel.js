@@ -14,6 +14,7 @@ import { actionButton, messageNotice, patchActions, runAction, stat } from "./pa
 import { isOpen } from "./router.js";
 import { landButton } from "./standalone.js";
 import { S, TASK_LABEL, changedNothing, setTask } from "./store.js";
+import { taskWaits, waitText } from "./shape.js";
 import { scheduleFlush } from "./stream.js";
 import { DetailView } from "./view.js";
 
@@ -136,7 +137,13 @@ export class TaskView extends DetailView {
     });
     patch(this.messageEl, JSON.stringify(this.message), () => messageNotice(this.message));
     const errorLog = this.detail && this.detail.status === "failed" ? this.detail.error_log : null;
-    patch(this.errorEl, JSON.stringify([t.status, t.error, errorLog]), () => t.status === "failed"
+    const waits = taskWaits(t);
+    patch(this.errorEl, JSON.stringify([t.status, t.error, errorLog, waits]), () => waits.length
+      ? h("div", { class: `notice ${waits.some((w) => w.held) ? "error" : "info"} task-waits`, role: "status" },
+        icon(waits.some((w) => w.held) ? "alert" : "info"),
+        h("div", { class: "notice-body" }, h("strong", null, "Not started yet"),
+          waits.map((w) => h("div", null, h("a", { href: `#task/${enc(w.id)}` }, waitText(w))))))
+      : t.status === "failed"
       ? h("div", { class: "notice error task-error", role: "alert" }, icon("alert"),
         h("div", { class: "notice-body" }, h("strong", null, "The task failed"), t.error || "No reason was recorded.",
           errorLog ? h("details", { class: "error-log", open: true },

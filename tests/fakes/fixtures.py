@@ -17,6 +17,7 @@ Loaded as a plugin by ``tests/conftest.py`` (``pytest_plugins``). The pieces:
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,3 +129,71 @@ def claude_environ(
 def claude_runner(claude_bin: str, claude_env: dict[str, str]) -> ClaudeCodeRunner:
     """A runner for the pinned CLI whose inherited environment is hermetic."""
     return ClaudeCodeRunner(claude_bin, base_env=hermetic_environ(claude_env), grace_s=5.0)
+
+
+# ------------------------------------------------------------------ the other agent CLIs
+
+TOOLS_BIN = REPO_ROOT / ".tools" / "node_modules" / ".bin"
+#: Variables that would send the other CLIs somewhere other than the fake.
+OTHER_FOREIGN_ENV_VARS: tuple[str, ...] = (
+    "OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_HOME", "GEMINI_API_KEY", "GOOGLE_API_KEY",
+    "GOOGLE_GEMINI_BASE_URL", "GOOGLE_GENAI_USE_VERTEXAI", "GEMINI_CLI_HOME", "OPENCODE_CONFIG",
+    "OPENCODE_PERMISSION",
+)
+
+
+def agent_bin(agent: str) -> str:
+    """The pinned CLI of ``agent`` in .tools; missing means the test bed is not installed: fail."""
+    path = TOOLS_BIN / ("claude" if agent == "claude" else agent)
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"{agent} CLI not found at {path}: run scripts/test (it installs the pinned "
+                    "versions into .tools/)")
+    return str(path)
+
+
+def agent_env(agent: str, server: ModelServer, home: Path) -> dict[str, str]:
+    """Variables that point ``agent`` at the scripted model server (and keep it offline).
+
+    ``home`` is a folder the test bed owns and every agent's ``HOME``: Codex
+    runs commands in a login shell, which would otherwise source the machine's
+    own profile (pyenv's rehash there can wait a minute for a lock), and a warm
+    opencode home starts in 3 s instead of 13. Everything else (Codex's
+    CODEX_HOME and config, Gemini's settings) is the product's job.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    common = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", "IS_SANDBOX": "1",
+              "HOME": str(home)}
+    if agent == "claude":
+        raise ValueError("use the claude_env fixture for Claude Code")
+    if agent == "codex":
+        return {**common, "OPENAI_BASE_URL": f"{server.url}/v1", "OPENAI_API_KEY": "sk-test"}
+    if agent == "gemini":
+        return {**common, "GEMINI_API_KEY": "test-key", "GOOGLE_GEMINI_BASE_URL": server.url}
+    if agent == "opencode":
+        config = home / f"opencode-{server.port}.json"
+        config.write_text(json.dumps({
+            "$schema": "https://opencode.ai/config.json",
+            "provider": {"local": {"npm": "@ai-sdk/openai-compatible", "name": "scripted",
+                                   "options": {"baseURL": f"{server.url}/v1", "apiKey": "test-key"},
+                                   "models": {"scripted": {"name": "scripted"}}}},
+            "model": "local/scripted", "autoupdate": False, "share": "disabled",
+        }))
+        return {**common, "OPENCODE_CONFIG": str(config),
+                "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local/share"),
+                "XDG_CACHE_HOME": str(home / ".cache"), "XDG_STATE_HOME": str(home / ".local/state")}
+    raise ValueError(agent)
+
+
+def hermetic_agent_environ(agent: str, server: ModelServer, home: Path) -> dict[str, str]:
+    """``os.environ`` without foreign variables, plus ``agent_env``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in FOREIGN_ENV_VARS and k not in NESTED_SESSION_ENV_VARS
+           and k not in OTHER_FOREIGN_ENV_VARS}
+    env.update(agent_env(agent, server, home))
+    return env
+
+
+@pytest.fixture(scope="session")
+def agent_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One HOME for opencode across the session, so only the first run pays its cold start."""
+    return tmp_path_factory.mktemp("agent-home")

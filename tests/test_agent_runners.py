@@ -108,13 +108,15 @@ def test_unauthorized_fails_in_seconds_with_the_reason(agent: str, runner: Runne
                                                        project: Path, tmp_path: Path) -> None:
     prompt = f"{agent}: a run with a bad key"
     server.script(prompt, [http_error(401)])
-    started = time.monotonic()
     result, _events = run(runner, prompt, project, tmp_path)
-    elapsed = time.monotonic() - started
+    ended = time.time()
     assert not result.ok and result.outcome == "failed"
     assert result.reason is not None and result.reason.startswith("authentication failed (HTTP 401)"), \
         result.reason
-    assert elapsed < 30, elapsed
+    # from the first refused request to the end: retries are few and quick (start-up excluded,
+    # it is the CLI's own and grows with the machine's load)
+    first = server.requests_for(prompt)[0].ts
+    assert ended - first < 15, (ended - first, len(server.requests_for(prompt)))
 
 
 def test_cancel_during_a_long_command_leaves_no_process(agent: str, runner: Runner, server: ModelServer,
@@ -125,10 +127,6 @@ def test_cancel_during_a_long_command_leaves_no_process(agent: str, runner: Runn
     cancel = threading.Event()
     tokens: list[str] = []
 
-    def on_event(event: AgentEvent) -> None:
-        if event.kind == "tool_use":
-            cancel_later.start()
-
     def watch() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not _with_cmdline(marker):
@@ -138,9 +136,10 @@ def test_cancel_during_a_long_command_leaves_no_process(agent: str, runner: Runn
                 tokens.append(proc.environ().get(RUN_TOKEN_ENV, ""))
         cancel.set()
 
-    cancel_later = threading.Thread(target=watch, daemon=True)
+    # opencode reports a tool call only once it has finished: watch for the command itself
+    threading.Thread(target=watch, daemon=True).start()
     request = RunRequest(prompt, project, state_dir=tmp_path / "agents", timeout_s=120)
-    result = runner.run(request, on_event=on_event, cancel=cancel)
+    result = runner.run(request, cancel=cancel)
     assert result.outcome == "cancelled", result
     assert tokens and all(tokens), "the long command never started (or lost the run mark)"
     assert not _with_cmdline(marker)

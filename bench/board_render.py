@@ -4,7 +4,7 @@ Starts a real ``shipyard serve`` (dispatcher paused, so nothing runs) on a
 fresh repository, creates plans and tasks through the HTTP API (cancelling some
 pending ones so two columns are busy), then opens the page in headless chromium
 several times and reads the performance measures the page sets itself
-(``backend/web/static/app.js``):
+(``backend/web/static/js/stream.js``):
 
 * ``shipyard:board-render`` - snapshot JSON received → board painted (the
   target: under 500 ms at 1,000 tasks);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -12,6 +13,13 @@ from backend.config import Settings
 from backend.security import TOKEN_COOKIE
 
 STATIC = Path(__file__).parent / "static"
+
+# The dashboard is native ES modules (static/js/*.js): browsers refuse a module
+# script served with a non-JavaScript type, and Python's guess comes from the
+# host (/etc/mime.types, the Windows registry), which can say text/plain.
+# StaticFiles asks the mimetypes module, so pin the type for .js (and .mjs) here.
+mimetypes.add_type("text/javascript", ".js")
+mimetypes.add_type("text/javascript", ".mjs")
 
 
 def mount_dashboard(app: FastAPI, settings: Settings) -> None:

@@ -1,0 +1,79 @@
+/*
+ * Shipyard dashboard: the entry point. Wires the modules together and boots.
+ *
+ * No build step and no framework: plain modern JavaScript served as is, loaded
+ * as native ES modules (index.html: <script type="module" src="/static/js/main.js">).
+ * Data flow: stream.js takes a snapshot and applies events to store.js;
+ * board.js and the open panel view render what changed, once per frame.
+ *
+ * Owns: the routes (which view each #hash opens), the page-wide keyboard
+ * shortcuts (/ filter, N new plan, Esc close), guarding unsaved edits on unload,
+ * keeping the access token out of the address bar, and the hooks the browser
+ * tests and bench/board_render.py read (window.__shipyard, window.ShipyardMarkdown).
+ * See docs/dashboard.md for the module map.
+ */
+import { api } from "./api.js";
+import { filterInput, initBoard, setFilter } from "./board.js";
+import { $ } from "./dom.js";
+import { initHeader } from "./header.js";
+import * as markdown from "./markdown.js";
+import { EditorView } from "./plan-editor.js";
+import { PlanView } from "./plan-panel.js";
+import { addRoute, closePanel, currentView, initRouter, navigate } from "./router.js";
+import { S } from "./store.js";
+import { startStream } from "./stream.js";
+import { TaskView } from "./task-panel.js";
+
+performance.mark("shipyard:boot");
+
+addRoute("plan", (id) => (id ? new PlanView(id) : null));
+addRoute("task", (id) => (id ? new TaskView(id) : null));
+addRoute("new", () => new EditorView(null));
+addRoute("edit", (id) => (id ? new EditorView(id) : null));
+
+initBoard();
+initHeader();
+
+document.addEventListener("keydown", (e) => {
+  if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey) return;
+  const typing = e.target.closest && e.target.closest("input, textarea, select, [contenteditable]");
+  if (e.key === "Escape") {
+    if (e.target === filterInput && filterInput.value) {
+      filterInput.value = "";
+      setFilter();
+      return;
+    }
+    if (currentView()) {
+      e.preventDefault();
+      closePanel();
+    }
+    return;
+  }
+  if (typing) return;
+  if (e.key === "/") {
+    e.preventDefault();
+    filterInput.focus();
+    filterInput.select();
+  } else if (e.key === "n" || e.key === "N") {
+    e.preventDefault();
+    navigate("#new");
+  }
+});
+$("#new-plan").addEventListener("click", () => navigate("#new"));
+window.addEventListener("beforeunload", (e) => {
+  const view = currentView();
+  if (view && view.isDirty && view.isDirty()) e.preventDefault();
+});
+
+// The server set the token cookie when the page was opened with ?token=…; keep it out of the URL.
+const params = new URLSearchParams(location.search);
+if (params.has("token")) {
+  params.delete("token");
+  const rest = params.toString();
+  history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
+}
+
+window.ShipyardMarkdown = { render: markdown.render, escapeHtml: markdown.escapeHtml, safeUrl: markdown.safeUrl };
+window.__shipyard = { state: S, api, version: 1 };
+startStream();
+initRouter();

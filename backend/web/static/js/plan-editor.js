@@ -1,0 +1,167 @@
+/*
+ * The plan editor (#new, #edit/<id>): title, summary and markdown text with a
+ * Write/Preview switch; saves a draft or the changes to a draft or ready plan.
+ *
+ * Owns: the form and its rules: a title is required, Ctrl+Enter saves, and
+ * leaving with unsaved changes asks first (Cancel, Esc, closing the tab).
+ */
+import { api } from "./api.js";
+import { h, mdBlock, patch } from "./dom.js";
+import { enc } from "./format.js";
+import { messageNotice, panelHead } from "./panel.js";
+import { closePanel, isOpen, navigate } from "./router.js";
+import { planRecord, setPlan } from "./store.js";
+import { scheduleFlush } from "./stream.js";
+
+export class EditorView {
+  constructor(id) {
+    this.id = id;
+    this.busy = null;
+    this.message = null;
+    this.loaded = !id;
+    this.initial = null;
+    this.titleEl = h("h2", { id: "panel-title", tabindex: "-1" }, id ? "Edit plan" : "New plan");
+    this.subEl = h("div", { class: "panel-sub" }, id ? h("span", { class: "mono" }, id)
+      : "Describe the change. Shipyard splits it into tasks when you start it.");
+    this.title = h("input", { id: "plan-title", name: "title", type: "text", required: true, maxlength: "200",
+      autocomplete: "off", placeholder: "e.g. Add a dark mode toggle" });
+    this.summary = h("textarea", { id: "plan-summary", name: "summary", rows: "2", maxlength: "5000",
+      placeholder: "One or two sentences: what and why" });
+    this.content = h("textarea", { id: "plan-content", name: "content", class: "code", rows: "16",
+      spellcheck: "false", placeholder: "## Goal\n\n## Steps\n\n- …\n\n## Done when\n\n- …" });
+    this.preview = h("div", { class: "preview content-box", id: "plan-preview", hidden: true, tabindex: "0",
+      role: "tabpanel", "aria-labelledby": "tab-preview" });
+    this.tabWrite = h("button", { type: "button", role: "tab", id: "tab-write", "aria-selected": "true",
+      "aria-controls": "plan-content", onclick: () => this.showTab("write") }, "Write");
+    this.tabPreview = h("button", { type: "button", role: "tab", id: "tab-preview", "aria-selected": "false",
+      "aria-controls": "plan-preview", tabindex: "-1", onclick: () => this.showTab("preview") }, "Preview");
+    this.titleError = h("div", { class: "invalid", role: "alert" });
+    this.messageEl = h("div", { "aria-live": "polite" });
+    this.saveBtn = h("button", { class: "btn primary", type: "submit", "data-action": "save" },
+      id ? "Save changes" : "Save draft");
+    const tablist = h("div", { class: "tabs", role: "tablist", "aria-label": "Plan text" }, this.tabWrite, this.tabPreview);
+    tablist.addEventListener("keydown", (e) => {
+      if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
+        e.preventDefault();
+        const next = this.tab === "write" ? "preview" : "write";
+        this.showTab(next);
+        (next === "write" ? this.tabWrite : this.tabPreview).focus();
+      }
+    });
+    this.form = h("form", { class: "form", novalidate: true },
+      this.messageEl,
+      h("div", { class: "field" }, h("label", { for: "plan-title" }, "Title"), this.title, this.titleError),
+      h("div", { class: "field" }, h("label", { for: "plan-summary" }, "Summary", h("span", { class: "hint" }, "optional")),
+        this.summary),
+      h("div", { class: "field" }, h("label", { for: "plan-content" }, "Plan", h("span", { class: "hint" }, "markdown")),
+        tablist, this.content, this.preview),
+      h("div", { class: "form-actions" }, this.saveBtn,
+        h("button", { class: "btn", type: "button", onclick: () => this.leave() }, "Cancel"),
+        h("span", { class: "hint" }, "Ctrl+Enter to save")));
+    this.form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.save();
+    });
+    this.form.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        this.save();
+      }
+    });
+    this.tab = "write";
+    this.root = h("div", { class: "view editor-view" }, panelHead(this.titleEl, this.subEl),
+      h("div", { class: "panel-body" }, this.form));
+    this.focusTarget = this.title;
+    if (id) {
+      this.form.inert = true;
+      this.load();
+    } else {
+      this.initial = this.values();
+    }
+  }
+  async load() {
+    try {
+      const p = await api("GET", `/agent/plans/${enc(this.id)}`);
+      this.title.value = p.title;
+      this.summary.value = p.summary || "";
+      this.content.value = p.content || "";
+      if (p.status !== "draft" && p.status !== "ready") {
+        this.message = { kind: "error", text: `This plan is ${p.status}; only draft and ready plans can be edited.` };
+      }
+    } catch (err) {
+      this.message = { kind: "error", text: err.message };
+    }
+    this.initial = this.values();
+    this.loaded = true;
+    this.form.inert = false;
+    if (isOpen(this)) {
+      this.update();
+      this.title.focus();
+    }
+  }
+  values() {
+    return { title: this.title.value, summary: this.summary.value, content: this.content.value };
+  }
+  isDirty() {
+    return this.initial && JSON.stringify(this.values()) !== JSON.stringify(this.initial);
+  }
+  confirmLeave() {
+    return !this.isDirty() || window.confirm("Discard the changes to this plan?");
+  }
+  leave() {
+    if (!this.confirmLeave()) return;
+    this.initial = this.values();
+    if (this.id) navigate(`#plan/${enc(this.id)}`);
+    else closePanel();
+  }
+  showTab(tab) {
+    this.tab = tab;
+    const preview = tab === "preview";
+    this.tabWrite.setAttribute("aria-selected", String(!preview));
+    this.tabPreview.setAttribute("aria-selected", String(preview));
+    this.tabWrite.tabIndex = preview ? -1 : 0;
+    this.tabPreview.tabIndex = preview ? 0 : -1;
+    this.content.hidden = preview;
+    this.preview.hidden = !preview;
+    if (preview) {
+      this.preview.replaceChildren(this.content.value.trim() ? mdBlock(this.content.value)
+        : h("div", { class: "empty-hint" }, "Nothing to preview yet."));
+    }
+  }
+  dispose() {}
+  update() {
+    patch(this.messageEl, JSON.stringify(this.message), () => messageNotice(this.message));
+    const disabled = Boolean(this.busy) || !this.loaded;
+    if (this.saveBtn.disabled !== disabled) this.saveBtn.disabled = disabled;
+    const label = this.busy ? "Saving…" : this.id ? "Save changes" : "Save draft";
+    if (this.saveBtn.textContent !== label) this.saveBtn.textContent = label;
+  }
+  async save() {
+    if (this.busy) return;
+    const values = this.values();
+    if (!values.title.trim()) {
+      this.titleError.textContent = "A plan needs a title.";
+      this.title.setAttribute("aria-invalid", "true");
+      this.title.focus();
+      return;
+    }
+    this.titleError.textContent = "";
+    this.title.removeAttribute("aria-invalid");
+    this.busy = "save";
+    this.message = null;
+    this.update();
+    try {
+      const plan = this.id ? await api("PATCH", `/agent/plans/${enc(this.id)}`, values)
+        : await api("POST", "/agent/plans", values);
+      setPlan(planRecord(plan));
+      scheduleFlush();
+      this.initial = this.values();
+      this.busy = null;
+      navigate(`#plan/${enc(plan.id)}`, !this.id);
+    } catch (err) {
+      this.busy = null;
+      this.message = { kind: "error", text: err.message };
+      if (isOpen(this)) this.update();
+    }
+  }
+}

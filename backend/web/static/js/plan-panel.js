@@ -1,0 +1,251 @@
+/*
+ * The plan panel (#plan/<id>): a plan's status, text, orchestrator feed, tasks,
+ * and its actions: Start, Cancel, Retry, Land, Mark ready, Edit, filter, Delete.
+ *
+ * Owns: what a user does with one plan. Start runs the orchestrator (which
+ * splits the plan into tasks); Land merges the plan's integration branch into
+ * its base branch and shows the server's answer in the panel.
+ */
+import { api } from "./api.js";
+import { h, icon, mdBlock, patch, statusBadge } from "./dom.js";
+import { enc, fmtCost, fmtCount, fmtDuration, fmtWhen, fullTime, shortSha } from "./format.js";
+import { filteredPlan, togglePlanFilter } from "./board.js";
+import { actionButton, messageNotice, patchActions, runAction, stat, twoStepDelete } from "./panel.js";
+import { closePanel, isOpen } from "./router.js";
+import { PLAN_LABEL, S, TASK_LABEL, dirty, dropPlan, isOrchestrating, planRecord, planStats, planTaskIds,
+  setPlan } from "./store.js";
+import { scheduleFlush } from "./stream.js";
+import { toast } from "./toast.js";
+import { DetailView } from "./view.js";
+
+export class PlanView extends DetailView {
+  constructor(id) {
+    super("plan", id, {
+      actionsLabel: "Plan actions",
+      contentOpen: false, // opened on first update while the plan can still be edited
+      feedEmpty: "The orchestrator’s activity appears here once the plan starts.",
+      feedLabel: "Orchestrator activity",
+    });
+    this.landResult = null;
+    this.landEl = h("div", { "aria-live": "polite" });
+    this.feedHeadAside = h("span", { class: "aside" });
+    this.tasksEl = h("div");
+    this.tasksAside = h("span", { class: "aside" });
+    this.root = this.frame(this.landEl, this.contentEl,
+      h("section", { class: "section orchestrator", "aria-label": "Orchestrator" },
+        h("div", { class: "section-head" }, "Orchestrator", this.feedHeadAside), this.feed.el),
+      h("section", { class: "section plan-tasks", "aria-label": "Tasks" },
+        h("div", { class: "section-head" }, "Tasks", this.tasksAside), this.tasksEl));
+    this.load();
+  }
+  async load() {
+    await this.loadDetail();
+    this.feed.load();
+  }
+  detailLoaded(detail) {
+    if (!S.plans.has(this.id) && detail) { // not in the snapshot yet (just created): show it on the board too
+      if (detail.orchestrating) S.orchestrating.add(detail.id);
+      setPlan(planRecord(detail));
+      scheduleFlush();
+    }
+  }
+  plan() {
+    return S.plans.get(this.id) || (this.detail && !this.missing ? this.detail : null);
+  }
+  onLog(kind, id, ev) {
+    if (kind === "plan" && id === this.id) this.feed.push(ev);
+  }
+  update(force) {
+    const p = this.plan();
+    if (!p) {
+      patch(this.titleEl, "missing", () => (this.missing || (S.synced && this.detail)) ? "Plan not found" : "Loading…");
+      patch(this.subEl, "missing", () => this.missing ? "It may have been deleted." : "");
+      patch(this.actionsEl, "missing", () => []);
+      return;
+    }
+    const s = planStats(p.id);
+    const orch = isOrchestrating(p);
+    patch(this.titleEl, p.title, () => p.title);
+    patch(this.subEl, [p.status, orch, p.id, p.created, p.modified].join("|"), () => [
+      statusBadge(p.status, PLAN_LABEL[p.status], orch),
+      h("span", { class: "mono" }, p.id),
+      h("span", { title: fullTime(p.created) }, `created ${fmtWhen(p.created)}`),
+      p.modified !== p.created ? h("span", { title: fullTime(p.modified) }, `updated ${fmtWhen(p.modified)}`) : null,
+    ]);
+    const confirming = this.confirmDelete && Date.now() < this.confirmDelete;
+    const unfinished = s.pending + s.in_progress;
+    patchActions(this.actionsEl, [p.status, orch, this.busy, confirming, unfinished, filteredPlan() === p.id,
+      s.total].join("|"), () => {
+      const out = [];
+      const startable = p.status === "draft" || p.status === "ready";
+      if (startable || p.status === "executing") {
+        out.push(actionButton(this, "start", "Start", {
+          kind: startable && !orch ? "primary" : "",
+          icon: "play",
+          busyLabel: "Starting…",
+          disabled: !startable || orch,
+          title: orch ? "The orchestrator is running" : "Run the orchestrator: it splits the plan into tasks",
+          onclick: () => this.start(),
+        }));
+      }
+      if (orch) {
+        out.push(actionButton(this, "cancel", "Cancel", {
+          kind: "danger", icon: "stop", busyLabel: "Cancelling…", title: "Stop the orchestrator",
+          onclick: () => this.cancel(),
+        }));
+      }
+      if (p.status === "failed") {
+        out.push(actionButton(this, "retry", "Retry", {
+          kind: "primary", icon: "retry", busyLabel: "Retrying…", title: "Run the orchestrator again",
+          onclick: () => this.retry(),
+        }));
+      }
+      if (p.status === "done") {
+        out.push(actionButton(this, "land", "Land", {
+          kind: unfinished ? "" : "primary", icon: "land", busyLabel: "Landing…",
+          title: p.integration_branch ? `Merge ${p.integration_branch} into ${p.base_branch || "the base branch"}`
+            : "Merge the plan's work into the base branch",
+          onclick: () => this.land(),
+        }));
+      }
+      if (p.status === "draft" && !orch) {
+        out.push(actionButton(this, "ready", "Mark ready", {
+          icon: "ready", title: "Mark the plan as ready to start", onclick: () => this.markReady(),
+        }));
+      }
+      if (startable && !orch) {
+        out.push(h("a", { class: "btn", href: `#edit/${enc(p.id)}`, "data-action": "edit" }, icon("edit"), "Edit"));
+      }
+      out.push(h("span", { class: "sep" }));
+      if (s.total) {
+        out.push(h("button", {
+          class: "btn ghost", type: "button", "data-action": "filter",
+          onclick: () => {
+            togglePlanFilter(p.id);
+            this.update(true);
+          },
+        }, icon("filter"), filteredPlan() === p.id ? "Show all tasks" : "Show only its tasks"));
+      }
+      if (!orch && p.status !== "executing") {
+        out.push(twoStepDelete(this, "Delete", () => this.remove()));
+      }
+      return out;
+    });
+    patch(this.messageEl, JSON.stringify(this.message), () => messageNotice(this.message));
+    patch(this.errorEl, [p.status, p.error].join("|"), () => p.status === "failed" ? h("div", {
+      class: "notice error plan-error", role: "alert" }, icon("alert"),
+    h("div", { class: "notice-body" }, h("strong", null, "The plan failed"),
+      p.error || "The orchestrator stopped without saying why. See its activity below.",
+      h("div", { style: "margin-top: 6px; color: var(--muted)" },
+        "Retry runs the orchestrator again; the plan text stays as it is."))) : null);
+    const o = p.orchestration || {};
+    patch(this.statsEl, JSON.stringify([s, o, p.integration_branch, p.base_branch, p.base_commit]), () => {
+      if (!s.total && !p.orchestration && !p.integration_branch) return null;
+      const items = [
+        stat("Tasks", s.total ? `${s.completed}/${s.total} done` : "—"),
+        stat("Failed", s.total ? String(s.failed) : "—"),
+        stat("Total cost", fmtCost(s.cost), { title: "orchestrator and all tasks" }),
+      ];
+      if (p.orchestration) {
+        items.push(
+          stat("Planning", fmtCost(o.cost_usd), { title: "cost of the orchestrator run" }),
+          stat("Tokens", `${fmtCount(o.input_tokens)} / ${fmtCount(o.output_tokens)}`,
+            { title: "orchestrator tokens: input / output" }),
+          stat("Turns", o.num_turns == null ? "—" : String(o.num_turns)),
+          stat("Duration", fmtDuration(o.duration_ms), { title: "orchestrator run time" }));
+      }
+      const out = [h("dl", { class: "stats plan-stats" }, items)];
+      if (p.integration_branch || p.base_branch) {
+        out.push(h("dl", { class: "kv" },
+          p.integration_branch ? [h("dt", null, "Integration branch"), h("dd", { class: "mono" }, p.integration_branch)] : null,
+          p.base_branch ? [h("dt", null, "Base"), h("dd", { class: "mono" },
+            `${p.base_branch}${p.base_commit ? ` @ ${shortSha(p.base_commit)}` : ""}`)] : null));
+      }
+      return out;
+    });
+    patch(this.landEl, JSON.stringify(this.landResult), () => {
+      const r = this.landResult;
+      if (!r) return null;
+      return messageNotice(r.ok
+        ? { kind: "ok", title: "Landed", text: `${r.message}${r.commit ? ` (${shortSha(r.commit)} on ${r.branch})` : ""}` }
+        : { kind: "error", title: "Not landed", text: r.message });
+    });
+    // content: open by default while the plan can still be edited
+    if (this.contentEl._status === undefined) {
+      this.contentEl._status = p.status;
+      this.contentEl.open = p.status === "draft" || p.status === "ready" || !(p.tasks || []).length;
+    }
+    const content = p.content !== undefined ? p.content : this.detail ? this.detail.content : undefined;
+    patch(this.contentEl, JSON.stringify([p.summary, content]), () => [
+      h("summary", null, "Plan"),
+      h("div", { class: "content-box" },
+        p.summary ? h("p", { class: "plan-summary", style: "margin-top: 0; color: var(--text-2)" }, p.summary) : null,
+        content === undefined ? h("div", { class: "empty-hint" }, "Loading…")
+          : content.trim() ? mdBlock(content, "md plan-body") : h("div", { class: "empty-hint" }, "No plan text.")),
+    ]);
+    patch(this.feedHeadAside, [orch, o.outcome].join("|"), () =>
+      orch ? [h("span", { class: "spinner", style: "display:inline-block; vertical-align:-1px; margin-right:6px" }),
+        "running"] : o.outcome ? `ended: ${o.outcome}` : "");
+    patch(this.tasksAside, s.total ? `${s.completed}/${s.total} done` : "", () => s.total ? `${s.completed}/${s.total} done` : "");
+    const ids = planTaskIds(p);
+    const rows = ids.map((tid) => S.tasks.get(tid) || (this.detail && (this.detail.task_details || []).find((x) => x.id === tid)))
+      .filter(Boolean);
+    patch(this.tasksEl, JSON.stringify([orch, rows.map((t) => [t.id, t.title, t.status, t.run && t.run.cost_usd])]), () => {
+      if (!rows.length) {
+        return h("div", { class: "empty-hint" }, orch ? "The orchestrator is reading the plan; its tasks will appear here."
+          : p.status === "failed" ? "No tasks were created." : "Start the plan to split it into tasks.");
+      }
+      return h("ul", { class: "task-list" }, rows.map((t) => h("li", null,
+        h("a", { href: `#task/${enc(t.id)}`, "data-task-id": t.id },
+          statusBadge(t.status, TASK_LABEL[t.status], t.status === "in_progress"),
+          h("span", { class: "t-title" }, t.title),
+          t.run && t.run.cost_usd ? h("span", { class: "t-cost" }, fmtCost(t.run.cost_usd)) : null))));
+    });
+  }
+  async start() {
+    const r = await runAction(this, "start", () => api("POST", `/agent/plans/${enc(this.id)}/start`));
+    if (r) this.orchestratorStarted();
+  }
+  /** Show the orchestrator as running at once, before its plan.orchestration event arrives. */
+  orchestratorStarted() {
+    S.orchestrating.add(this.id);
+    dirty.plans.add(this.id);
+    scheduleFlush();
+  }
+  async cancel() {
+    await runAction(this, "cancel", () => api("POST", `/agent/plans/${enc(this.id)}/cancel`));
+  }
+  async retry() {
+    const r = await runAction(this, "retry", async () => {
+      await api("POST", `/agent/plans/${enc(this.id)}/retry`);
+      return api("POST", `/agent/plans/${enc(this.id)}/start`);
+    });
+    if (r) this.orchestratorStarted();
+  }
+  async markReady() {
+    await runAction(this, "ready", () => api("POST", `/agent/plans/${enc(this.id)}/ready`));
+  }
+  async land() {
+    this.landResult = null;
+    try {
+      this.busy = "land";
+      this.update(true);
+      const r = await api("POST", `/agent/plans/${enc(this.id)}/land`);
+      this.landResult = { ok: true, message: r.message, commit: r.commit, branch: r.branch };
+    } catch (err) {
+      this.landResult = { ok: false, message: err.message };
+    } finally {
+      this.busy = null;
+      if (isOpen(this)) this.update(true);
+    }
+  }
+  async remove() {
+    const r = await runAction(this, "delete", () => api("DELETE", `/agent/plans/${enc(this.id)}`));
+    if (r) {
+      toast("Plan deleted.");
+      dropPlan(this.id);
+      scheduleFlush();
+      closePanel();
+    }
+  }
+}

@@ -1,0 +1,154 @@
+/*
+ * The client-side state: every plan and task as the API or an event gave it.
+ *
+ * Owns: S (plans, tasks, plan -> tasks index, running orchestrators, the live
+ * activity line per card, health, dispatcher) and `dirty`, the set of cards,
+ * columns and widgets the next render must look at. Every mutation goes through
+ * setPlan/setTask/dropPlan/dropTask so the dirty marks stay right; rendering
+ * (board.js) reads S and clears `dirty`. Events carry whole records, so applying
+ * one twice is harmless and the state converges after a reconnect.
+ */
+export const TASK_COLUMNS = ["pending", "in_progress", "completed", "failed"];
+export const TASK_LABEL = { pending: "pending", in_progress: "in progress", completed: "completed", failed: "failed" };
+export const PLAN_LABEL = { draft: "draft", ready: "ready", executing: "executing", done: "done", failed: "failed" };
+
+export const S = {
+  plans: new Map(), // id -> plan (raw, as the API or an event gave it)
+  tasks: new Map(), // id -> task
+  byPlan: new Map(), // plan id -> Set(task id)
+  orchestrating: new Set(), // plan ids whose orchestrator runs
+  activity: new Map(), // "task:<id>" / "plan:<id>" -> latest activity line (live only)
+  health: null,
+  dispatcher: null,
+  synced: false,
+};
+export const dirty = { tasks: new Set(), plans: new Set(), cols: new Set(), filter: false, planOptions: false,
+  counts: false };
+
+export function isOrchestrating(plan) {
+  return plan.status === "executing" || S.orchestrating.has(plan.id);
+}
+export function planStats(planId) {
+  const plan = S.plans.get(planId);
+  const stats = { pending: 0, in_progress: 0, completed: 0, failed: 0, total: 0, cost: 0 };
+  if (plan && plan.orchestration && plan.orchestration.cost_usd) stats.cost += plan.orchestration.cost_usd;
+  const ids = S.byPlan.get(planId);
+  if (ids) {
+    for (const id of ids) {
+      const t = S.tasks.get(id);
+      if (!t) continue;
+      stats[t.status] = (stats[t.status] || 0) + 1;
+      stats.total++;
+      if (t.run && t.run.cost_usd) stats.cost += t.run.cost_usd;
+    }
+  }
+  if (plan && plan.tasks && plan.tasks.length > stats.total) stats.total = plan.tasks.length;
+  return stats;
+}
+export function planTaskIds(plan) {
+  const ids = [...(plan.tasks || [])];
+  const seen = new Set(ids);
+  const extra = [...(S.byPlan.get(plan.id) || [])].filter((id) => !seen.has(id));
+  extra.sort((a, b) => String(S.tasks.get(a)?.created).localeCompare(String(S.tasks.get(b)?.created)));
+  return ids.concat(extra);
+}
+
+export function setTask(task) {
+  const old = S.tasks.get(task.id);
+  S.tasks.set(task.id, task);
+  dirty.tasks.add(task.id);
+  if (!old || old.status !== task.status || old.started !== task.started || old.finished !== task.finished) {
+    dirty.cols.add(task.status);
+    if (old) dirty.cols.add(old.status);
+  }
+  if (old && old.plan_id && old.plan_id !== task.plan_id) {
+    S.byPlan.get(old.plan_id)?.delete(task.id);
+    dirty.plans.add(old.plan_id);
+  }
+  if (task.plan_id) {
+    if (!S.byPlan.has(task.plan_id)) S.byPlan.set(task.plan_id, new Set());
+    S.byPlan.get(task.plan_id).add(task.id);
+    dirty.plans.add(task.plan_id);
+  }
+  if (task.status !== "in_progress") S.activity.delete(`task:${task.id}`);
+}
+export function dropTask(id) {
+  const old = S.tasks.get(id);
+  if (!old) return;
+  S.tasks.delete(id);
+  S.activity.delete(`task:${id}`);
+  dirty.tasks.add(id);
+  dirty.cols.add(old.status);
+  if (old.plan_id) {
+    S.byPlan.get(old.plan_id)?.delete(id);
+    dirty.plans.add(old.plan_id);
+  }
+}
+export function setPlan(plan) {
+  const old = S.plans.get(plan.id);
+  S.plans.set(plan.id, plan);
+  dirty.plans.add(plan.id);
+  if (!old) dirty.cols.add("plans");
+  if (!old || old.title !== plan.title) {
+    dirty.planOptions = true;
+    for (const id of S.byPlan.get(plan.id) || []) dirty.tasks.add(id); // cards show the plan's title
+  }
+  if (plan.status === "done" || plan.status === "failed" || plan.status === "draft") {
+    S.orchestrating.delete(plan.id);
+  }
+  if (plan.status !== "executing" && !S.orchestrating.has(plan.id)) S.activity.delete(`plan:${plan.id}`);
+}
+export function dropPlan(id) {
+  if (!S.plans.has(id)) return;
+  S.plans.delete(id);
+  S.orchestrating.delete(id);
+  dirty.plans.add(id);
+  dirty.cols.add("plans");
+  dirty.planOptions = true;
+  for (const tid of S.byPlan.get(id) || []) dirty.tasks.add(tid);
+}
+
+/** A plan as stored here: the API's derived fields (computed here from the tasks) stripped. */
+export function planRecord(plan) {
+  const { orchestrating, progress, total_cost_usd, task_details, ...raw } = plan;
+  return raw;
+}
+
+export function applySnapshot(plansGrouped, tasksGrouped) {
+  const planIds = new Set();
+  for (const status of Object.keys(plansGrouped)) {
+    for (const plan of plansGrouped[status]) {
+      planIds.add(plan.id);
+      if (plan.orchestrating) S.orchestrating.add(plan.id);
+      else S.orchestrating.delete(plan.id);
+      setPlan(planRecord(plan)); // derived fields: computed here
+    }
+  }
+  for (const id of [...S.plans.keys()]) if (!planIds.has(id)) dropPlan(id);
+  const taskIds = new Set();
+  for (const status of Object.keys(tasksGrouped)) {
+    for (const task of tasksGrouped[status]) {
+      taskIds.add(task.id);
+      setTask(task);
+    }
+  }
+  for (const id of [...S.tasks.keys()]) if (!taskIds.has(id)) dropTask(id);
+}
+
+/** Latest activity line for a card: what the agent is doing right now. */
+export function activityLine(ev) {
+  switch (ev.kind) {
+    case "tool_use":
+    case "api_retry":
+    case "error":
+    case "setup":
+    case "test":
+      return ev.summary;
+    case "text":
+      return ev.summary ? `“${ev.summary}”` : null;
+    case "init":
+      return "starting Claude Code…";
+    default:
+      return null;
+  }
+}

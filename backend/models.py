@@ -13,6 +13,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+#: The agent CLIs Shipyard can run (backend/runners/registry.py has their drivers).
+AGENT_NAMES: tuple[str, ...] = ("claude", "codex", "gemini", "opencode")
+
+
+def check_agent(value: str | None) -> str | None:
+    """Validate an agent name (None: use the setting)."""
+    if value is None or value == "":
+        return None
+    if value not in AGENT_NAMES:
+        raise ValueError(f"unknown agent {value!r}: choose one of {', '.join(AGENT_NAMES)}")
+    return value
+
 
 def utcnow() -> str:
     """ISO-8601 UTC timestamp, as stored on disk.
@@ -48,10 +60,16 @@ class TaskType(StrEnum):
 
 
 class RunStats(BaseModel):
-    """What one Claude Code run cost and how it ended (from its result event)."""
+    """What one agent run cost and how it ended (from its result event).
+
+    ``cost_usd`` is None when the agent reports no cost (Codex, Gemini CLI):
+    the dashboard then shows "—" next to the tokens.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
+    agent: str | None = None
+    model: str | None = None
     outcome: str | None = None
     cost_usd: float | None = None
     input_tokens: int | None = None
@@ -79,6 +97,11 @@ class Plan(BaseModel):
     integration_branch: str | None = None
     base_branch: str | None = None
     base_commit: str | None = None
+    #: Agent for the plan's tasks and for its orchestrator (None: the settings').
+    agent: str | None = None
+    orchestrator_agent: str | None = None
+    #: Let the orchestrator choose an agent per task (an optional "agent" in its task JSON).
+    agent_per_task: bool = False
 
 
 class Task(BaseModel):
@@ -103,6 +126,8 @@ class Task(BaseModel):
     run: RunStats | None = None
     result: str | None = None
     error: str | None = None
+    #: The agent that carries the task out (None: the plan's, else the ``agent`` setting).
+    agent: str | None = None
 
 
 # Request bodies --------------------------------------------------------------
@@ -118,6 +143,14 @@ class PlanCreate(_Body):
     title: str = Field(min_length=1, max_length=TITLE_MAX)
     summary: str = Field(default="", max_length=5_000)
     content: str = Field(default="", max_length=500_000)
+    agent: str | None = Field(default=None, description="Agent for the tasks (default: the setting).")
+    orchestrator_agent: str | None = Field(default=None, description="Agent that plans (default: the setting).")
+    agent_per_task: bool | None = None
+
+    @field_validator("agent", "orchestrator_agent")
+    @classmethod
+    def _agent(cls, value: str | None) -> str | None:
+        return check_agent(value)
 
     @field_validator("title")
     @classmethod
@@ -131,6 +164,14 @@ class PlanUpdate(_Body):
     title: str | None = Field(default=None, min_length=1, max_length=TITLE_MAX)
     summary: str | None = Field(default=None, max_length=5_000)
     content: str | None = Field(default=None, max_length=500_000)
+    agent: str | None = Field(default=None, description="Agent for the tasks (default: the setting).")
+    orchestrator_agent: str | None = Field(default=None, description="Agent that plans (default: the setting).")
+    agent_per_task: bool | None = None
+
+    @field_validator("agent", "orchestrator_agent")
+    @classmethod
+    def _agent(cls, value: str | None) -> str | None:
+        return check_agent(value)
 
     @field_validator("title")
     @classmethod
@@ -140,10 +181,29 @@ class PlanUpdate(_Body):
         return value.strip() if value else value
 
 
+class PlanStart(_Body):
+    """Optional body of ``POST /agent/plans/{id}/start``: choose the agents at Start."""
+
+    agent: str | None = Field(default=None, description="Agent for the tasks (default: the setting).")
+    orchestrator_agent: str | None = Field(default=None, description="Agent that plans (default: the setting).")
+    agent_per_task: bool | None = None
+
+    @field_validator("agent", "orchestrator_agent")
+    @classmethod
+    def _agent(cls, value: str | None) -> str | None:
+        return check_agent(value)
+
+
 class TaskCreate(_Body):
     title: str = Field(min_length=1, max_length=TITLE_MAX)
     content: str = Field(min_length=1, max_length=500_000)
     task_type: TaskType = TaskType.feature
+    agent: str | None = None
+
+    @field_validator("agent")
+    @classmethod
+    def _agent(cls, value: str | None) -> str | None:
+        return check_agent(value)
 
     @field_validator("title", "content")
     @classmethod

@@ -63,6 +63,8 @@ def api_failure(message: str, tries: int) -> str:
     if found:
         status = int(found.group(1))
         reason = describe_api_error(status)
+        if status < 500:
+            return reason  # retrying cannot fix a refused key or a bad request
     elif any(hint in lowered for hint in _SERVER_HINTS):
         reason = "API server error"
     elif any(hint in lowered for hint in (*_CONNECT_HINTS, "error sending request", "connection")):

@@ -11,7 +11,6 @@ the scripted server (one process, speaking every agent's API).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,12 +18,6 @@ import psutil
 import pytest
 
 from tests.fakes.agent_tools import shell, write_file
-from tests.fakes.fixtures import (
-    FOREIGN_ENV_VARS,
-    OTHER_FOREIGN_ENV_VARS,
-    agent_bin,
-    agent_env,
-)
 from tests.fakes.model_server import ModelServer, http_error, structured, text
 from tests.support import EventRecorder, agent_processes, git, make_repo, wait_for
 
@@ -34,32 +27,14 @@ OTHERS = ("codex", "gemini", "opencode")
 DONE = ("completed", "failed")
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ModelServer]:
-    with ModelServer() as srv:
-        yield srv
-    assert not srv.errors, srv.errors
+@pytest.fixture
+def server(agents_model_server: ModelServer) -> ModelServer:
+    return agents_model_server
 
 
 @pytest.fixture
-def env(server: ModelServer, agent_home: Path, tmp_path: Path, claude_bin: str,
-        monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """One Shipyard server environment that points every agent at the scripted model."""
-    for name in (*FOREIGN_ENV_VARS, *OTHER_FOREIGN_ENV_VARS):
-        monkeypatch.delenv(name, raising=False)
-    values = {
-        "ANTHROPIC_BASE_URL": server.url, "ANTHROPIC_API_KEY": "test-key",
-        "CLAUDE_CONFIG_DIR": str(tmp_path / "claude-config"), "CLAUDE_CODE_MAX_RETRIES": "1",
-        "DISABLE_AUTOUPDATER": "1", "DISABLE_TELEMETRY": "1",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "SHIPYARD_CLAUDE_BIN": claude_bin, "SHIPYARD_MAX_PARALLEL_WORKERS": "4",
-    }
-    for agent in OTHERS:
-        values.update(agent_env(agent, server, agent_home))
-        values[f"SHIPYARD_{agent.upper()}_BIN"] = agent_bin(agent)
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    return values
+def env(all_agents_env: dict[str, str]) -> dict[str, str]:
+    return all_agents_env
 
 
 @pytest.fixture(params=OTHERS)

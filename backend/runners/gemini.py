@@ -158,6 +158,9 @@ class GeminiParser(StreamParser):
             self.no_result(result)
             return
         stats = self.result_obj.get("stats") or {}
+        models = stats.get("models")
+        if isinstance(models, dict) and len(models) == 1:
+            result.model = next(iter(models))  # the model that answered, not "auto"
         result.usage = {"input_tokens": stats.get("input_tokens"), "output_tokens": stats.get("output_tokens")}
         result.duration_ms = stats.get("duration_ms")
         result.num_turns = (stats.get("tool_calls") or 0) + 1

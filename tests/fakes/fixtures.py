@@ -197,3 +197,33 @@ def hermetic_agent_environ(agent: str, server: ModelServer, home: Path) -> dict[
 def agent_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One HOME for opencode across the session, so only the first run pays its cold start."""
     return tmp_path_factory.mktemp("agent-home")
+
+
+@pytest.fixture(scope="module")
+def agents_model_server() -> Iterator[ModelServer]:
+    """One scripted model for a module of agent tests; each test scripts its own prompts."""
+    with ModelServer() as server:
+        yield server
+    assert not server.errors, f"the scripted model server failed: {server.errors}"
+
+
+@pytest.fixture
+def all_agents_env(agents_model_server: ModelServer, agent_home: Path, tmp_path: Path, claude_bin: str,
+                   monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A Shipyard server environment (applied to os.environ too) pointing every agent at the fake."""
+    server = agents_model_server
+    for name in (*FOREIGN_ENV_VARS, *OTHER_FOREIGN_ENV_VARS, *NESTED_SESSION_ENV_VARS):
+        monkeypatch.delenv(name, raising=False)
+    values = {
+        "ANTHROPIC_BASE_URL": server.url, "ANTHROPIC_API_KEY": "test-key",
+        "CLAUDE_CONFIG_DIR": str(tmp_path / "claude-config"), "CLAUDE_CODE_MAX_RETRIES": "1",
+        "DISABLE_AUTOUPDATER": "1", "DISABLE_TELEMETRY": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "SHIPYARD_CLAUDE_BIN": claude_bin, "SHIPYARD_MAX_PARALLEL_WORKERS": "4",
+    }
+    for agent in ("codex", "gemini", "opencode"):
+        values.update(agent_env(agent, server, agent_home))
+        values[f"SHIPYARD_{agent.upper()}_BIN"] = agent_bin(agent)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values

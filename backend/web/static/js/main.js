@@ -18,6 +18,7 @@ import { $ } from "./dom.js";
 import { initHeader } from "./header.js";
 import * as markdown from "./markdown.js";
 import { EditorView } from "./plan-editor.js";
+import { TaskEditorView } from "./task-editor.js";
 import { PlanView } from "./plan-panel.js";
 import { addRoute, closePanel, currentView, initRouter, navigate } from "./router.js";
 import { S } from "./store.js";
@@ -30,6 +31,7 @@ addRoute("plan", (id) => (id ? new PlanView(id) : null));
 addRoute("task", (id) => (id ? new TaskView(id) : null));
 addRoute("new", () => new EditorView(null));
 addRoute("edit", (id) => (id ? new EditorView(id) : null));
+addRoute("new-task", () => new TaskEditorView());
 
 initBoard();
 initHeader();
@@ -60,6 +62,7 @@ document.addEventListener("keydown", (e) => {
   }
 });
 $("#new-plan").addEventListener("click", () => navigate("#new"));
+$("#new-task").addEventListener("click", () => navigate("#new-task"));
 window.addEventListener("beforeunload", (e) => {
   const view = currentView();
   if (view && view.isDirty && view.isDirty()) e.preventDefault();

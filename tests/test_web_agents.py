@@ -59,8 +59,8 @@ def test_pick_an_agent_for_a_task_and_for_a_plan(browser: Browser, git_repo: Pat
         expect(card.locator(".agent-chip")).to_have_text("Gemini CLI · gemini-scripted")
         expect(card.locator(".no-cost")).to_contain_text("— ·")
         expect(card.locator(".no-cost")).to_contain_text("tok")
-        card.click()
-        expect(d.panel.locator(".task-stats")).to_contain_text("Gemini CLI")
+        # the form opened the new task in the panel
+        expect(d.panel.locator(".task-stats")).to_contain_text("Gemini CLI · gemini-scripted")
         d.shot("agents-02-task-by-gemini")
 
         # a plan written for Codex; at Start the user switches it to Gemini CLI
@@ -80,9 +80,11 @@ def test_pick_an_agent_for_a_task_and_for_a_plan(browser: Browser, git_repo: Pat
         task_card = d.card("completed", "Switched part")
         expect(task_card.locator(".agent-chip")).to_contain_text("Gemini CLI")
         expect(plan_card.locator(".agent-chip")).to_have_text("Gemini CLI")
-        d.shot("agents-05-board")
+        d.shot("agents-05-plan")
+        page.keyboard.press("Escape")
+        d.shot("agents-06-board")
         page.set_viewport_size({"width": 1920, "height": 1000})
-        d.shot("agents-06-board-wide")
+        d.shot("agents-07-board-wide")
         d.check()
     plan_branch = [b.strip(" *") for b in git(git_repo, "branch", "--list", "shipyard/plan-*").splitlines()]
     assert git(git_repo, "show", f"{plan_branch[0]}:switched.txt") == "switched.txt by gemini\n"

@@ -167,7 +167,7 @@ export class PlanView extends DetailView {
           stat("Tokens", `${fmtCount(o.input_tokens)} / ${fmtCount(o.output_tokens)}`,
             { title: "orchestrator tokens: input / output" }),
           stat("Turns", o.num_turns == null ? "—" : String(o.num_turns)),
-          stat("Planned by", o.agent ? agentLabel(o.agent) + (o.model ? ` · ${o.model}` : "") : "—"),
+          stat("Planned by", o.agent ? agentLabel(o.agent) : "—", o.model ? { title: `model ${o.model}` } : undefined),
           stat("Duration", fmtDuration(o.duration_ms), { title: "orchestrator run time" }));
       }
       const out = [h("dl", { class: "stats plan-stats" }, items)];

@@ -33,16 +33,19 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
 
 class _Scripts(HTMLParser):
-    """Collects <script> tags and any inline on…= handler attributes."""
+    """Collects <script> tags, module preloads and any inline on…= handler attributes."""
 
     def __init__(self) -> None:
         super().__init__()
         self.scripts: list[dict[str, str | None]] = []
+        self.preloads: set[str | None] = set()
         self.handlers: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "script":
             self.scripts.append(dict(attrs))
+        if tag == "link" and dict(attrs).get("rel") == "modulepreload":
+            self.preloads.add(dict(attrs).get("href"))
         self.handlers += [f"<{tag} {name}>" for name, _ in attrs if name.startswith("on")]
 
 
@@ -55,6 +58,9 @@ def test_page_loads_one_module_and_nothing_inline(server: ServerProcess) -> None
     parser.feed(page.text)
     assert parser.scripts == [{"type": "module", "src": "/static/js/main.js"}]
     assert parser.handlers == []
+    # every other module is preloaded, so the browser fetches them all at once, not one import level at a time
+    modules = {f"/static/js/{p.name}" for p in (STATIC / "js").glob("*.js")} - {"/static/js/main.js"}
+    assert parser.preloads == modules
 
 
 def test_every_module_is_served_as_javascript_and_every_import_resolves(server: ServerProcess) -> None:

@@ -169,7 +169,7 @@ class Store:
 
     def move_plan(self, plan_id: str, to: PlanStatus, expect: Iterable[PlanStatus] | None = None,
                   **fields: Any) -> Plan:
-        """Move a plan to another status folder: one ``rename``, then the fields are updated.
+        """Move a plan to another status folder: the fields are written, then one ``rename``.
 
         ``expect`` lists the statuses the plan may be in; anything else is a
         :class:`Conflict`, so two racing requests cannot both win.
@@ -181,9 +181,11 @@ class Store:
                 raise Conflict(f"plan {plan_id} is {plan.status.value}, not "
                                f"{' or '.join(sorted(s.value for s in allowed))}.")
             old_status = plan.status
-            os.rename(self.plan_path(old_status, plan_id), self.plan_path(to, plan_id))
             plan = Plan.model_validate({**dump(plan), **fields, "status": to.value, "modified": utcnow()})
-            self._write_plan(plan)
+            # new content first (in the old folder), then the rename: never the new status with old fields
+            atomic_write(self.plan_path(old_status, plan_id),
+                         json.dumps(dump(plan), indent=2, ensure_ascii=False) + "\n")
+            os.rename(self.plan_path(old_status, plan_id), self.plan_path(to, plan_id))
         self.publish("plan.status", {"plan": dump(plan), "from": old_status.value, "to": to.value})
         return plan
 
@@ -343,12 +345,14 @@ class Store:
                 raise Conflict(f"task {task_id} is {task.status.value}, not "
                                f"{' or '.join(sorted(s.value for s in allowed))}.")
             old_status = task.status
+            task = Task.model_validate({**dump(task), **fields, "status": to.value, "modified": utcnow()})
+            # New content first, in the old folder, then one rename: a reader never sees the new
+            # folder (status) with the old fields (e.g. "failed" without its error).
+            atomic_write(self.task_path(old_status, task_id), render_task(task))
             os.rename(self.task_path(old_status, task_id), self.task_path(to, task_id))
             if old_status == TaskStatus.failed and to != TaskStatus.failed:
                 with contextlib.suppress(FileNotFoundError):
                     self.error_log_path(task_id).unlink()
-            task = Task.model_validate({**dump(task), **fields, "status": to.value, "modified": utcnow()})
-            self._write_task(task)
             if to == TaskStatus.failed and error_log is not None:
                 atomic_write(self.error_log_path(task_id), error_log.rstrip() + "\n")
         self.publish("task.status", {"task": dump(task), "from": old_status.value, "to": to.value})

@@ -48,6 +48,7 @@ from backend.runners.registry import label as agent_label
 from backend.runners.registry import make_runner
 from backend.store import Store
 from backend.task_run import STANDALONE_BRANCH, Stop, TaskRun, branch_for, plan_branch
+from backend.trust import TrustGate
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class Dispatcher:
         self._runners: dict[str, Runner] = {"claude": self.runner}
         self._runners_lock = threading.Lock()
         self.git = GitRepo(settings.project_dir)
+        self.trust = TrustGate(settings.project_dir, settings.committed_commands)
         self.worktrees_dir = settings.state_path / "worktrees"
         self.integration_lock = threading.Lock()
         self._ensured: set[str] = set()
@@ -102,7 +104,9 @@ class Dispatcher:
         self._loop_thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
         self._loop_thread.start()
         threading.Thread(target=self._watch_pending, name="pending-watcher", daemon=True).start()
-        if self.settings.dispatcher_autostart:
+        if not self.trust.trusted:
+            log.warning("%s. To fix: %s", self.trust.explain(), self.trust.FIX)
+        elif self.settings.dispatcher_autostart:
             self.start()
 
     def shutdown(self, grace_s: float = 10.0) -> None:
@@ -125,7 +129,20 @@ class Dispatcher:
         self._workers.shutdown(wait=False, cancel_futures=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def require_trust(self) -> None:
+        """Refuse to run anything while the project's committed commands are not trusted."""
+        if not self.trust.trusted:
+            raise Conflict(f"{self.trust.explain()}. To fix: {self.trust.FIX}")
+
+    def grant_trust(self, digest: str) -> None:
+        """The user confirmed the commands they were shown: trust them and start as configured."""
+        if not self.trust.grant(digest):
+            raise Conflict("the commands changed since they were shown to you; review them again.")
+        if self.settings.dispatcher_autostart and not self._accepting and not self._closing:
+            self.start()
+
     def start(self) -> None:
+        self.require_trust()
         with self._wake:
             self._accepting = True
             self._dirty = True
@@ -150,6 +167,7 @@ class Dispatcher:
             "max_parallel_workers": self.settings.max_parallel_workers,
             "active_tasks": sorted(self._running),
             "active_orchestrations": sorted(self._active_orchestrations),
+            "trust_required": not self.trust.trusted,
         }
 
     def child_env(self, run: str) -> dict[str, str]:
@@ -296,6 +314,7 @@ class Dispatcher:
         ``choices`` (``agent``, ``orchestrator_agent``, ``agent_per_task``) are
         stored on the plan first: the agents can be chosen at Start.
         """
+        self.require_trust()
         with self._plan_lock:
             plan = self.store.get_plan(plan_id)
             wanted = {k: v for k, v in (choices or {}).items() if v is not None}

@@ -18,18 +18,31 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import __version__
 from backend.agent import Dispatcher
+from backend.auth import generate_token
+from backend.body_limit import BodyLimitMiddleware
 from backend.config import Settings
 from backend.doctor import run_checks
 from backend.errors import ShipyardError
 from backend.events import EventBus
-from backend.models import PlanCreate, PlanStart, PlanStatus, PlanUpdate, TaskCreate, TaskStatus, dump
+from backend.models import (
+    PlanCreate,
+    PlanStart,
+    PlanStatus,
+    PlanUpdate,
+    TaskCreate,
+    TaskStatus,
+    TrustGrant,
+    dump,
+)
+from backend.openapi import install as install_openapi
 from backend.runlog import read_log
 from backend.runners.registry import AGENT_NAMES
 from backend.runners.registry import label as agent_label
-from backend.security import GuardMiddleware
+from backend.security import GuardMiddleware, SecurityHeadersMiddleware
 from backend.store import Store, validate_id
 
 log = logging.getLogger(__name__)
@@ -42,6 +55,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     lifespan: it starts recovery and the task loop on start-up and stops runs
     on shutdown, so no agent lives in a request's background task.
     """
+    if not settings.access_token:
+        settings.access_token = generate_token()  # never serve without one, loopback included
     if dispatcher is None:
         bus = EventBus()
         store = Store(settings.state_path, bus.publish)
@@ -69,13 +84,17 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         redirect_slashes=False,  # never answer an odd path with a redirect to another one
     )
     app.state.dispatcher = disp
+    # added first = innermost: a body is only read once the guard has let the request in
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_body_bytes)
     app.add_middleware(GuardMiddleware, settings=settings)
+    app.add_middleware(SecurityHeadersMiddleware)  # added last = outermost: refusals get the headers too
     _install_error_handlers(app)
+    install_openapi(app)
 
     # ---------------------------------------------------------------- health
     @app.get("/agent/health", tags=["health"])
     def health() -> dict[str, Any]:
-        checks = run_checks(settings, quick=True)
+        checks = run_checks(settings, quick=True, trust=disp.trust)
         return {
             "ok": True,
             "project": settings.name,
@@ -85,9 +104,22 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
             "problems": [{"path": p, "reason": r} for p, r in sorted(store.problems.items())],
             "checks": [c.to_dict() for c in checks],
             "dispatcher": disp.status(),
+            "trust": disp.trust.to_dict(),
             "agents": {"default": settings.agent, "orchestrator": settings.planner_agent,
                        "available": [{"name": n, "label": agent_label(n)} for n in AGENT_NAMES]},
         }
+
+    # ---------------------------------------------------------------- trust
+    @app.get("/agent/trust", tags=["trust"])
+    def get_trust() -> dict[str, Any]:
+        """The commands from a committed shipyard.yaml and whether they are trusted."""
+        return disp.trust.to_dict()
+
+    @app.post("/agent/trust", tags=["trust"])
+    def grant_trust(body: TrustGrant) -> dict[str, Any]:
+        """Trust the commands shown by GET /agent/trust (send back their hash); then agents may run."""
+        disp.grant_trust(body.hash)
+        return disp.trust.to_dict()
 
     # ---------------------------------------------------------------- plans
     @app.get("/agent/plans", tags=["plans"])
@@ -149,7 +181,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
                  limit: int = Query(1000, ge=1, le=10000),
                  tail: int | None = Query(None, ge=1, le=10000)) -> dict[str, Any]:
         store.get_plan(plan_id)
-        return read_log(store.plan_log_path(plan_id), after=after, limit=limit, tail=tail)
+        return read_log(store.plan_log_path(plan_id), after=after, limit=limit, tail=tail, root=store.root)
 
     # ---------------------------------------------------------------- tasks
     @app.get("/agent/tasks", tags=["tasks"])
@@ -176,7 +208,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
                  limit: int = Query(1000, ge=1, le=10000),
                  tail: int | None = Query(None, ge=1, le=10000)) -> dict[str, Any]:
         store.get_task(task_id)
-        return read_log(store.task_log_path(task_id), after=after, limit=limit, tail=tail)
+        return read_log(store.task_log_path(task_id), after=after, limit=limit, tail=tail, root=store.root)
 
     @app.get("/agent/tasks/{task_id}/diff", tags=["tasks"])
     def task_diff(task_id: str) -> dict[str, Any]:
@@ -206,7 +238,9 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         return disp.status()
 
     # ---------------------------------------------------------------- events
-    @app.get("/agent/events", tags=["events"])
+    @app.get("/agent/events", tags=["events"], response_class=EventSourceResponse,
+             responses={200: {"description": "A stream of events (text/event-stream), until the "
+                              "client leaves.", "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
     async def events(request: Request, after: int | None = Query(None, ge=0),
                      types: str | None = Query(None, description="comma-separated prefixes, "
                                                "e.g. plan,task")) -> EventSourceResponse:
@@ -235,6 +269,23 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _domain(_request: Request, exc: ShipyardError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Framework refusals, as sentences; a 405 lists every method the path has."""
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = _methods_for(app, request.url.path)
+            headers["Allow"] = ", ".join(allowed)
+            return JSONResponse({"detail": f"{request.method} is not allowed on {request.url.path}; "
+                                 f"it answers {', '.join(allowed)}."}, status_code=405, headers=headers)
+        if exc.status_code == 404:
+            return JSONResponse({"detail": f"no such endpoint: {request.url.path} (see /docs)."},
+                                status_code=404, headers=headers)
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            return JSONResponse({"detail": "invalid request: the body is not valid JSON text (UTF-8)."},
+                                status_code=422)
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=headers)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         parts = []
@@ -252,6 +303,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the server log "
                              "has the details."}, status_code=500)
+
+
+def _methods_for(app: FastAPI, path: str) -> list[str]:
+    """Every method some route answers on ``path`` (Starlette's own 405 names one route's only)."""
+    methods: set[str] = set()
+    for route in app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path) and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
 
 
 __all__ = ["create_app", "validate_id"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import socket
 import sys
@@ -18,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from backend import __version__
-from backend.client import Client, ClientError, resolve_server
+from backend.client import Client, ClientError, resolve_server, server_for_settings
 from backend.config import ConfigError, load_settings
 
 app = typer.Typer(help="Shipyard: plans in, merged work out.", no_args_is_help=True,
@@ -32,7 +33,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print raw JSON.")]
 
 
 def _fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {_plain(message)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
@@ -48,14 +49,43 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         _fail(str(exc))
 
 
+#: C0 controls except tab and newline, DEL and C1 controls: what makes a terminal obey text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _plain(text: str) -> str:
+    """Text from the server with control characters shown as ``\\xNN``, never sent raw.
+
+    A title like ``"\\x1b]0;pwned\\x07"`` must not retitle, recolour or clear the user's terminal.
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _out(text: str, **style: Any) -> None:
+    """Print a line that carries server data (see :func:`_plain`)."""
+    typer.secho(_plain(text), **style)
+
+
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    text = json.dumps(data, indent=2, ensure_ascii=False)  # C0 is escaped by JSON itself; C1 too here
+    typer.echo(re.sub(r"[\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 @app.command()
 def version() -> None:
     """Print Shipyard's version."""
     typer.echo(__version__)
+
+
+@app.command()
+def url() -> None:
+    """Print the dashboard address of the running server, token included (open it in a browser)."""
+    base, token = resolve_server()
+    if not token:
+        _fail(f"no running Shipyard server found for this project (tried {base}): start one with "
+              "'shipyard serve'.")
+    _call(Client(base, token, timeout=5).get, "/agent/health")
+    typer.echo(f"{base}/?token={token}")
 
 
 # ------------------------------------------------------------------ serve
@@ -72,6 +102,7 @@ def serve(
     from filelock import FileLock, Timeout
 
     from backend.api import create_app
+    from backend.auth import ServerFiles, generate_token
     from backend.project import prepare_state_dir
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -99,12 +130,24 @@ def serve(
               "Pick another port with --port or SHIPYARD_PORT.")
     actual_port = sock.getsockname()[1]
     settings.port = actual_port
+    if not settings.access_token:
+        settings.access_token = generate_token()
+    files = ServerFiles.for_server(state)
+    try:
+        files.write(settings.url, settings.access_token, settings.project_dir)
+    except OSError as exc:
+        _fail(f"cannot write the server file {exc.filename}: {exc.strerror}.")
     application = create_app(settings)
     typer.secho(f"Shipyard {__version__} for {settings.name} ({settings.project_dir})", bold=True)
-    typer.echo(f"  dashboard: {settings.url}/")
+    typer.echo(f"  dashboard: {settings.url}/?token={settings.access_token}")
     typer.echo(f"  API docs:  {settings.url}/docs")
     typer.echo(f"  state:     {state}")
+    typer.echo(f"  The token is in {files.state_file} (only you can read it); the CLI finds it there.")
     typer.echo("  Ctrl-C stops (running agents are stopped and their tasks requeued).")
+    trust = application.state.dispatcher.trust
+    if not trust.trusted:
+        typer.secho(f"  ! {trust.explain()}.", fg=typer.colors.YELLOW)
+        typer.secho(f"    To fix: {trust.FIX}", fg=typer.colors.YELLOW)
     sys.stdout.flush()
     config = uvicorn.Config(application, log_level=log_level.lower(), timeout_graceful_shutdown=5,
                             access_log=log_level.lower() == "debug")
@@ -118,6 +161,7 @@ def serve(
     except _StopServing:
         pass
     finally:
+        files.remove()
         lock.release()
     typer.echo("Shipyard stopped.")
 
@@ -142,12 +186,13 @@ def doctor(project: Annotated[Path | None, typer.Option(help="Repository (defaul
         typer.secho(f"✗ project: {exc}", fg=typer.colors.RED)
         raise typer.Exit(1) from None
     checks: list[Check] = run_checks(settings)
-    client = Client(settings.url, settings.access_token, timeout=3)
+    url, token = server_for_settings(settings)
+    client = Client(url, token, timeout=3)
     try:
         client.get("/agent/health")
-        checks.append(Check("server", "ok", f"running at {settings.url}"))
+        checks.append(Check("server", "ok", f"running at {url}"))
     except ClientError:
-        checks.append(Check("server", "warn", f"not running at {settings.url}",
+        checks.append(Check("server", "warn", f"not running at {url}",
                             "start it with 'shipyard serve'."))
     marks = {"ok": ("✓", typer.colors.GREEN), "warn": ("!", typer.colors.YELLOW),
              "error": ("✗", typer.colors.RED)}
@@ -160,6 +205,46 @@ def doctor(project: Annotated[Path | None, typer.Option(help="Repository (defaul
         raise typer.Exit(1)
 
 
+# ------------------------------------------------------------------ trust
+@app.command()
+def trust(
+    project: Annotated[Path | None, typer.Option(help="Repository (default: cwd).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; trust what is shown.")] = False,
+) -> None:
+    """Trust the commands a committed shipyard.yaml sets, so Shipyard may run them here."""
+    from backend.trust import TrustGate
+
+    try:
+        settings = load_settings(project)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    gate = TrustGate(settings.project_dir, settings.committed_commands)
+    if not gate.commands:
+        _out("Nothing to trust: no command here comes from a shipyard.yaml tracked by git "
+                   "(commands from your environment, flags or an untracked shipyard.yaml are yours).")
+        return
+    _out(f"shipyard.yaml in {settings.project_dir} is tracked by git and sets:", bold=True)
+    for name, value in gate.commands.items():
+        _out(f"  {name}: {_plain(json.dumps(value, ensure_ascii=False))}")
+    if gate.trusted:
+        _out("You already trust exactly these commands.")
+    elif not yes and not typer.confirm("Shipyard will run these on this machine, as you. Trust them?",
+                                       default=False):
+        _fail("not trusted; Shipyard will not run agents or commands in this project.")
+    else:
+        gate.grant(gate.hash)
+        _out(f"Trusted (recorded in {gate.store.path}). Changing any of them asks again.")
+    url, token = server_for_settings(settings)
+    if token:
+        try:
+            Client(url, token, timeout=5).post("/agent/trust", json={"hash": gate.hash})
+            _out(f"The server at {url} may run them now.")
+        except ClientError as exc:
+            if "changed since" in str(exc):
+                _fail(f"the running server at {url} was started with other commands: restart it.")
+
+
 # ------------------------------------------------------------------ plans
 def _read_body(file: Path | None) -> str:
     if file is not None:
@@ -168,7 +253,7 @@ def _read_body(file: Path | None) -> str:
         except OSError as exc:
             _fail(f"cannot read {file}: {exc.strerror}")
     if sys.stdin.isatty():
-        typer.echo("Type the plan (markdown), then Ctrl-D:", err=True)
+        _out("Type the plan (markdown), then Ctrl-D:", err=True)
     return sys.stdin.read()
 
 
@@ -185,8 +270,8 @@ def plan_new(
     if json_out:
         _print_json(plan)
     else:
-        typer.echo(f"created plan {plan['id']} ({plan['status']}): {plan['title']}")
-        typer.echo(f"start it with: shipyard plan start {plan['id']} --follow")
+        _out(f"created plan {plan['id']} ({plan['status']}): {plan['title']}")
+        _out(f"start it with: shipyard plan start {plan['id']} --follow")
 
 
 @plan_app.command("list")
@@ -204,9 +289,9 @@ def plan_list(json_out: JsonFlag = False) -> None:
             done = progress.get("completed", 0)
             total = progress.get("total", 0)
             extra = f"  {done}/{total} done" if total else ""
-            typer.echo(f"{plan['id']}  {status:<9}  {plan['title']}{extra}")
+            _out(f"{plan['id']}  {status:<9}  {plan['title']}{extra}")
     if empty:
-        typer.echo("no plans yet: create one with 'shipyard plan new --title ... --file plan.md'")
+        _out("no plans yet: create one with 'shipyard plan new --title ... --file plan.md'")
 
 
 @plan_app.command("show")
@@ -216,25 +301,25 @@ def plan_show(plan_id: str, json_out: JsonFlag = False) -> None:
     if json_out:
         _print_json(plan)
         return
-    typer.secho(f"{plan['title']}  [{plan['status']}{' · orchestrating' if plan['orchestrating'] else ''}]",
+    _out(f"{plan['title']}  [{plan['status']}{' · orchestrating' if plan['orchestrating'] else ''}]",
                 bold=True)
-    typer.echo(f"id: {plan['id']}   created: {plan['created']}")
+    _out(f"id: {plan['id']}   created: {plan['created']}")
     if plan.get("summary"):
-        typer.echo(f"\n{plan['summary']}")
+        _out(f"\n{plan['summary']}")
     if plan.get("error"):
-        typer.secho(f"\nerror: {plan['error']}", fg=typer.colors.RED)
+        _out(f"\nerror: {plan['error']}", fg=typer.colors.RED)
     if plan.get("integration_branch"):
-        typer.echo(f"\nintegration branch: {plan['integration_branch']} (base {plan.get('base_branch')})")
+        _out(f"\nintegration branch: {plan['integration_branch']} (base {plan.get('base_branch')})")
     if plan.get("task_details"):
-        typer.echo("\ntasks:")
+        _out("\ntasks:")
         for task in plan["task_details"]:
-            typer.echo(f"  {task['id']}  {task['status']:<11}  {task['title']}")
-    typer.echo(f"\ncost: ${plan.get('total_cost_usd', 0):.4f}")
+            _out(f"  {task['id']}  {task['status']:<11}  {task['title']}")
+    _out(f"\ncost: ${plan.get('total_cost_usd', 0):.4f}")
 
 
 def _print_event(prefix: str, event: dict[str, Any]) -> None:
     summary = event.get("summary") or event.get("kind", "")
-    typer.echo(f"{prefix}{summary}")
+    _out(f"{prefix}{summary}")
 
 
 @plan_app.command("start")
@@ -242,7 +327,7 @@ def plan_start(plan_id: str, follow: Annotated[bool, typer.Option(help="Stream p
     """Start the orchestrator on a plan; with --follow, stream what it does and print the tasks."""
     client = _client()
     answer = _call(client.post, f"/agent/plans/{plan_id}/start")
-    typer.echo(f"plan {answer['plan_id']}: {answer['status']}")
+    _out(f"plan {answer['plan_id']}: {answer['status']}")
     if follow:
         _follow_plan(client, plan_id)
 
@@ -261,30 +346,30 @@ def _follow_plan(client: Client, plan_id: str) -> None:
     plan = _call(client.get, f"/agent/plans/{plan_id}")
     if plan["status"] == "failed":
         _fail(f"plan failed: {plan.get('error')}")
-    typer.secho(f"plan {plan_id} produced {len(plan['tasks'])} task(s):", bold=True)
+    _out(f"plan {plan_id} produced {len(plan['tasks'])} task(s):", bold=True)
     for task in plan.get("task_details", []):
-        typer.echo(f"  {task['id']}  [{task['task_type']}]  {task['title']}")
+        _out(f"  {task['id']}  [{task['task_type']}]  {task['title']}")
 
 
 @plan_app.command("cancel")
 def plan_cancel(plan_id: str) -> None:
     """Stop a running orchestration (the plan becomes failed: cancelled)."""
     plan = _call(_client().post, f"/agent/plans/{plan_id}/cancel")
-    typer.echo(f"plan {plan_id}: {plan['status']}{' — ' + plan['error'] if plan.get('error') else ''}")
+    _out(f"plan {plan_id}: {plan['status']}{' — ' + plan['error'] if plan.get('error') else ''}")
 
 
 @plan_app.command("retry")
 def plan_retry(plan_id: str) -> None:
     """Move a failed plan back to ready."""
     plan = _call(_client().post, f"/agent/plans/{plan_id}/retry")
-    typer.echo(f"plan {plan_id}: {plan['status']}")
+    _out(f"plan {plan_id}: {plan['status']}")
 
 
 @plan_app.command("land")
 def plan_land(plan_id: str) -> None:
     """Merge a plan's integration branch into its base branch, when that is safe."""
     answer = _call(_client().post, f"/agent/plans/{plan_id}/land")
-    typer.echo(answer["message"])
+    _out(answer["message"])
 
 
 @plan_app.command("log")
@@ -308,9 +393,9 @@ def task_list(json_out: JsonFlag = False) -> None:
         for task in tasks:
             count += 1
             plan = f"  (plan {task['plan_id']})" if task.get("plan_id") else ""
-            typer.echo(f"{task['id']}  {status:<11}  [{task['task_type']}]  {task['title']}{plan}")
+            _out(f"{task['id']}  {status:<11}  [{task['task_type']}]  {task['title']}{plan}")
     if not count:
-        typer.echo("no tasks yet")
+        _out("no tasks yet")
 
 
 @task_app.command("new")
@@ -323,7 +408,7 @@ def task_new(
     """Create a standalone task (it starts as soon as a worker is free)."""
     task = _call(_client().post, "/agent/tasks",
                  json={"title": title, "content": _read_body(file), "task_type": task_type})
-    typer.echo(f"created task {task['id']}: {task['title']}")
+    _out(f"created task {task['id']}: {task['title']}")
 
 
 @task_app.command("show")
@@ -333,17 +418,17 @@ def task_show(task_id: str, json_out: JsonFlag = False) -> None:
     if json_out:
         _print_json(task)
         return
-    typer.secho(f"{task['title']}  [{task['status']}]", bold=True)
-    typer.echo(f"id: {task['id']}   type: {task['task_type']}   plan: {task.get('plan_id') or '-'}")
+    _out(f"{task['title']}  [{task['status']}]", bold=True)
+    _out(f"id: {task['id']}   type: {task['task_type']}   plan: {task.get('plan_id') or '-'}")
     run = task.get("run") or {}
     if run:
-        typer.echo(f"run: {run.get('outcome')}  cost ${run.get('cost_usd') or 0:.4f}  "
+        _out(f"run: {run.get('outcome')}  cost ${run.get('cost_usd') or 0:.4f}  "
                    f"turns {run.get('num_turns')}  {(run.get('duration_ms') or 0) / 1000:.1f} s")
     if task.get("result"):
-        typer.echo(f"result: {task['result']}")
-    typer.echo(f"\n{task['content']}")
+        _out(f"result: {task['result']}")
+    _out(f"\n{task['content']}")
     if task.get("error_log"):
-        typer.secho(f"\n{task['error_log']}", fg=typer.colors.RED)
+        _out(f"\n{task['error_log']}", fg=typer.colors.RED)
 
 
 @task_app.command("logs")
@@ -365,7 +450,7 @@ def task_logs(task_id: str, follow: Annotated[bool, typer.Option(help="Keep stre
             found = event.get("task")
             if event["type"] == "task.status" and found and found["id"] == task_id \
                     and found["status"] in ("completed", "failed"):
-                typer.echo(f"task {task_id}: {found['status']}")
+                _out(f"task {task_id}: {found['status']}")
                 return
     except ClientError as exc:
         _fail(str(exc))
@@ -375,14 +460,14 @@ def task_logs(task_id: str, follow: Annotated[bool, typer.Option(help="Keep stre
 def task_cancel(task_id: str) -> None:
     """Cancel a pending or running task."""
     task = _call(_client().post, f"/agent/tasks/{task_id}/cancel")
-    typer.echo(f"task {task_id}: {task['status']}")
+    _out(f"task {task_id}: {task['status']}")
 
 
 @task_app.command("rerun")
 def task_rerun(task_id: str) -> None:
     """Send a failed task back to pending."""
     task = _call(_client().post, f"/agent/tasks/{task_id}/rerun")
-    typer.echo(f"task {task_id}: {task['status']}")
+    _out(f"task {task_id}: {task['status']}")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
+from backend.auth import read_state_server, token_for_url
 from backend.config import ConfigError, Settings, load_settings
 
 
@@ -18,17 +19,39 @@ class ClientError(Exception):
 
 
 def resolve_server(environ: dict[str, str] | None = None) -> tuple[str, str | None]:
-    """(base URL, token): SHIPYARD_URL/SHIPYARD_TOKEN, else the current project's settings."""
+    """(base URL, token) of the server to talk to.
+
+    ``SHIPYARD_URL`` names the server (its token then comes from
+    ``SHIPYARD_TOKEN``, or from the file that server wrote in this user's
+    runtime directory); otherwise the current project's running server is found
+    through its state directory's ``server.json``. The token never has to be
+    typed: the server wrote it where only this user can read it.
+    """
     env = os.environ if environ is None else environ
     url = env.get("SHIPYARD_URL")
     token = env.get("SHIPYARD_TOKEN") or env.get("SHIPYARD_ACCESS_TOKEN")
     if url:
-        return url.rstrip("/"), token
-    try:
-        settings: Settings = load_settings(require_git=False)
-    except ConfigError:
-        settings = Settings()
-    return settings.url, token or settings.access_token
+        return url.rstrip("/"), token or token_for_url(url, env)
+    settings = _project_settings(env)
+    found_url, found_token = server_for_settings(settings, env)
+    return found_url, token or found_token
+
+
+def _project_settings(env: dict[str, str]) -> Settings:
+    for require_git in (True, False):
+        try:
+            return load_settings(environ=dict(env), require_git=require_git)
+        except ConfigError:
+            continue
+    return Settings()
+
+
+def server_for_settings(settings: Settings, environ: dict[str, str] | None = None) -> tuple[str, str | None]:
+    """(URL, token) of the running server of the project ``settings`` describe."""
+    running = read_state_server(settings.state_path)
+    if running is not None:
+        return running["url"].rstrip("/"), running.get("token")
+    return settings.url, settings.access_token or token_for_url(settings.url, environ)
 
 
 class Client:

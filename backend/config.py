@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from backend.auth import MIN_TOKEN_LENGTH
 from backend.models import check_agent
+from backend.trust import command_settings, is_tracked
 
 CONFIG_FILE = "shipyard.yaml"
 ENV_PREFIX = "SHIPYARD_"
@@ -55,7 +57,13 @@ class Settings(BaseModel):
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535, description="Port the server binds to.")
     access_token: str | None = Field(
         default=None,
-        description="Token every request must carry; required when host is not loopback.",
+        description="Token every request must carry (at least 16 characters). Unset: a new random "
+        "one is generated at each start, printed in the dashboard URL and stored for the CLI.",
+    )
+    max_request_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024,
+        description="Largest request body the API reads (bytes); larger ones are refused with 413 "
+        "while being read.",
     )
     server_url: str | None = Field(
         default=None,
@@ -143,6 +151,14 @@ class Settings(BaseModel):
     )
     test_timeout_s: float = Field(default=600, gt=0, description="Limit for test_command.")
 
+    #: Commands that came from a shipyard.yaml tracked by git (see backend/trust.py).
+    _committed_commands: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def committed_commands(self) -> dict[str, Any]:
+        """Settings that run something and were set by a committed shipyard.yaml: they need trust."""
+        return dict(self._committed_commands)
+
     @field_validator("agent", "orchestrator_agent")
     @classmethod
     def _known_agent(cls, value: str | None) -> str | None:
@@ -160,6 +176,18 @@ class Settings(BaseModel):
             if text.startswith("["):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("access_token")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        """A short token can be guessed; refuse it rather than run behind it."""
+        if value is not None and len(value) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"the access token must be at least {MIN_TOKEN_LENGTH} characters long (got "
+                f"{len(value)}); leave it unset to have a random one generated, or make one with "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
         return value
 
     @field_validator("state_dir", "project_dir", mode="before")
@@ -332,6 +360,12 @@ def load_settings(
             "(SHIPYARD_ACCESS_TOKEN) first. Anyone who can reach this server can make it run "
             "commands on this machine."
         )
+    if file_values and is_tracked(directory, CONFIG_FILE):
+        settings._committed_commands = {
+            name: getattr(settings, name) for name in command_settings(Settings.model_fields)
+            if name in file_values and name not in env_values and name not in overrides
+            and getattr(settings, name) not in (None, "", [])
+        }
     return settings
 
 
@@ -346,7 +380,8 @@ def _explain(exc: ValidationError, file_values: dict, env_values: dict) -> str:
             source = f"{CONFIG_FILE}: {key}"
         else:
             source = key
-        lines.append(f"{source}: {error['msg']} (got {error.get('input')!r})")
+        shown = "" if key == "access_token" else f" (got {error.get('input')!r})"  # never echo a secret
+        lines.append(f"{source}: {error['msg']}{shown}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 

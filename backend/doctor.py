@@ -16,6 +16,7 @@ from backend.config import Settings
 from backend.runners.claude_code import find_claude_bin
 from backend.runners.gemini import auth_type
 from backend.runners.registry import DRIVERS
+from backend.trust import TrustGate
 
 CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 PROVIDER_VARS = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY")
@@ -71,23 +72,45 @@ def _credentials_found(environ: dict[str, str]) -> str | None:
     return None
 
 
-def run_checks(settings: Settings, quick: bool = False, environ: dict[str, str] | None = None) -> list[Check]:
-    """Every check, in the order a person would fix them: each agent the settings use."""
+def run_checks(settings: Settings, quick: bool = False, environ: dict[str, str] | None = None,
+               trust: TrustGate | None = None) -> list[Check]:
+    """Every check, in the order a person would fix them: each agent the settings use.
+
+    An untrusted ``claude_bin`` (from a committed shipyard.yaml) is never run, not even
+    with ``--version``: that alone would be running the repository's program.
+    """
     env = dict(os.environ if environ is None else environ)
     checks = [Check("git repository", "ok", str(settings.project_dir))]
+    if not quick:
+        from backend.project import tracked_state_files  # git ls-files: too slow for every health call
+
+        tracked = tracked_state_files(settings)
+        if tracked:
+            checks.append(Check("state", "error", f"the state directory holds files tracked by git "
+                                f"({', '.join(tracked[:3])}); 'shipyard serve' refuses it.",
+                                "stop tracking them (git rm -r --cached <state dir>) if they are yours, "
+                                "or delete them if they came with a clone."))
+    trust = trust or TrustGate(settings.project_dir, settings.committed_commands)
+    if not trust.trusted:
+        checks.append(Check("trust", "error", trust.explain() + ".", trust.FIX))
     for agent in settings.agents_in_use:
         if agent == "claude":
-            checks += _claude_checks(settings, env)
+            checks += _claude_checks(settings, env, trust)
         else:
-            checks += _other_agent_checks(settings, agent, env)
+            checks += _other_agent_checks(settings, agent, env, trust)
     return checks
 
 
-def _other_agent_checks(settings: Settings, agent: str, env: dict[str, str]) -> list[Check]:
+def _other_agent_checks(settings: Settings, agent: str, env: dict[str, str],
+                        trust: TrustGate) -> list[Check]:
     """Installed, version, credentials for Codex, Gemini CLI or opencode."""
     driver = DRIVERS[agent](settings.agent_bin(agent))
     binary = driver.find_bin()
     checks: list[Check] = []
+    if binary is not None and not trust.trusted and f"{agent}_bin" in trust.commands:
+        checks.append(Check(agent, "warn", f"{binary} is not checked: it comes from the committed "
+                            "shipyard.yaml and is not trusted yet.", trust.FIX))
+        return checks
     if binary is None:
         checks.append(Check(agent, "error", f"{driver.label} ({driver.executable}) was not found.",
                             f"{driver.install_hint} ({agent}_bin, SHIPYARD_{agent.upper()}_BIN)."))
@@ -137,10 +160,13 @@ def _agent_credentials(agent: str, env: dict[str, str]) -> tuple[str | None, str
     return None, "run 'opencode auth login', or set OPENCODE_CONFIG or a provider's API key for the server."
 
 
-def _claude_checks(settings: Settings, env: dict[str, str]) -> list[Check]:
+def _claude_checks(settings: Settings, env: dict[str, str], trust: TrustGate) -> list[Check]:
     checks: list[Check] = []
     binary = find_claude_bin(settings.claude_bin)
-    if binary is None:
+    if binary is not None and not trust.trusted and "claude_bin" in trust.commands:
+        checks.append(Check("claude", "warn", f"{binary} is not checked: it comes from the committed "
+                            "shipyard.yaml and is not trusted yet.", trust.FIX))
+    elif binary is None:
         checks.append(Check(
             "claude", "error", "Claude Code (claude) was not found.",
             "install it with 'npm install -g @anthropic-ai/claude-code', or set claude_bin "

@@ -17,6 +17,10 @@ class ShipyardError(Exception):
         self.detail = detail
 
 
+class Forbidden(ShipyardError):
+    status = 403
+
+
 class NotFound(ShipyardError):
     status = 404
 

@@ -7,9 +7,10 @@ should be an error, not silently ignored data.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -23,6 +24,40 @@ def check_agent(value: str | None) -> str | None:
         return None
     if value not in AGENT_NAMES:
         raise ValueError(f"unknown agent {value!r}: choose one of {', '.join(AGENT_NAMES)}")
+    return value
+
+
+#: C0 controls (NUL, ESC, newline, tab...), DEL and C1 controls: none belongs in a one-line title.
+TITLE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def normal_title(value: str) -> str:
+    """A title as it is stored: one line, single spaces, no control characters.
+
+    The task file keeps the title as its first heading, so this is what reading it back
+    gives; the create answer and the file must agree (issue 14, item 13).
+    """
+    return " ".join(TITLE_CONTROL.sub(" ", value).split())
+
+
+def normal_content(value: str) -> str:
+    """Content as the task file gives it back: no leading blank lines, no trailing whitespace."""
+    return value.rstrip().lstrip("\n")
+
+
+def refuse_controls(value: str) -> str:
+    """Refuse a title with control characters (a NUL breaks git after the agent has worked; ESC
+    sequences would drive terminals that print it)."""
+    bad = TITLE_CONTROL.search(value)
+    if bad:
+        raise ValueError(f"must not contain control characters (found U+{ord(bad.group()):04X} at "
+                         f"position {bad.start()})")
+    return value
+
+
+def refuse_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(f"must not contain NUL characters (found at position {value.index(chr(0))})")
     return value
 
 
@@ -91,6 +126,7 @@ class Plan(BaseModel):
     status: PlanStatus = PlanStatus.draft
     created: str = Field(default_factory=utcnow)
     modified: str = Field(default_factory=utcnow)
+
     tasks: list[str] = Field(default_factory=list)
     error: str | None = None
     orchestration: RunStats | None = None
@@ -117,6 +153,7 @@ class Task(BaseModel):
     status: TaskStatus = TaskStatus.pending
     created: str = Field(default_factory=utcnow)
     modified: str = Field(default_factory=utcnow)
+
     branch: str | None = None
     base_commit: str | None = None
     head_commit: str | None = None  # the task branch's tip when it was integrated (for its diff)
@@ -129,10 +166,26 @@ class Task(BaseModel):
     #: The agent that carries the task out (None: the plan's, else the ``agent`` setting).
     agent: str | None = None
 
+    @field_validator("title")
+    @classmethod
+    def _stored_title(cls, value: str) -> str:
+        return normal_title(value)
+
+    @field_validator("content")
+    @classmethod
+    def _stored_content(cls, value: str) -> str:
+        return normal_content(value)
+
 
 # Request bodies --------------------------------------------------------------
 
 TITLE_MAX = 200
+#: The rules the validators below enforce, stated in the OpenAPI document too (as documentation
+#: only: the validators give the sentences), so a client generating valid bodies from the schema
+#: is never refused: one line without control characters and not blank; no NUL in texts.
+_TITLE_SCHEMA = {"pattern": r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"}
+_TEXT_SCHEMA = {"pattern": r"^[^\x00]*$"}
+_FILLED_TEXT_SCHEMA = {"pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"}
 
 
 class _Body(BaseModel):
@@ -140,9 +193,9 @@ class _Body(BaseModel):
 
 
 class PlanCreate(_Body):
-    title: str = Field(min_length=1, max_length=TITLE_MAX)
-    summary: str = Field(default="", max_length=5_000)
-    content: str = Field(default="", max_length=500_000)
+    title: str = Field(min_length=1, max_length=TITLE_MAX, json_schema_extra=_TITLE_SCHEMA)
+    summary: str = Field(default="", max_length=5_000, json_schema_extra=_TEXT_SCHEMA)
+    content: str = Field(default="", max_length=500_000, json_schema_extra=_TEXT_SCHEMA)
     agent: str | None = Field(default=None, description="Agent for the tasks (default: the setting).")
     orchestrator_agent: str | None = Field(default=None, description="Agent that plans (default: the setting).")
     agent_per_task: bool | None = None
@@ -155,15 +208,22 @@ class PlanCreate(_Body):
     @field_validator("title")
     @classmethod
     def _title_not_blank(cls, value: str) -> str:
+        refuse_controls(value)
         if not value.strip():
             raise ValueError("title must not be blank")
-        return value.strip()
+        return normal_title(value)
+
+    @field_validator("summary", "content")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        return refuse_nul(value)
 
 
 class PlanUpdate(_Body):
-    title: str | None = Field(default=None, min_length=1, max_length=TITLE_MAX)
-    summary: str | None = Field(default=None, max_length=5_000)
-    content: str | None = Field(default=None, max_length=500_000)
+    # the constraints sit on the string branch, so the schema reads "null, or a string that …"
+    title: Annotated[str, Field(min_length=1, max_length=TITLE_MAX, json_schema_extra=_TITLE_SCHEMA)] | None = None
+    summary: Annotated[str, Field(max_length=5_000, json_schema_extra=_TEXT_SCHEMA)] | None = None
+    content: Annotated[str, Field(max_length=500_000, json_schema_extra=_TEXT_SCHEMA)] | None = None
     agent: str | None = Field(default=None, description="Agent for the tasks (default: the setting).")
     orchestrator_agent: str | None = Field(default=None, description="Agent that plans (default: the setting).")
     agent_per_task: bool | None = None
@@ -176,9 +236,17 @@ class PlanUpdate(_Body):
     @field_validator("title")
     @classmethod
     def _title_not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
+        if value is None:
+            return None
+        refuse_controls(value)
+        if not value.strip():
             raise ValueError("title must not be blank")
-        return value.strip() if value else value
+        return normal_title(value)
+
+    @field_validator("summary", "content")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        return None if value is None else refuse_nul(value)
 
 
 class PlanStart(_Body):
@@ -195,8 +263,8 @@ class PlanStart(_Body):
 
 
 class TaskCreate(_Body):
-    title: str = Field(min_length=1, max_length=TITLE_MAX)
-    content: str = Field(min_length=1, max_length=500_000)
+    title: str = Field(min_length=1, max_length=TITLE_MAX, json_schema_extra=_TITLE_SCHEMA)
+    content: str = Field(min_length=1, max_length=500_000, json_schema_extra=_FILLED_TEXT_SCHEMA)
     task_type: TaskType = TaskType.feature
     agent: str | None = None
 
@@ -205,14 +273,29 @@ class TaskCreate(_Body):
     def _agent(cls, value: str | None) -> str | None:
         return check_agent(value)
 
-    @field_validator("title", "content")
+    @field_validator("title")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
+    def _title(cls, value: str) -> str:
+        refuse_controls(value)
         if not value.strip():
             raise ValueError("must not be blank")
-        return value
+        return normal_title(value)
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: str) -> str:
+        refuse_nul(value)
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return normal_content(value)
 
 
 def dump(model: BaseModel) -> dict[str, Any]:
     """JSON-ready dict of a model."""
     return model.model_dump(mode="json")
+
+
+class TrustGrant(_Body):
+    """The hash GET /agent/trust showed with the commands: trust exactly those."""
+
+    hash: str = Field(min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")

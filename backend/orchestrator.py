@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError, field_validator
 
-from backend.models import AGENT_NAMES, Plan, TaskType, check_agent
+from backend.models import AGENT_NAMES, Plan, TaskType, check_agent, normal_title
 
 TITLE_LIMIT = 120
 
@@ -135,7 +135,7 @@ class TaskSpec(BaseModel):
     @field_validator("title")
     @classmethod
     def _title(cls, value: str) -> str:
-        value = " ".join(value.split())
+        value = normal_title(value)
         if not value:
             raise ValueError("title is empty")
         if len(value) > TITLE_LIMIT:

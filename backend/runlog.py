@@ -11,20 +11,31 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from backend.errors import Forbidden
+from backend.store.confine import LinkOutsideError, open_inside
 
-def read_log(path: Path, after: int = 0, limit: int = 1000, tail: int | None = None) -> dict[str, Any]:
+
+def read_log(path: Path, after: int = 0, limit: int = 1000, tail: int | None = None,
+             root: Path | None = None) -> dict[str, Any]:
     """Events of a run log.
 
     ``after`` skips that many lines; ``tail`` returns only the last N lines.
     Returns ``{"events": [...], "next": <line number to pass as after>, "total": n}``;
-    each event carries its line number as ``seq``.
+    each event carries its line number as ``seq``. With ``root``, a log whose real location
+    is outside it (a symbolic link out of the state directory) is refused with a 403.
     """
     events: list[dict[str, Any]] = []
     if not path.exists():
         return {"events": [], "next": after, "total": 0}
     window: deque[tuple[int, str]] | None = deque(maxlen=tail) if tail else None
     count = 0
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    try:
+        handle = open_inside(path, root if root is not None else path.parent.resolve(), errors="replace")
+    except LinkOutsideError as exc:
+        raise Forbidden(str(exc)) from exc
+    except FileNotFoundError:
+        return {"events": [], "next": after, "total": 0}
+    with handle:
         for number, line in enumerate(handle, start=1):
             count = number
             if window is not None:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
-from tests.support import ServerProcess, make_repo
+from tests.support import ServerProcess, auth_headers, make_repo
 from tests.web_support import dashboard, launch_browser
 
 TARGET_MS = 500.0
@@ -41,7 +41,7 @@ TARGET_MS = 500.0
 
 def populate(url: str, plans: int, tasks: int, failed_share: float) -> tuple[int, int]:
     """Create plans and tasks through the API; cancel a share of the tasks (pending → failed)."""
-    with httpx.Client(base_url=url, timeout=60) as http:
+    with httpx.Client(base_url=url, timeout=60, headers=auth_headers(url)) as http:
         for n in range(plans):
             http.post("/agent/plans", json={
                 "title": f"Plan {n}: rework module {n} for the new storage layer",
@@ -49,7 +49,7 @@ def populate(url: str, plans: int, tasks: int, failed_share: float) -> tuple[int
                 "content": f"## Plan {n}\n\n- step one\n- step two\n"}).raise_for_status()
 
     def create(n: int) -> str:
-        with httpx.Client(base_url=url, timeout=60) as http:
+        with httpx.Client(base_url=url, timeout=60, headers=auth_headers(url)) as http:
             body = {"title": f"Task {n}: update the call sites in package_{n % 37}/module_{n}.py",
                     "content": f"Replace direct file access in `module_{n}.py` with the storage API.\n\n"
                                "- keep the public functions\n- add a test\n",
@@ -63,7 +63,7 @@ def populate(url: str, plans: int, tasks: int, failed_share: float) -> tuple[int
     to_fail = ids[: int(len(ids) * failed_share)]
 
     def cancel(task_id: str) -> None:
-        with httpx.Client(base_url=url, timeout=60) as http:
+        with httpx.Client(base_url=url, timeout=60, headers=auth_headers(url)) as http:
             http.post(f"/agent/tasks/{task_id}/cancel").raise_for_status()
 
     with ThreadPoolExecutor(8) as pool:
@@ -75,7 +75,7 @@ def measure_live_update(d, url: str, count: int) -> tuple[float, int]:
     """Cancel ``count`` pending tasks while the page is open; ms until the board shows them all."""
     page = d.page
     before = page.locator('.column[data-col="failed"] .card').count()
-    with httpx.Client(base_url=url, timeout=60) as http:
+    with httpx.Client(base_url=url, timeout=60, headers=auth_headers(url)) as http:
         pending = http.get("/agent/tasks").json()["pending"][:count]
         page.evaluate("""() => {
             window.__frames = 0;

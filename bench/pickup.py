@@ -18,8 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.support import ServerProcess, make_repo
 
@@ -49,7 +47,7 @@ def main() -> None:
         server = ServerProcess(project, env).start()
         latencies: list[float] = []
         try:
-            with httpx.Client(base_url=server.url, timeout=30) as http:
+            with server.client() as http:
                 for n in range(args.tasks):
                     before = time.time()
                     task_id = http.post("/agent/tasks", json={"title": f"t{n}", "content": "x"}).json()["id"]

@@ -17,7 +17,6 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -80,7 +79,7 @@ def main() -> None:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         try:
-            with httpx.Client(base_url=server.url, timeout=30) as http:
+            with server.client() as http:
                 task_id = http.post("/agent/tasks", json={"title": "flood", "content": "x"}).json()["id"]
                 while http.get(f"/agent/tasks/{task_id}").json()["status"] not in ("completed", "failed"):
                     time.sleep(0.2)

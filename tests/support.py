@@ -21,6 +21,20 @@ import httpx
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: base URL -> access token of every server started by these helpers, so a helper given only
+#: a URL (browser pages, event recorders) still authenticates.
+_TOKENS: dict[str, str] = {}
+
+
+def token_for(url: str) -> str | None:
+    """The access token of a server started by :class:`ServerProcess` at ``url``."""
+    return _TOKENS.get(url.rstrip("/"))
+
+
+def auth_headers(url: str) -> dict[str, str]:
+    """``Authorization`` header for a server started by :class:`ServerProcess` at ``url``."""
+    token = token_for(url)
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -59,6 +73,7 @@ class ServerProcess:
         self.args = args or []
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
+        self.token = ""
         self.output: list[str] = []
         self._reader: threading.Thread | None = None
 
@@ -73,9 +88,11 @@ class ServerProcess:
             assert self.proc is not None and self.proc.stdout is not None
             for line in self.proc.stdout:
                 self.output.append(line)
-                match = re.search(r"dashboard: (http://\S+)/", line)
+                # the line a user opens: http://127.0.0.1:PORT/?token=TOKEN
+                match = re.search(r"dashboard: (http://[^/\s]+)/\?token=(\S+)", line)
                 if match and not self.url:
-                    self.url = match.group(1)
+                    self.url, self.token = match.group(1), match.group(2)
+                    _TOKENS[self.url] = self.token
                     found.set()
             found.set()
 
@@ -99,11 +116,16 @@ class ServerProcess:
 
     @property
     def headers(self) -> dict[str, str]:
-        token = self.env.get("SHIPYARD_ACCESS_TOKEN")
-        return {"Authorization": f"Bearer {token}"} if token else {}
+        """What every request to this server needs: its access token (printed at start-up)."""
+        return {"Authorization": f"Bearer {self.token}"}
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, headers=self.headers)
+    @property
+    def dashboard_url(self) -> str:
+        return f"{self.url}/?token={self.token}"
+
+    def client(self, timeout: float = 30) -> httpx.Client:
+        """An HTTP client for this server that carries its access token."""
+        return httpx.Client(base_url=self.url, timeout=timeout, headers=self.headers)
 
     def _reap(self) -> None:
         if self._reader is not None:
@@ -180,7 +202,7 @@ class EventRecorder:
 
     def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
         self.url = url
-        self.headers = headers or {}
+        self.headers = auth_headers(url) if headers is None else headers
         self.events: list[dict] = []
         self._ready = threading.Event()
         self._stop = threading.Event()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import stat
 import threading
 from pathlib import Path
 
 import httpx
 import pytest
 
+from backend.auth import runtime_dir
 from tests.support import ServerProcess, make_repo, wait_for
 
 PAUSED = {"SHIPYARD_DISPATCHER_AUTOSTART": "false"}
@@ -106,7 +108,7 @@ def test_events_stream_every_change(http: httpx.Client, server: ServerProcess) -
     ready = threading.Event()
 
     def listen() -> None:
-        with httpx.stream("GET", f"{server.url}/agent/events", timeout=30) as response:
+        with httpx.stream("GET", f"{server.url}/agent/events", timeout=30, headers=server.headers) as response:
             event_type = None
             for line in response.iter_lines():
                 if line.startswith("event:"):
@@ -142,14 +144,68 @@ def test_cross_origin_writes_and_foreign_hosts_are_refused(http: httpx.Client) -
     assert same.status_code == 201
 
 
-def test_token_is_required_when_configured(tmp_path: Path, start_server) -> None:
+def test_a_token_is_required_on_loopback_by_default(server: ServerProcess) -> None:
+    assert len(server.token) >= 43  # 256 random bits, printed in the dashboard address
+    for method, path in (("GET", "/agent/health"), ("GET", "/agent/plans"), ("POST", "/agent/tasks"),
+                         ("GET", "/agent/events"), ("GET", "/openapi.json"), ("GET", "/static/app.js")):
+        response = httpx.request(method, f"{server.url}{path}", json={"title": "t", "content": "c"})
+        assert response.status_code == 401, (method, path)
+        assert "access token" in response.json()["detail"]
+    assert "token is in" in "".join(server.output)
+
+
+def test_token_file_is_private_and_gone_after_stop(tmp_path: Path) -> None:
+    project = make_repo(tmp_path / "file")
+    server = ServerProcess(project, PAUSED).start()
+    state_file = project / ".shipyard" / "server.json"
+    data = json.loads(state_file.read_text())
+    assert data["token"] == server.token and data["url"] == server.url
+    assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
+    runtime = [p for p in runtime_dir().glob("server-*.json") if json.loads(p.read_text())["url"] == server.url]
+    assert len(runtime) == 1 and stat.S_IMODE(runtime[0].stat().st_mode) == 0o600
+    assert server.stop() == 0
+    assert not state_file.exists() and not runtime[0].exists()
+
+
+def test_configured_token_and_first_visit_cookie(tmp_path: Path, start_server) -> None:
     project = make_repo(tmp_path / "tok")
-    server = start_server(project, {**PAUSED, "SHIPYARD_ACCESS_TOKEN": "s3cret"})
+    token = "s3cret-configured-token"
+    server = start_server(project, {**PAUSED, "SHIPYARD_ACCESS_TOKEN": token})
+    assert server.token == token
     assert httpx.get(f"{server.url}/agent/plans").status_code == 401
-    ok = httpx.get(f"{server.url}/agent/plans", headers={"Authorization": "Bearer s3cret"})
+    ok = httpx.get(f"{server.url}/agent/plans", headers={"Authorization": f"Bearer {token}"})
     assert ok.status_code == 200
-    page = httpx.get(f"{server.url}/?token=s3cret")
-    assert page.status_code == 200 and "shipyard_token" in page.headers.get("set-cookie", "")
+    first = httpx.get(f"{server.url}/?token={token}&x=1")
+    assert first.status_code == 303 and first.headers["location"] == "/?x=1"
+    cookie = first.headers["set-cookie"]
+    port = server.url.rsplit(":", 1)[1]
+    assert cookie.startswith(f"shipyard_token_{port}={token};")
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    assert httpx.get(f"{server.url}/agent/plans", cookies={f"shipyard_token_{port}": token}).status_code == 200
+    wrong = httpx.get(f"{server.url}/?token=not-the-token-at-all")
+    assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
+
+
+def test_short_configured_token_is_refused_at_start(tmp_path: Path) -> None:
+    project = make_repo(tmp_path / "short")
+    with pytest.raises(RuntimeError, match="at least 16 characters") as caught:
+        ServerProcess(project, {**PAUSED, "SHIPYARD_ACCESS_TOKEN": "tooshort"}).start(timeout=20)
+    assert "tooshort" not in str(caught.value)
+
+
+def test_wrong_guesses_are_throttled(tmp_path: Path, start_server) -> None:
+    project = make_repo(tmp_path / "guess")
+    server = start_server(project, PAUSED)
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        codes = [http.get("/agent/plans", headers={"Authorization": f"Bearer guess-{n:020d}"}).status_code
+                 for n in range(12)]
+        assert codes[:5] == [401] * 5 and codes[5] == 429 and codes.count(429) >= 6, codes
+        refused = http.get("/agent/plans", headers=server.headers)
+        assert refused.status_code == 429  # a right guess now would be told apart: no oracle
+        assert int(refused.headers["retry-after"]) >= 1 and "too many wrong" in refused.json()["detail"]
+        assert http.get("/agent/plans").status_code == 401  # no token at all is not a guess
+        wait_for(lambda: http.get("/agent/plans", headers=server.headers).status_code == 200, timeout=10,
+                 interval=0.5, message="the throttle to let the right token through again")
 
 
 def test_second_server_on_same_project_is_refused(server: ServerProcess) -> None:
@@ -161,7 +217,7 @@ def test_second_server_on_same_project_is_refused(server: ServerProcess) -> None
 def test_graceful_stop_exits_zero(tmp_path: Path) -> None:
     project = make_repo(tmp_path / "stop")
     server = ServerProcess(project, PAUSED).start()
-    with httpx.stream("GET", f"{server.url}/agent/events", timeout=30) as response:
+    with httpx.stream("GET", f"{server.url}/agent/events", timeout=30, headers=server.headers) as response:
         next(response.iter_lines())
         assert server.stop() == 0
     wait_for(lambda: server.proc.poll() is not None, message="server exit")

@@ -44,6 +44,22 @@ def test_plan_and_task_commands(tmp_path: Path, start_server) -> None:
     assert json.loads(shipyard("task", "list", "--json", env=env).stdout)["pending"][0]["id"] == task_id
 
 
+def test_cli_finds_the_server_and_its_token_by_itself(tmp_path: Path, start_server) -> None:
+    project = make_repo(tmp_path / "found")
+    (project / "sub").mkdir()
+    server = start_server(project, PAUSED)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+    created = subprocess.run([sys.executable, "-m", "backend.cli", "task", "new", "--title", "Found it"],
+                             cwd=project / "sub", env=env, input="x", capture_output=True, text=True, timeout=60)
+    assert created.returncode == 0, created.stderr
+    assert "Found it" in shipyard("task", "list", env={"SHIPYARD_URL": server.url}).stdout
+    printed = subprocess.run([sys.executable, "-m", "backend.cli", "url"], cwd=project, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert printed.stdout.strip() == server.dashboard_url
+    wrong = shipyard("task", "list", env={"SHIPYARD_URL": server.url, "SHIPYARD_TOKEN": "wrong-token-0123456789"})
+    assert wrong.returncode == 1 and "wrong access token" in wrong.stderr
+
+
 def test_no_server_is_said_clearly(tmp_path: Path) -> None:
     result = shipyard("plan", "list", env={"SHIPYARD_URL": "http://127.0.0.1:9"})
     assert result.returncode == 1

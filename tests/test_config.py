@@ -57,8 +57,15 @@ def test_not_a_git_repository_is_said_plainly(tmp_path: Path) -> None:
 def test_public_bind_requires_a_token(git_repo: Path) -> None:
     with pytest.raises(ConfigError, match="access_token"):
         load_settings(git_repo, {"host": "0.0.0.0"}, environ={})
-    settings = load_settings(git_repo, {"host": "0.0.0.0", "access_token": "s3cret"}, environ={})
+    settings = load_settings(git_repo, {"host": "0.0.0.0", "access_token": "s3cret-0123456789"}, environ={})
     assert not settings.is_loopback
+
+
+def test_short_access_token_is_refused_without_echoing_it(git_repo: Path) -> None:
+    with pytest.raises(ConfigError, match="SHIPYARD_ACCESS_TOKEN: .*at least 16 characters") as caught:
+        load_settings(git_repo, environ={"SHIPYARD_ACCESS_TOKEN": "hunter2hunter2"})
+    assert "hunter2" not in str(caught.value)
+    assert load_settings(git_repo, environ={"SHIPYARD_ACCESS_TOKEN": "x" * 16}).access_token == "x" * 16
 
 
 def test_state_dir_is_hidden_from_git_status(git_repo: Path) -> None:

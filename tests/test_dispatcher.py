@@ -72,11 +72,17 @@ def http_log(server: ServerProcess, task_id: str) -> list[dict]:
         return http.get(f"/agent/tasks/{task_id}/log").json()["events"]
 
 
-def sleep_processes() -> list[psutil.Process]:
+def sleep_processes(project: Path) -> list[psutil.Process]:
+    """The ``sleep 300`` an agent of ``project`` started (found by its working directory, so
+    the sleeps of other test runs on the same machine do not count)."""
     found = []
     for proc in psutil.process_iter(["name", "cmdline"]):
         if proc.info["name"] == "sleep" and "300" in (proc.info["cmdline"] or []):
-            found.append(proc)
+            try:
+                if proc.cwd().startswith(str(project)):
+                    found.append(proc)
+            except psutil.Error:
+                continue
     return found
 
 
@@ -187,7 +193,7 @@ def test_cancel_and_rerun(git_repo: Path, env: dict, start_server, model_server:
         assert (cancelled["status"] == "failed" and cancelled["error"] == "the agent failed: cancelled") \
             or cancelled["error"] == "cancelled"
         assert not agent_processes(server.project)
-        assert not sleep_processes()
+        assert not sleep_processes(server.project)
         model_server.unscript(first)
         # the rerun resumes the agent's own session, so its conversation starts with the old history
         model_server.script("# Task: Long job", [write("later.txt", "ok\n"), text("done")], resumed=True)
@@ -258,7 +264,7 @@ def test_kill_9_mid_run_then_restart_recovers(git_repo: Path, env: dict, start_s
     homes = [p for p in (git_repo / ".shipyard" / "tasks").rglob(f"{task_id}.md")]
     assert len(homes) == 1  # exactly one valid place
     assert not agent_processes(git_repo)
-    assert not sleep_processes()
+    assert not sleep_processes(git_repo)
 
 
 def test_land_refused_on_dirty_base_then_done_when_clean(git_repo: Path, env: dict, start_server,
@@ -319,7 +325,7 @@ def test_ctrl_c_stops_agents_and_requeues_their_tasks(git_repo: Path, env: dict,
     assert "Shipyard stopped." in "".join(server.output)
     assert (git_repo / ".shipyard" / "tasks" / "pending" / f"{task_id}.md").exists()
     assert not agent_processes(git_repo)
-    assert not sleep_processes()
+    assert not sleep_processes(git_repo)
 
 
 def test_copy_files_and_setup_command_prepare_the_worktree(git_repo: Path, env: dict, start_server,

@@ -196,7 +196,7 @@ def test_fifty_concurrent_starts_give_one_orchestration(server: ServerProcess,
     barrier = threading.Barrier(50)
 
     def hit() -> None:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
+        with server.client() as client:
             barrier.wait()
             codes.append(client.post(f"/agent/plans/{plan_id}/start").status_code)
 

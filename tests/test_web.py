@@ -97,7 +97,7 @@ def test_first_visit_write_edit_and_delete_a_plan(browser: Browser, git_repo: Pa
         page.keyboard.press("Escape")
         expect(d.panel).to_be_hidden()
         expect(d.card("plans", "Add a friendly greeting")).to_be_focused()
-        with httpx.Client(base_url=server.url) as http:
+        with server.client() as http:
             new_plan(http, "Second plan", "more")
         expect(d.card("plans")).to_have_count(2)
         first = d.card("plans").first
@@ -128,7 +128,7 @@ def test_first_visit_write_edit_and_delete_a_plan(browser: Browser, git_repo: Pa
 def test_nothing_is_redrawn_when_nothing_changed(browser: Browser, git_repo: Path, env: dict,
                                                  start_server) -> None:
     server: ServerProcess = start_server(git_repo, {**env, **PAUSED})
-    with httpx.Client(base_url=server.url) as http, dashboard(browser, server.url) as d:
+    with server.client() as http, dashboard(browser, server.url) as d:
         plan = new_plan(http, "Steady", "text")
         for n in range(3):
             assert http.post("/agent/tasks", json={"title": f"Queued {n}", "content": "x"}).status_code == 201
@@ -167,7 +167,7 @@ def test_everything_shown_is_escaped(browser: Browser, git_repo: Path, env: dict
     evil = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
     content = (f"# {evil}\n\n[click me](javascript:window.__pwned=3) [tab](java\tscript:window.__pwned=4)\n\n"
                f"<b>not bold</b> `{evil}`\n\n```\n{evil}\n```\n\n- {evil}\n")
-    with httpx.Client(base_url=server.url) as http, dashboard(browser, server.url) as d:
+    with server.client() as http, dashboard(browser, server.url) as d:
         plan = new_plan(http, evil, content, summary=evil)
         task = http.post("/agent/tasks", json={"title": evil, "content": content}).json()
         page = d.open()
@@ -224,7 +224,7 @@ def test_everything_shown_is_escaped(browser: Browser, git_repo: Path, env: dict
 
 def test_banner_when_claude_code_is_missing(browser: Browser, git_repo: Path, env: dict, start_server) -> None:
     server: ServerProcess = start_server(git_repo, {**env, "SHIPYARD_CLAUDE_BIN": str(git_repo / "no-claude")})
-    with httpx.Client(base_url=server.url) as http, dashboard(browser, server.url) as d:
+    with server.client() as http, dashboard(browser, server.url) as d:
         plan = new_plan(http, "Needs Claude", "anything")
         d.open()
         banner = d.page.locator('#banners [data-banner="claude"]')
@@ -242,10 +242,17 @@ def test_banner_when_claude_code_is_missing(browser: Browser, git_repo: Path, en
 
 
 def test_access_token_from_the_address_bar(browser: Browser, git_repo: Path, env: dict, start_server) -> None:
-    server: ServerProcess = start_server(git_repo, {**env, **PAUSED, "SHIPYARD_ACCESS_TOKEN": "s3cret-token"})
-    with dashboard(browser, server.url) as d:
-        page = d.open("/?token=s3cret-token")
-        assert "token" not in page.url  # the cookie carries it from now on
+    server: ServerProcess = start_server(git_repo, {**env, **PAUSED})
+    with dashboard(browser, server.url, signed_in=False) as d:
+        page = d.page
+        refused = page.goto(server.url + "/")
+        assert refused is not None and refused.status == 401
+        expect(page.locator("h1")).to_have_text("This Shipyard server needs its access token")
+        page = d.open(server.dashboard_url.removeprefix(server.url))  # the address serve printed
+        assert page.url == server.url + "/"  # redirected: the token is not left in the address bar
+        cookies = d.context.cookies(server.url)
+        assert [(c["value"], c["httpOnly"], c["sameSite"]) for c in cookies] == [(server.token, True, "Strict")]
+        assert page.evaluate("document.cookie") == ""  # scripts cannot read it
         page.click("#new-plan")
         page.fill("#plan-title", "Behind a token")
         page.click('[data-action="save"]')
@@ -342,7 +349,7 @@ def test_failed_plan_shows_its_error_and_retry_runs_it_again(browser: Browser, g
         {"title": "Write retry file", "content": "Create retry.txt", "task_type": "chore"}]})])
     model_server.script("# Task: Write retry file", [write("retry.txt", "ok\n"), text("done")])
     server: ServerProcess = start_server(git_repo, env)
-    with httpx.Client(base_url=server.url) as http, dashboard(browser, server.url) as d:
+    with server.client() as http, dashboard(browser, server.url) as d:
         plan = new_plan(http, "Flaky credentials", "RETRY-MARKER")
         d.open(f"/#plan/{plan['id']}")
         d.action("start").click()
@@ -370,7 +377,7 @@ def test_cancel_a_plan_and_a_task_rerun_and_a_failed_task(browser: Browser, git_
     model_server.script("# Task: Slow task", [stall()])
     model_server.script("# Task: Broken task", [http_error(500)])
     server: ServerProcess = start_server(git_repo, env)
-    with httpx.Client(base_url=server.url, timeout=60) as http, dashboard(browser, server.url) as d:
+    with server.client(timeout=60) as http, dashboard(browser, server.url) as d:
         # cancel the orchestrator
         plan = new_plan(http, "Never finishes", "CANCEL-MARKER")
         d.open(f"/#plan/{plan['id']}")

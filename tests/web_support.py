@@ -13,8 +13,11 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
+
+from tests.support import token_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "web"
@@ -100,10 +103,20 @@ class DashboardPage:
 
 
 @contextlib.contextmanager
-def dashboard(browser: Browser, base_url: str, color_scheme: str = "light") -> Iterator[DashboardPage]:
-    """A fresh browser context (own cookies, own storage) with one dashboard page."""
+def dashboard(browser: Browser, base_url: str, color_scheme: str = "light",
+              signed_in: bool = True) -> Iterator[DashboardPage]:
+    """A fresh browser context (own cookies, own storage) with one dashboard page.
+
+    ``signed_in``: the context starts with the server's token cookie, as after the user's
+    first visit with the printed ``?token=`` address (tests of that visit pass False).
+    """
     context = browser.new_context(viewport=VIEWPORT, color_scheme=color_scheme,  # type: ignore[arg-type]
                                   device_scale_factor=1)
+    token = token_for(base_url)
+    if signed_in and token:
+        port = urlsplit(base_url).port
+        context.add_cookies([{"name": f"shipyard_token_{port}", "value": token, "url": base_url,
+                              "httpOnly": True, "sameSite": "Strict"}])
     try:
         yield DashboardPage(context, base_url)
     finally:

@@ -29,6 +29,7 @@ from typing import Any
 from backend.errors import Conflict, NotFound
 from backend.models import Plan, PlanStatus, Task, TaskStatus, TaskType, dump, utcnow
 from backend.store.atomic import atomic_write, is_temp_name
+from backend.store.confine import LinkOutsideError, read_inside
 from backend.store.ids import is_valid_id, new_id, validate_id
 from backend.store.taskfile import TaskFileError, parse_task, render_task
 
@@ -94,7 +95,7 @@ class Store:
     # ------------------------------------------------------------------ plans
     def _read_plan(self, path: Path, status: PlanStatus) -> Plan | None:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_inside(path, self.root))
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
             stem = path.name.removesuffix(PLAN_SUFFIX)
@@ -103,7 +104,7 @@ class Store:
             plan = Plan.model_validate({**data, "status": status.value})
         except FileNotFoundError:
             return None
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, LinkOutsideError) as exc:
             self._report(path, f"not a valid plan file: {str(exc).splitlines()[0][:200]}")
             return None
         self._clear_problem(path)
@@ -216,13 +217,13 @@ class Store:
             if cached is not None and cached[0] == key:
                 task = cached[1].model_copy()
             else:
-                text = path.read_text(encoding="utf-8")
+                text = read_inside(path, self.root)
                 task = parse_task(text, path)
                 self._task_cache[path] = (key, task.model_copy())
         except FileNotFoundError:
             self._task_cache.pop(path, None)
             return None
-        except (TaskFileError, UnicodeDecodeError) as exc:
+        except (TaskFileError, UnicodeDecodeError, LinkOutsideError) as exc:
             self._report(path, f"not a valid task file: {str(exc).splitlines()[0][:200]}")
             return None
         self._clear_problem(path)
@@ -374,9 +375,11 @@ class Store:
 
     def read_error_log(self, task_id: str) -> str | None:
         try:
-            return self.error_log_path(task_id).read_text(encoding="utf-8")
+            return read_inside(self.error_log_path(task_id), self.root)
         except FileNotFoundError:
             return None
+        except LinkOutsideError as exc:
+            return f"(error log not shown: {exc})"
 
     def delete_task(self, task_id: str, forbid: Iterable[TaskStatus] = ()) -> Task:
         with self.lock:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import mimetypes
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from backend.config import Settings
-from backend.security import TOKEN_COOKIE
 
 STATIC = Path(__file__).parent / "static"
 
@@ -26,14 +25,9 @@ def mount_dashboard(app: FastAPI, settings: Settings) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
-    def index(request: Request) -> Response:
+    def index() -> Response:
+        # the token cookie is set by the guard (backend/security.py) on the first ?token= visit
         page = STATIC / "index.html"
-        response: Response
         if page.exists():
-            response = FileResponse(page, headers={"Cache-Control": "no-cache"})
-        else:
-            response = HTMLResponse("<h1>Shipyard</h1><p>The dashboard files are missing.</p>")
-        token = request.query_params.get("token")
-        if token and settings.access_token:
-            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
-        return response
+            return FileResponse(page, headers={"Cache-Control": "no-cache"})
+        return HTMLResponse("<h1>Shipyard</h1><p>The dashboard files are missing.</p>")

@@ -11,6 +11,7 @@ import { $, h, icon, patch } from "./dom.js";
 import { S, dirty } from "./store.js";
 import { scheduleFlush } from "./stream.js";
 import { toast } from "./toast.js";
+import { renderTrust } from "./trust.js";
 
 let healthProblems = [];
 let authProblem = null;
@@ -28,7 +29,9 @@ export async function refreshHealth() {
         }
       }
     }
-    healthProblems = (health.checks || []).filter((c) => c.level === "error");
+    // an untrusted project has its own banner (trust.js), with the commands and a button
+    healthProblems = (health.checks || []).filter((c) => c.level === "error" && c.name !== "trust");
+    renderTrust(health, refreshHealth);
     const name = health.project || "";
     const proj = $("#project-name");
     proj.textContent = name;
@@ -123,6 +126,6 @@ async function toggleDispatcher() {
 export function initHeader() {
   onUnauthorized(showAuthProblem);
   window.addEventListener("focus", () => {
-    if (healthProblems.length) refreshHealth();
+    if (healthProblems.length || $("#trust").childElementCount) refreshHealth();
   });
 }

@@ -10,12 +10,14 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 #: The agent CLIs Shipyard can run (backend/runners/registry.py has their drivers).
 AGENT_NAMES: tuple[str, ...] = ("claude", "codex", "gemini", "opencode")
+#: The same, as a type: request bodies document the choice as an enum in the OpenAPI schema.
+AgentName = Literal["claude", "codex", "gemini", "opencode"]
 
 
 def check_agent(value: str | None) -> str | None:
@@ -196,14 +198,10 @@ class PlanCreate(_Body):
     title: str = Field(min_length=1, max_length=TITLE_MAX, json_schema_extra=_TITLE_SCHEMA)
     summary: str = Field(default="", max_length=5_000, json_schema_extra=_TEXT_SCHEMA)
     content: str = Field(default="", max_length=500_000, json_schema_extra=_TEXT_SCHEMA)
-    agent: str | None = Field(default=None, description="Agent for the tasks (default: the setting).")
-    orchestrator_agent: str | None = Field(default=None, description="Agent that plans (default: the setting).")
-    agent_per_task: bool | None = None
-
-    @field_validator("agent", "orchestrator_agent")
-    @classmethod
-    def _agent(cls, value: str | None) -> str | None:
-        return check_agent(value)
+    agent: AgentName | None = Field(default=None, description="Agent for the tasks (default: the setting).")
+    orchestrator_agent: AgentName | None = Field(default=None,
+                                                 description="Agent that plans (default: the setting).")
+    agent_per_task: StrictBool | None = None
 
     @field_validator("title")
     @classmethod
@@ -224,14 +222,10 @@ class PlanUpdate(_Body):
     title: Annotated[str, Field(min_length=1, max_length=TITLE_MAX, json_schema_extra=_TITLE_SCHEMA)] | None = None
     summary: Annotated[str, Field(max_length=5_000, json_schema_extra=_TEXT_SCHEMA)] | None = None
     content: Annotated[str, Field(max_length=500_000, json_schema_extra=_TEXT_SCHEMA)] | None = None
-    agent: str | None = Field(default=None, description="Agent for the tasks (default: the setting).")
-    orchestrator_agent: str | None = Field(default=None, description="Agent that plans (default: the setting).")
-    agent_per_task: bool | None = None
-
-    @field_validator("agent", "orchestrator_agent")
-    @classmethod
-    def _agent(cls, value: str | None) -> str | None:
-        return check_agent(value)
+    agent: AgentName | None = Field(default=None, description="Agent for the tasks (default: the setting).")
+    orchestrator_agent: AgentName | None = Field(default=None,
+                                                 description="Agent that plans (default: the setting).")
+    agent_per_task: StrictBool | None = None
 
     @field_validator("title")
     @classmethod
@@ -252,26 +246,17 @@ class PlanUpdate(_Body):
 class PlanStart(_Body):
     """Optional body of ``POST /agent/plans/{id}/start``: choose the agents at Start."""
 
-    agent: str | None = Field(default=None, description="Agent for the tasks (default: the setting).")
-    orchestrator_agent: str | None = Field(default=None, description="Agent that plans (default: the setting).")
-    agent_per_task: bool | None = None
-
-    @field_validator("agent", "orchestrator_agent")
-    @classmethod
-    def _agent(cls, value: str | None) -> str | None:
-        return check_agent(value)
+    agent: AgentName | None = Field(default=None, description="Agent for the tasks (default: the setting).")
+    orchestrator_agent: AgentName | None = Field(default=None,
+                                                 description="Agent that plans (default: the setting).")
+    agent_per_task: StrictBool | None = None
 
 
 class TaskCreate(_Body):
     title: str = Field(min_length=1, max_length=TITLE_MAX, json_schema_extra=_TITLE_SCHEMA)
     content: str = Field(min_length=1, max_length=500_000, json_schema_extra=_FILLED_TEXT_SCHEMA)
     task_type: TaskType = TaskType.feature
-    agent: str | None = None
-
-    @field_validator("agent")
-    @classmethod
-    def _agent(cls, value: str | None) -> str | None:
-        return check_agent(value)
+    agent: AgentName | None = Field(default=None, description="Agent for the task (default: the setting).")
 
     @field_validator("title")
     @classmethod

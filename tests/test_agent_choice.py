@@ -30,7 +30,7 @@ def test_agent_settings_default_and_validate(git_repo: Path) -> None:
 
 def test_request_bodies_refuse_unknown_agents() -> None:
     assert TaskCreate(title="t", content="c", agent="opencode").agent == "opencode"
-    with pytest.raises(ValidationError, match="unknown agent 'aider'"):
+    with pytest.raises(ValidationError, match="should be 'claude', 'codex', 'gemini' or 'opencode'"):
         TaskCreate(title="t", content="c", agent="aider")
     assert PlanStart(orchestrator_agent="codex").orchestrator_agent == "codex"
 

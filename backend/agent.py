@@ -19,7 +19,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,6 +35,8 @@ from backend.git_ops import GitError, GitRepo
 from backend.models import Plan, PlanStatus, RunStats, Task, TaskStatus, TaskType, dump, utcnow
 from backend.orchestrator import (
     OrchestrationError,
+    answer_text,
+    answered_in_text,
     build_system_prompt,
     build_user_message,
     parse_answer,
@@ -49,6 +50,7 @@ from backend.runners.registry import make_runner
 from backend.store import Store
 from backend.task_run import STANDALONE_BRANCH, Stop, TaskRun, branch_for, plan_branch
 from backend.trust import TrustGate
+from backend.worktree_pool import WorktreePool
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,8 @@ class Dispatcher:
         self.git = GitRepo(settings.project_dir)
         self.trust = TrustGate(settings.project_dir, settings.committed_commands)
         self.worktrees_dir = settings.state_path / "worktrees"
+        # one worktree per worker, plus one for test_command runs on integrated results
+        self.worktrees = WorktreePool(self.git, self.worktrees_dir, settings.max_parallel_workers + 1)
         self.integration_lock = threading.Lock()
         self._ensured: set[str] = set()
         # plans
@@ -101,6 +105,7 @@ class Dispatcher:
         """Recover, then start the task loop (called from the app's lifespan)."""
         self.worktrees_dir.mkdir(parents=True, exist_ok=True)
         self.recover()
+        self._warm_worktrees()
         self._loop_thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
         self._loop_thread.start()
         threading.Thread(target=self._watch_pending, name="pending-watcher", daemon=True).start()
@@ -116,6 +121,7 @@ class Dispatcher:
             self._closing = True
             self._wake.notify_all()
         self._watch_stop.set()
+        self.worktrees.close()
         for plan_id, stop in list(self._orchestration_stops.items()):
             log.info("stopping orchestration of plan %s (shutdown)", plan_id)
             stop.set()
@@ -168,7 +174,18 @@ class Dispatcher:
             "active_tasks": sorted(self._running),
             "active_orchestrations": sorted(self._active_orchestrations),
             "trust_required": not self.trust.trusted,
+            "worktree_pool": self.worktrees.status(),
         }
+
+    def _warm_worktrees(self) -> None:
+        """Prepare the worktree pool in the background at the tip tasks start from."""
+        try:
+            commit = self.git.rev_parse(self.base_branch())
+        except ShipyardError as exc:
+            log.info("worktree pool not warmed: %s", exc.detail)
+            return
+        if commit is not None:
+            self.worktrees.warm(commit)
 
     def child_env(self, run: str) -> dict[str, str]:
         """Environment for commands we start outside the runner (setup, tests)."""
@@ -249,37 +266,18 @@ class Dispatcher:
                 self.store.delete_task(task.id)
 
     def _cleanup_task_git(self, task_id: str) -> None:
-        with contextlib.suppress(GitError):
-            self.git.remove_worktree(self.worktrees_dir / task_id)
+        self.worktrees.release(self.worktrees_dir / task_id)  # cleaned before its next use
         with contextlib.suppress(GitError):
             self.git.delete_branch(branch_for(task_id))
 
     def _remove_stray_worktrees(self) -> None:
-        """Remove every worktree under our worktrees/ folder that no live task owns.
+        """Take back every worktree under our worktrees/ folder that no live task owns.
 
-        Each item is handled on its own, so one odd leftover cannot stop the rest.
-        Folders there that git does not know as worktrees (an interrupted
-        ``worktree add``) are Shipyard's own and are deleted outright.
+        Pooled worktrees and those of tasks interrupted by a crash go (back) into the
+        warm pool, where they are cleaned before their next use; see
+        :meth:`backend.worktree_pool.WorktreePool.recover`.
         """
-        live = set(self._running)
-        ours = self.worktrees_dir.resolve()
-        try:
-            registered = [Path(e["path"]).resolve() for e in self.git.list_worktrees()]
-        except GitError as exc:
-            log.warning("recovery: cannot list worktrees: %s", exc)
-            registered = []
-        for path in registered:
-            if path.parent == ours and path.name not in live:
-                try:
-                    self.git.remove_worktree(path)
-                except GitError as exc:
-                    log.warning("recovery: cannot remove worktree %s: %s", path, exc)
-        if self.worktrees_dir.exists():
-            for child in self.worktrees_dir.iterdir():
-                if child.name not in live and child.resolve() not in registered:
-                    shutil.rmtree(child, ignore_errors=True)
-        with contextlib.suppress(GitError):
-            self.git.prune_worktrees()
+        self.worktrees.recover(set(self._running))
 
     # ================================================================ plans
     def describe_plan(self, plan: Plan, brief: bool = False) -> dict[str, Any]:
@@ -452,16 +450,13 @@ class Dispatcher:
         self.store.update_plan(plan.id, orchestration=dump(stats))
         # A run that ended normally but answered in text instead of through StructuredOutput is
         # not a failure here: the answer may still be in the text (fenced JSON or a bare object).
-        answered_in_text = (result.subtype == "success" and not result.is_error
-                            and result.structured_output is None and result.outcome != "cancelled")
-        if not result.ok and not answered_in_text:
+        in_text = answered_in_text(result)
+        if not result.ok and not in_text:
             raise OrchestrationError("cancelled" if result.outcome == "cancelled"
                                      else f"the orchestrator failed: {result.reason}")
-        if answered_in_text:
+        if in_text:
             self._plan_note(plan.id, "no StructuredOutput call; looking for JSON in the answer text")
-        if result.text and (not said or said[-1] != result.text):
-            said.append(result.text)
-        answer = parse_answer(result.structured_output, "\n\n".join(said), settings.max_tasks, choice)
+        answer = parse_answer(result.structured_output, answer_text(said, result), settings.max_tasks, choice)
         for note in answer.notes:
             self._plan_note(plan.id, note, kind="warning")
         if stop.is_set():

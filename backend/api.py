@@ -24,6 +24,8 @@ from backend import __version__
 from backend.agent import Dispatcher
 from backend.auth import generate_token
 from backend.body_limit import BodyLimitMiddleware
+from backend.chat import ChatService
+from backend.chat_api import install_chat_routes
 from backend.config import Settings
 from backend.doctor import run_checks
 from backend.errors import ShipyardError
@@ -64,14 +66,17 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     disp = dispatcher
     store = disp.store
     bus = disp.bus
+    chats = ChatService(settings, store, bus, disp.runner)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(disp.startup)
+        await asyncio.to_thread(chats.startup)  # after the dispatcher's reaper
         try:
             yield
         finally:
             bus.close()
+            await asyncio.to_thread(chats.shutdown)
             # in a thread, so the event loop keeps answering (and a second Ctrl-C is seen)
             await asyncio.to_thread(disp.shutdown)
 
@@ -84,6 +89,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         redirect_slashes=False,  # never answer an odd path with a redirect to another one
     )
     app.state.dispatcher = disp
+    app.state.chats = chats
     # added first = innermost: a body is only read once the guard has let the request in
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_body_bytes)
     app.add_middleware(GuardMiddleware, settings=settings)
@@ -257,6 +263,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
                 yield ServerSentEvent(data=event.to_json(), event=event.type, id=str(event.id))
 
         return EventSourceResponse(stream(), ping=15, send_timeout=30)
+
+    install_chat_routes(app, chats)
 
     from backend.web import mount_dashboard  # local import: web depends on nothing here
 

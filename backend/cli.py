@@ -351,6 +351,18 @@ def _follow_plan(client: Client, plan_id: str) -> None:
         _out(f"  {task['id']}  [{task['task_type']}]  {task['title']}")
 
 
+@plan_app.command("chat")
+def plan_chat(
+    chat: Annotated[str | None, typer.Option(help="Continue this chat.")] = None,
+    plan: Annotated[str | None, typer.Option(help="Revise this plan (reopens its chat).")] = None,
+    message: Annotated[str | None, typer.Option("--message", "-m", help="First message.")] = None,
+) -> None:
+    """Write a plan with Claude: a conversation that explores the code and drafts the plan."""
+    from backend.chat_cli import run_chat
+
+    _call(run_chat, _client(), chat, plan, message, _follow_plan)
+
+
 @plan_app.command("cancel")
 def plan_cancel(plan_id: str) -> None:
     """Stop a running orchestration (the plan becomes failed: cancelled)."""

@@ -18,10 +18,14 @@ behind their back:
   fast-forward land first builds the merge commit in the object store and then
   fast-forwards to it, so a conflicted half-merge can never appear in the user's
   tree.
-* All writes to one repository are serialised by one ``threading.RLock`` per
-  repository (keyed by the resolved common git directory, so every worktree of a
-  repository shares it), because concurrent ``git worktree add`` races on git's own
-  lock files. Reads take no lock.
+* Writes to what tasks share (branches other than a task's own, the worktree
+  registry) are serialised by one ``threading.RLock`` per repository (keyed by the
+  resolved common git directory, so every worktree of a repository shares it),
+  because concurrent ``git worktree add`` races on git's own lock files. The lock
+  is held for the bookkeeping only: files are written (new worktree) or deleted
+  (removed worktree) outside it. Building merges (objects only), committing in a
+  task's own worktree and resetting a worktree one task owns take no lock, and
+  neither do reads.
 * Hooks are disabled (``core.hooksPath=/dev/null``) for every command Shipyard
   runs. Hooks are arbitrary code: ``post-checkout`` would fire for every task
   worktree, ``reference-transaction`` for every ref update, ``pre-commit``
@@ -37,7 +41,10 @@ See ``docs/git.md`` for the full picture.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -57,6 +64,10 @@ __all__ = [
 ]
 
 ZERO_SHA = "0" * 40
+#: Name prefix of a removed worktree's directory while its files are being deleted.
+TRASH_PREFIX = ".trash-"
+_TRASH_IDS = itertools.count(1)
+_FULL_SHA = re.compile(r"[0-9a-f]{40}")
 DEFAULT_TIMEOUT = 120.0
 #: Checking out or deleting a large tree takes far longer than a ref update.
 SLOW_TIMEOUT = 900.0
@@ -392,6 +403,16 @@ class GitRepo:
             raise GitError(f"The {role} {ref!r} does not exist in {self.root}.")
         return sha
 
+    def _commit_id(self, ref: str, role: str) -> str:
+        """Like :meth:`_require`, without a git call when ``ref`` is already a full commit id.
+
+        The hot path (integration) passes ids it has just read; a wrong one still
+        fails loudly in the git command that uses it.
+        """
+        if _FULL_SHA.fullmatch(ref):
+            return ref
+        return self._require(ref, role)
+
     def _same_path(self, a: Path | str, b: Path | str) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
@@ -401,6 +422,10 @@ class GitRepo:
         Without this, a path inside the project directory would make ``git add -A``
         stage files in the user's own index.
         """
+        return self._task_worktree_gitdir(worktree)[0]
+
+    def _task_worktree_gitdir(self, worktree: Path) -> tuple[Path, Path]:
+        """:meth:`_task_worktree`, also returning the worktree's own git directory."""
         worktree = Path(worktree)
         if self._same_path(worktree, self.root):
             raise GitError(
@@ -411,12 +436,13 @@ class GitRepo:
             raise GitError(f"The worktree {worktree} does not exist.")
         proc = self._git(
             "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir",
+            "--absolute-git-dir",
             what=f"inspect the worktree {worktree}", cwd=worktree, check=False,
         )
         lines = _decode_path(proc.stdout).splitlines()
         if (
             proc.returncode != 0
-            or len(lines) < 2
+            or len(lines) < 3
             or not self._same_path(lines[0], worktree)
             or not self._same_path(lines[1], self.common_dir)
         ):
@@ -424,7 +450,7 @@ class GitRepo:
                 f"{worktree} is not a worktree of the repository at {self.root}, so "
                 "Shipyard will not run git there."
             )
-        return worktree
+        return worktree, Path(lines[2])
 
     # ------------------------------------------------------------------ reads
 
@@ -670,8 +696,6 @@ class GitRepo:
         _check_ref_arg(name)
         name = self._branch_name(name)
         with self.lock:
-            if not self.branch_exists(name):
-                return
             proc = self._git(
                 "branch", "-D" if force else "-d", name,
                 what=f"delete branch {name}", check=False,
@@ -692,7 +716,7 @@ class GitRepo:
         moving it would leave that checkout showing the new commits reverted.
         """
         full = self._qualify(ref)
-        new_sha = self._require(new, "new commit")
+        new_sha = self._commit_id(new, "new commit")
         with self.lock:
             if full.startswith("refs/heads/"):
                 where = self.checked_out_at(full)
@@ -751,6 +775,12 @@ class GitRepo:
         ``start_point`` (a rerun of a task starts clean; the old tip stays in the
         reflog). A branch checked out in any worktree is never reset: that is
         refused with a sentence naming where it is checked out.
+
+        Only the registration (``--no-checkout``: the worktree entry, HEAD and the
+        branch) happens under the repository lock; writing the files, which takes
+        seconds in a large repository, happens after it is released, in a
+        directory no one else uses yet. So creations overlap each other and never
+        hold up another task's integration.
         """
         _check_ref_arg(branch)
         with self.lock:
@@ -764,11 +794,19 @@ class GitRepo:
                 )
             path = self._prepare_worktree_path(path, worktrees)
             self._git(
-                "worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), sha,
+                "worktree", "add", "--quiet", "--no-checkout", "--no-track", "-B", branch,
+                str(path), sha,
                 what=f"create the worktree {path} on branch {branch}",
-                timeout=max(self.timeout, SLOW_TIMEOUT),
                 config=self.identity_config(),
             )
+        self._populate(path)
+
+    def _populate(self, path: Path) -> None:
+        """Write the files of a worktree registered with ``--no-checkout`` (outside the lock)."""
+        self._git(
+            "reset", "--hard", "--quiet", what=f"check out the files of {path}", cwd=path,
+            timeout=max(self.timeout, SLOW_TIMEOUT),
+        )
 
     def add_detached_worktree(self, path: Path, commit: str) -> None:
         """Check out ``commit`` at ``path`` with a detached HEAD (for read-only runs)."""
@@ -776,10 +814,121 @@ class GitRepo:
             sha = self._require(commit, "commit")
             path = self._prepare_worktree_path(path, self.list_worktrees())
             self._git(
-                "worktree", "add", "--quiet", "--detach", str(path), sha,
+                "worktree", "add", "--quiet", "--no-checkout", "--detach", str(path), sha,
                 what=f"create the detached worktree {path}",
-                timeout=max(self.timeout, SLOW_TIMEOUT),
             )
+        self._populate(path)
+
+    def move_worktree(self, src: Path, dst: Path) -> Path:
+        """Move the linked worktree at ``src`` to ``dst`` (a rename: no file is rewritten).
+
+        Used by the warm pool to give a prepared worktree the task's own path,
+        which stays the same for every attempt (Claude Code finds a session to
+        resume by its working directory). ``dst`` must not exist.
+        """
+        src = Path(src).absolute()
+        dst = Path(dst).absolute()
+        with self.lock:
+            if self._same_path(src, self.root):
+                raise GitError(f"Refusing to move {src}: it is the project's own checkout.")
+            if os.path.lexists(dst):
+                raise GitError(f"Cannot move the worktree {src} to {dst}: {dst} already exists.")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            self._git("worktree", "move", str(src), str(dst),
+                      what=f"move the worktree {src} to {dst}")
+        return dst
+
+    #: Per-worktree state a reused worktree must not carry into the next task: an
+    #: operation in progress that checkout does not end by itself.
+    _UNFINISHED = ("rebase-merge", "rebase-apply", "BISECT_LOG", "sequencer")
+
+    def reset_worktree(self, path: Path, commit: str, branch: str | None = None) -> None:
+        """Make the worktree at ``path`` exactly ``commit``, as if freshly checked out.
+
+        For a worktree that one caller owns and that :meth:`park_worktree`
+        accepted (a pooled worktree handed to one task): removes every untracked
+        and ignored file (``git clean -ffdx``, nested repositories included),
+        then ``git checkout --force`` onto ``commit`` on ``branch`` (created or
+        reset, ``-B``) or detached, which also discards any change to tracked
+        files. git rewrites only the files that differ between the two commits
+        or were changed, so moving between nearby commits costs a ``stat`` per
+        file instead of writing every file. Raises GitError when the worktree
+        cannot be made clean; the caller then discards it.
+
+        Runs without the repository lock: nothing here touches what another task
+        uses (the branch is this task's own; the checkout refuses a branch that is
+        checked out anywhere else).
+        """
+        path = Path(path)
+        gitdir = self._owned_gitdir(path)
+        sha = self._commit_id(commit, "commit")
+        self._check_finished(path, gitdir)
+        # Whoever held the index was killed (the agent is gone before a worktree is reused).
+        with contextlib.suppress(FileNotFoundError):
+            (gitdir / "index.lock").unlink()
+        self._git("clean", "-ffdxq", what=f"remove untracked and ignored files in {path}",
+                  cwd=path, timeout=max(self.timeout, SLOW_TIMEOUT))
+        target = ["-B", branch] if branch is not None else ["--detach"]
+        if branch is not None:
+            _check_ref_arg(branch)
+        self._git(
+            "checkout", "--quiet", "--force", "--no-recurse-submodules", *target, sha,
+            what=f"check out {_short(sha)} in {path}", cwd=path,
+            timeout=max(self.timeout, SLOW_TIMEOUT), config=self.identity_config(),
+        )
+
+    def park_worktree(self, path: Path) -> None:
+        """Get a linked worktree a task has finished with ready to be kept for reuse.
+
+        Checks it is still a worktree of this repository (its ``.git`` file may
+        have been rewritten), that no git operation is left half-done and that
+        no index entry is marked assume-unchanged or skip-worktree (git would
+        not look at those files, so an edit could survive the next
+        :meth:`reset_worktree`); then detaches HEAD at its current commit, so
+        the task's branch is checked out nowhere and can be deleted or reused.
+        No file is touched. Raises GitError when the worktree should not be
+        reused.
+        """
+        path, gitdir = self._task_worktree_gitdir(path)
+        self._check_finished(path, gitdir)
+        hidden = self._git("ls-files", "-v", "-z", what=f"list the index of {path}", cwd=path)
+        for entry in hidden.stdout.split(b"\0"):
+            # lower-case tags are assume-unchanged entries, S is skip-worktree
+            if entry[:1].islower() or entry[:2] == b"S ":
+                raise GitError(f"{path} has index entries git is told not to check "
+                               f"({_decode_path(entry[2:])}).")
+        self._git("update-ref", "--no-deref", "-m", "shipyard: detach", "HEAD", "HEAD",
+                  what=f"detach HEAD in {path}", cwd=path)
+
+    def _check_finished(self, path: Path, gitdir: Path) -> None:
+        for marker in self._UNFINISHED:
+            if (gitdir / marker).exists():
+                raise GitError(f"{path} has {marker} left by an unfinished git operation.")
+
+    def _owned_gitdir(self, path: Path) -> Path:
+        """The private git directory of linked worktree ``path``, checked without running git.
+
+        Its ``.git`` file must name a directory under this repository's
+        ``worktrees/`` whose ``gitdir`` file points back at ``path``.
+        """
+        try:
+            text = (path / ".git").read_text(encoding="utf-8", errors="surrogateescape")
+            if not text.startswith("gitdir: "):
+                raise ValueError(text[:40])
+            gitdir = Path(text[len("gitdir: "):].strip())
+            if not gitdir.is_absolute():
+                gitdir = path / gitdir
+            back = (gitdir / "gitdir").read_text(encoding="utf-8", errors="surrogateescape")
+        except (OSError, ValueError) as exc:
+            raise GitError(f"{path} is not a worktree of {self.root}: {exc}") from exc
+        if not (
+            self._same_path(gitdir.parent, Path(self.common_dir) / "worktrees")
+            and self._same_path(Path(back.strip()).parent, path)
+            and not self._same_path(path, self.root)
+        ):
+            raise GitError(f"{path} is not a worktree of {self.root}, so Shipyard will not "
+                           "run git there.")
+        return gitdir
 
     def remove_worktree(self, path: Path) -> None:
         """Remove the worktree at ``path`` even if it has changes, then prune.
@@ -787,6 +936,10 @@ class GitRepo:
         A directory that is already gone is fine. A directory that exists but is
         not a worktree of this repository is left alone (GitError): Shipyard does
         not delete folders it cannot prove it made.
+
+        Under the lock the directory is only renamed aside (to ``.trash-…`` next
+        to it) and its registration pruned; deleting its files, which takes
+        seconds for a large tree, happens after the lock is released.
         """
         path = Path(path).absolute()
         with self.lock:
@@ -802,13 +955,21 @@ class GitRepo:
             main = worktrees[0]["path"]
             if self._same_path(known["path"], self.root) or self._same_path(known["path"], main):
                 raise GitError(f"Refusing to remove {path}: it is the project's own checkout.")
+            trash = None
             if path.exists():
-                self._git(
-                    "worktree", "remove", "--force", "--force", str(known["path"]),
-                    what=f"remove the worktree {path}",
-                    timeout=max(self.timeout, SLOW_TIMEOUT),
-                )
+                trash = path.parent / f"{TRASH_PREFIX}{path.name}-{os.getpid()}-{next(_TRASH_IDS)}"
+                try:
+                    os.rename(path, trash)
+                except OSError:
+                    trash = None
+                    self._git(
+                        "worktree", "remove", "--force", "--force", str(known["path"]),
+                        what=f"remove the worktree {path}",
+                        timeout=max(self.timeout, SLOW_TIMEOUT),
+                    )
             self.prune_worktrees()
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
 
     def prune_worktrees(self) -> None:
         """Forget worktrees whose directories no longer exist."""
@@ -821,24 +982,25 @@ class GitRepo:
         """Stage everything in a task worktree and commit it; None when nothing changed.
 
         Ignored files stay out (``git add -A`` honours .gitignore). Hooks do not run.
+        Takes no repository lock: it writes only that worktree's own index and
+        branch (the agent commits there without one too) and new objects.
         """
         worktree = self._task_worktree(worktree)
-        with self.lock:
-            self._git("add", "-A", what=f"stage the changes in {worktree}", cwd=worktree,
-                      timeout=max(self.timeout, SLOW_TIMEOUT))
-            staged = self._git(
-                "diff", "--cached", "--quiet", "--no-ext-diff",
-                what=f"check for staged changes in {worktree}", cwd=worktree,
-                ok_codes=(0, 1),
-            )
-            if staged.returncode == 0:
-                return None
-            self._git(
-                "commit", "--quiet", "--no-verify", "--no-gpg-sign", "-F", "-",
-                what=f"commit the changes in {worktree}", cwd=worktree,
-                input=message.encode("utf-8"), config=self.identity_config(),
-            )
-            return self._out("rev-parse", "HEAD", what="read the new commit", cwd=worktree)
+        self._git("add", "-A", what=f"stage the changes in {worktree}", cwd=worktree,
+                  timeout=max(self.timeout, SLOW_TIMEOUT))
+        staged = self._git(
+            "diff", "--cached", "--quiet", "--no-ext-diff",
+            what=f"check for staged changes in {worktree}", cwd=worktree,
+            ok_codes=(0, 1),
+        )
+        if staged.returncode == 0:
+            return None
+        self._git(
+            "commit", "--quiet", "--no-verify", "--no-gpg-sign", "-F", "-",
+            what=f"commit the changes in {worktree}", cwd=worktree,
+            input=message.encode("utf-8"), config=self.identity_config(),
+        )
+        return self._out("rev-parse", "HEAD", what="read the new commit", cwd=worktree)
 
     # ------------------------------------------------------------------ merging
 
@@ -850,54 +1012,59 @@ class GitRepo:
         * otherwise ``git merge-tree --write-tree`` then ``git commit-tree`` with
           both parents → ok with the new commit, or not ok with the conflicting paths.
         """
-        ours_sha = self._require(ours, "revision")
-        theirs_sha = self._require(theirs, "revision")
+        ours_sha = self._commit_id(ours, "revision")
+        theirs_sha = self._commit_id(theirs, "revision")
         return self._merge(ours_sha, theirs_sha, message, ours, theirs)
 
     def _merge(
         self, ours_sha: str, theirs_sha: str, message: str, ours: str, theirs: str
     ) -> MergeOutcome:
-        """:meth:`merge_commit` on resolved shas; ``ours``/``theirs`` are names for messages."""
-        with self.lock:
-            base = self._merge_base(ours_sha, theirs_sha)
-            if base is None:
-                return MergeOutcome(
-                    ok=False, commit=None, conflicts=[],
-                    message=f"{theirs} and {ours} have no common history, so Shipyard will "
-                    "not merge them.",
-                )
-            if base == theirs_sha:
-                return MergeOutcome(
-                    ok=True, commit=ours_sha, conflicts=[], up_to_date=True,
-                    message=f"{ours} is already up to date with {theirs}.",
-                )
-            if base == ours_sha:
-                return MergeOutcome(
-                    ok=True, commit=theirs_sha, conflicts=[], fast_forward=True,
-                    message=f"{ours} can fast-forward to {theirs} ({_short(theirs_sha)}).",
-                )
-            proc = self._git(
-                "merge-tree", "--write-tree", "-z", "--name-only", ours_sha, theirs_sha,
-                what=f"merge {theirs} into {ours}", ok_codes=(0, 1),
-                timeout=max(self.timeout, SLOW_TIMEOUT),
-            )
-            tree, conflicts, details = _parse_merge_tree(proc.stdout)
-            if proc.returncode == 1 or conflicts:
-                return MergeOutcome(
-                    ok=False, commit=None, conflicts=conflicts, conflict_details=details,
-                    message=f"Merging {theirs} into {ours} would conflict in: "
-                    f"{_listing(conflicts)}.",
-                )
-            proc = self._git(
-                "commit-tree", tree, "-p", ours_sha, "-p", theirs_sha, "-F", "-",
-                what=f"record the merge of {theirs} into {ours}",
-                input=message.encode("utf-8"), config=self.identity_config(),
-            )
-            commit = _decode(proc.stdout).strip()
+        """:meth:`merge_commit` on resolved shas; ``ours``/``theirs`` are names for messages.
+
+        Takes no lock: it only adds objects to the object store (each written
+        atomically by git) and moves no ref, so merges may run while other tasks
+        check out, commit or clean up. Publishing the result is the caller's
+        compare-and-swap.
+        """
+        base = self._merge_base(ours_sha, theirs_sha)
+        if base is None:
             return MergeOutcome(
-                ok=True, commit=commit, conflicts=[],
-                message=f"Merged {theirs} into {ours} as {_short(commit)}.",
+                ok=False, commit=None, conflicts=[],
+                message=f"{theirs} and {ours} have no common history, so Shipyard will "
+                "not merge them.",
             )
+        if base == theirs_sha:
+            return MergeOutcome(
+                ok=True, commit=ours_sha, conflicts=[], up_to_date=True,
+                message=f"{ours} is already up to date with {theirs}.",
+            )
+        if base == ours_sha:
+            return MergeOutcome(
+                ok=True, commit=theirs_sha, conflicts=[], fast_forward=True,
+                message=f"{ours} can fast-forward to {theirs} ({_short(theirs_sha)}).",
+            )
+        proc = self._git(
+            "merge-tree", "--write-tree", "-z", "--name-only", ours_sha, theirs_sha,
+            what=f"merge {theirs} into {ours}", ok_codes=(0, 1),
+            timeout=max(self.timeout, SLOW_TIMEOUT),
+        )
+        tree, conflicts, details = _parse_merge_tree(proc.stdout)
+        if proc.returncode == 1 or conflicts:
+            return MergeOutcome(
+                ok=False, commit=None, conflicts=conflicts, conflict_details=details,
+                message=f"Merging {theirs} into {ours} would conflict in: "
+                f"{_listing(conflicts)}.",
+            )
+        proc = self._git(
+            "commit-tree", tree, "-p", ours_sha, "-p", theirs_sha, "-F", "-",
+            what=f"record the merge of {theirs} into {ours}",
+            input=message.encode("utf-8"), config=self.identity_config(),
+        )
+        commit = _decode(proc.stdout).strip()
+        return MergeOutcome(
+            ok=True, commit=commit, conflicts=[],
+            message=f"Merged {theirs} into {ours} as {_short(commit)}.",
+        )
 
     def integrate(
         self, branch: str, into: str, message: str, *, attempts: int = 5

@@ -140,6 +140,7 @@ class Plan(BaseModel):
     orchestrator_agent: str | None = None
     #: Let the orchestrator choose an agent per task (an optional "agent" in its task JSON).
     agent_per_task: bool = False
+    chat_id: str | None = None  # the chat the plan was written in (backend/chat.py), if any
 
 
 class Task(BaseModel):

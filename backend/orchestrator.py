@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError, field_validator
 
 from backend.models import AGENT_NAMES, Plan, TaskType, check_agent, normal_title
+from backend.runners.claude_code import RunResult
 
 TITLE_LIMIT = 120
 
@@ -191,6 +192,24 @@ def excerpt(text: str | None, limit: int = 300) -> str:
         return "(empty answer)"
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def answered_in_text(result: RunResult) -> bool:
+    """True when a ``--json-schema`` run ended normally but answered in text, not StructuredOutput.
+
+    That is not a failure for us: the answer may still be in the text (a fenced
+    JSON block or a bare object), which :func:`extract_json` looks for.
+    """
+    return (result.subtype == "success" and not result.is_error
+            and result.structured_output is None and result.outcome != "cancelled")
+
+
+def answer_text(said: list[str], result: RunResult) -> str:
+    """Everything the model wrote, in order, ending with its final text (once)."""
+    parts = list(said)
+    if result.text and (not parts or parts[-1] != result.text):
+        parts.append(result.text)
+    return "\n\n".join(parts)
 
 
 def parse_answer(structured: Any, text: str | None, max_tasks: int,

@@ -14,7 +14,7 @@ from pathlib import Path
 from backend.config import ConfigError, Settings
 
 #: Entries excluded when the state directory is the project root itself.
-ROOT_STATE_ENTRIES = ("plans/", "tasks/", "logs/", "worktrees/", "server.lock", "server.json")
+ROOT_STATE_ENTRIES = ("plans/", "tasks/", "logs/", "worktrees/", "chats/", "server.lock", "server.json")
 
 
 def exclude_patterns(settings: Settings) -> list[str]:

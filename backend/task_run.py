@@ -168,12 +168,15 @@ class TaskRun:
             self._fail(TaskFailure(f"internal error: {type(exc).__name__}: {exc}"))
 
     def _prepare(self, base_commit: str) -> None:
-        if self.worktree.exists():  # a leftover of an earlier attempt (add_worktree resets the branch)
-            self._remove_worktree()
+        if self.worktree.exists():  # a leftover of an earlier attempt: back to the pool first
+            self._remove_worktree(keep_branch=True)
+        started = time.monotonic()
         try:
-            self.git.add_worktree(self.worktree, self.branch, base_commit)
+            reused = self.disp.worktrees.checkout(self.worktree, base_commit, self.branch)
         except GitError as exc:
             raise TaskFailure(f"could not create the worktree: {exc}", keep_branch=False) from exc
+        self.note(f"worktree ready at {base_commit[:10]} ({'warm, reused' if reused else 'new'}, "
+                  f"{time.monotonic() - started:.2f} s)", kind="worktree", warm=reused)
         self.store.update_task(self.task.id, branch=self.branch, base_commit=base_commit, agent=self.agent)
         self._copy_files()
         if self.settings.setup_command:
@@ -273,15 +276,25 @@ class TaskRun:
         if committed:
             self.note("committed changes the agent left uncommitted")
         tip = self.git.rev_parse(self.branch)
-        if tip is None or self.git.commits_between(base_commit, tip) == 0:
+        if tip is None or tip == base_commit:
             self._complete("no changes", keep_branch=False)
             return
+        # Only the merge onto the target's current tip and the compare-and-swap of its ref are
+        # serial; cleaning up and recording the result happen after the lock is released.
         with self.disp.integration_lock:
             if self.stop.event.is_set():
                 raise _Stopped()
-            self._integrate(tip)
+            merged = self._integrate(tip)
+        if merged is None:  # the branch holds nothing the target lacks (e.g. reset back)
+            self._complete("no changes", keep_branch=False)
+            return
+        self.note(f"integrated into {self.target} ({merged[:10]})", kind="integrated",
+                  commit=merged, branch=self.target)
+        self._complete(f"integrated into {self.target} as {merged[:10]}", keep_branch=False,
+                       head_commit=tip)
 
-    def _integrate(self, tip: str) -> None:
+    def _integrate(self, tip: str) -> str | None:
+        """Merge ``tip`` onto the target and move the target; the new target tip, or None if up to date."""
         for _attempt in range(3):
             target_tip = self.git.rev_parse(self.target)
             if target_tip is None and self.target == STANDALONE_BRANCH:  # deleted by hand: start it again
@@ -295,34 +308,37 @@ class TaskRun:
                 paths = ", ".join(outcome.conflicts) or "(unknown paths)"
                 raise TaskFailure(f"merge conflict with {self.target} in: {paths}",
                                   f"{outcome.message}\nThe branch {self.branch} was kept for inspection.")
+            if outcome.up_to_date:
+                return None
             assert outcome.commit is not None
             if self.settings.test_command:
                 self._test(outcome.commit)
             if self.git.update_ref(f"refs/heads/{self.target}", outcome.commit, target_tip):
-                self.note(f"integrated into {self.target} ({outcome.commit[:10]})", kind="integrated",
-                          commit=outcome.commit, branch=self.target)
-                self._complete(f"integrated into {self.target} as {outcome.commit[:10]}", keep_branch=False,
-                               head_commit=tip)
-                return
+                return outcome.commit
         raise TaskFailure(f"{self.target} kept moving while integrating; try again.")
 
     def _test(self, commit: str) -> None:
         path = self.disp.worktrees_dir / f"{self.task.id}-test"
         try:
-            self.git.add_detached_worktree(path, commit)
+            try:
+                self.disp.worktrees.checkout(path, commit, None)  # warm when the pool has one
+            except GitError as exc:
+                raise TaskFailure(f"could not check out the integrated result: {exc}") from exc
             self._shell(self.settings.test_command or "", "test", path, self.settings.test_timeout_s)
         except TaskFailure as failure:
             raise TaskFailure(f"tests failed on the integrated result: {failure.summary}", failure.details
                               + f"\nThe integration was not kept; {self.branch} was kept.") from failure
         finally:
-            self.git.remove_worktree(path)
+            self.disp.worktrees.release(path)
 
     # -------------------------------------------------------------- endings
     def _remove_worktree(self, keep_branch: bool = False) -> None:
+        """Hand the worktree back to the warm pool; delete the task branch unless kept."""
+        self.disp.worktrees.release(self.worktree)
+        if keep_branch:
+            return
         try:
-            self.git.remove_worktree(self.worktree)
-            if not keep_branch:
-                self.git.delete_branch(self.branch)
+            self.git.delete_branch(self.branch)
         except GitError as exc:
             log.warning("cleaning up task %s: %s", self.task.id, exc)
 

@@ -86,14 +86,14 @@ def sleep_processes(project: Path) -> list[psutil.Process]:
     return found
 
 
-def sleeping(http: httpx.Client, task_id: str) -> None:
+def sleeping(http: httpx.Client, task_id: str, project: Path) -> None:
     """Wait until the task's agent is running its ``sleep 300`` Bash tool."""
     def bash_started() -> bool:
         events = http.get(f"/agent/tasks/{task_id}/log").json()["events"]
         return any(e["kind"] == "tool_use" and e["data"].get("name") == "Bash" for e in events)
 
     wait_for(bash_started, timeout=30, message="the agent to call Bash")
-    wait_for(sleep_processes, timeout=30, message="sleep 300 to start")
+    wait_for(lambda: sleep_processes(project), timeout=30, message="sleep 300 to start")
 
 
 def test_five_tasks_in_parallel_are_all_integrated(git_repo: Path, env: dict, start_server,
@@ -126,9 +126,13 @@ def test_five_tasks_in_parallel_are_all_integrated(git_repo: Path, env: dict, st
     assert git(git_repo, "rev-parse", "HEAD") == head_before
     assert git(git_repo, "status", "--porcelain").splitlines() == [" M README.md", "?? scratch.txt"]
     assert not any((git_repo / f"file{n}.txt").exists() for n in range(5))
-    # worktrees and task branches are gone
-    assert list((git_repo / ".shipyard" / "worktrees").iterdir()) == []
-    assert git(git_repo, "worktree", "list").count("\n") == 1
+    # task worktrees and branches are gone; what is left is the warm pool (at most one
+    # worktree per worker plus one for test runs, each detached, so it holds no branch)
+    assert [p.name for p in (git_repo / ".shipyard" / "worktrees").iterdir()] == [".pool"]
+    worktrees = git(git_repo, "worktree", "list", "--porcelain").strip().split("\n\n")
+    pooled = [w for w in worktrees if "/.shipyard/worktrees/.pool/" in w]
+    assert len(worktrees) - 1 == len(pooled) and 1 <= len(pooled) <= 5 + 1
+    assert all("\ndetached" in w for w in pooled)
     assert "shipyard/task-" not in git(git_repo, "branch", "--list")
     # they really ran at the same time
     running, peak = 0, 0
@@ -188,7 +192,7 @@ def test_cancel_and_rerun(git_repo: Path, env: dict, start_server, model_server:
     first = model_server.script("# Task: Long job", [bash("sleep 300"), text("never")])
     with server.client() as http:
         task_id = http.post("/agent/tasks", json={"title": "Long job", "content": "wait"}).json()["id"]
-        sleeping(http, task_id)
+        sleeping(http, task_id, git_repo)
         cancelled = http.post(f"/agent/tasks/{task_id}/cancel").json()
         assert (cancelled["status"] == "failed" and cancelled["error"] == "the agent failed: cancelled") \
             or cancelled["error"] == "cancelled"
@@ -252,7 +256,7 @@ def test_kill_9_mid_run_then_restart_recovers(git_repo: Path, env: dict, start_s
     first = start_server(git_repo, env)
     with first.client() as http:
         task_id = http.post("/agent/tasks", json={"title": "Interrupted", "content": "x"}).json()["id"]
-        sleeping(http, task_id)
+        sleeping(http, task_id, git_repo)
     first.kill()
     assert agent_processes(git_repo), "the orphaned agent should still be running before the restart"
     model_server.unscript(first_script)
@@ -292,7 +296,7 @@ def test_dispatcher_stop_returns_running_tasks_to_pending(git_repo: Path, env: d
     server = start_server(git_repo, env)
     with server.client() as http:
         task_id = http.post("/agent/tasks", json={"title": "Paused", "content": "x"}).json()["id"]
-        sleeping(http, task_id)
+        sleeping(http, task_id, git_repo)
         status = http.post("/agent/dispatcher/stop").json()
         assert status["running"] is False and status["active_tasks"] == []
         assert http.get(f"/agent/tasks/{task_id}").json()["status"] == "pending"
@@ -320,7 +324,7 @@ def test_ctrl_c_stops_agents_and_requeues_their_tasks(git_repo: Path, env: dict,
     server = start_server(git_repo, env)
     with server.client() as http:
         task_id = http.post("/agent/tasks", json={"title": "Busy", "content": "x"}).json()["id"]
-        sleeping(http, task_id)
+        sleeping(http, task_id, git_repo)
     assert server.stop(timeout=30) == 0
     assert "Shipyard stopped." in "".join(server.output)
     assert (git_repo / ".shipyard" / "tasks" / "pending" / f"{task_id}.md").exists()

@@ -29,7 +29,7 @@ performance.mark("shipyard:boot");
 
 addRoute("plan", (id) => (id ? new PlanView(id) : null));
 addRoute("task", (id) => (id ? new TaskView(id) : null));
-addRoute("new", () => new EditorView(null));
+addRoute("new", (chatId) => new EditorView(null, chatId || null)); // #new/<chat id> once the chat has started
 addRoute("edit", (id) => (id ? new EditorView(id) : null));
 addRoute("new-task", () => new TaskEditorView());
 

@@ -1,22 +1,29 @@
 /*
- * The plan editor (#new, #edit/<id>): title, summary and markdown text with a
- * Write/Preview switch; saves a draft or the changes to a draft or ready plan.
+ * The plan editor (#new, #new/<chat id>, #edit/<id>): title, summary and markdown
+ * text with a Write/Preview switch; saves a draft or the changes to a draft or
+ * ready plan. Beside it, the chat with Claude (chat.js) drafts the plan: Claude's
+ * proposals fill the form, and the form's text goes to Claude with every message.
  *
  * Owns: the form and its rules: a title is required, Ctrl+Enter saves, and
- * leaving with unsaved changes asks first (Cancel, Esc, closing the tab).
+ * leaving with unsaved changes asks first (Cancel, Esc, closing the tab). A plan
+ * saved from a chat is linked to it (POST /agent/chats/<id>/save), and "Save &
+ * start" starts it right away.
  */
 import { agentSelect, defaultAgent, defaultOrchestrator } from "./agents.js";
 import { api } from "./api.js";
+import { ChatPane } from "./chat.js";
 import { h, mdBlock, patch } from "./dom.js";
 import { enc } from "./format.js";
 import { messageNotice, panelHead } from "./panel.js";
 import { closePanel, isOpen, navigate } from "./router.js";
 import { planRecord, setPlan } from "./store.js";
 import { scheduleFlush } from "./stream.js";
+import { toast } from "./toast.js";
 
 export class EditorView {
-  constructor(id) {
+  constructor(id, chatId = null) {
     this.id = id;
+    this.chatId = chatId;
     this.busy = null;
     this.message = null;
     this.loaded = !id;
@@ -44,6 +51,8 @@ export class EditorView {
     this.messageEl = h("div", { "aria-live": "polite" });
     this.saveBtn = h("button", { class: "btn primary", type: "submit", "data-action": "save" },
       id ? "Save changes" : "Save draft");
+    this.startBtn = id ? null : h("button", { class: "btn", type: "button", "data-action": "save-start",
+      title: "Save the plan and start the orchestrator on it", onclick: () => this.save(true) }, "Save & start");
     const tablist = h("div", { class: "tabs", role: "tablist", "aria-label": "Plan text" }, this.tabWrite, this.tabPreview);
     tablist.addEventListener("keydown", (e) => {
       if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
@@ -66,7 +75,7 @@ export class EditorView {
           h("span", { class: "hint" }, "read-only")), this.orchestrator)),
       h("label", { class: "check" }, this.perTask,
         " Let the orchestrator choose an agent for each task"),
-      h("div", { class: "form-actions" }, this.saveBtn,
+      h("div", { class: "form-actions" }, this.saveBtn, this.startBtn,
         h("button", { class: "btn", type: "button", onclick: () => this.leave() }, "Cancel"),
         h("span", { class: "hint" }, "Ctrl+Enter to save")));
     this.form.addEventListener("submit", (e) => {
@@ -80,8 +89,11 @@ export class EditorView {
       }
     });
     this.tab = "write";
-    this.root = h("div", { class: "view editor-view" }, panelHead(this.titleEl, this.subEl),
-      h("div", { class: "panel-body" }, this.form));
+    this.chatSlot = h("div", { class: "chat-slot" });
+    this.root = h("div", { class: "view editor-view with-chat" }, panelHead(this.titleEl, this.subEl),
+      h("div", { class: "editor-split" }, this.chatSlot, h("div", { class: "panel-body" }, this.form)));
+    this.chat = null;
+    if (!id) this.attachChat(chatId);
     this.focusTarget = this.title;
     if (id) {
       this.form.inert = true;
@@ -99,6 +111,7 @@ export class EditorView {
       this.agent.value = p.agent || "";
       this.orchestrator.value = p.orchestrator_agent || "";
       this.perTask.checked = Boolean(p.agent_per_task);
+      this.attachChat(p.chat_id || null);
       if (p.status !== "draft" && p.status !== "ready") {
         this.message = { kind: "error", text: `This plan is ${p.status}; only draft and ready plans can be edited.` };
       }
@@ -112,6 +125,48 @@ export class EditorView {
       this.update();
       this.title.focus();
     }
+  }
+  /** The chat pane beside the form; chatId null: a chat starts with the first message. */
+  attachChat(chatId) {
+    this.chatId = chatId;
+    this.chat = new ChatPane(chatId, {
+      planId: this.id,
+      values: () => {
+        if (!this.id) this.initial = this.values(); // sent to the chat, which keeps it
+        return this.values();
+      },
+      setDraft: (draft) => this.setDraft(draft),
+      loaded: (chat) => {
+        // reopening #new/<chat>: the chat's draft fills an empty form
+        if (!this.id && chat.draft && !Object.values(this.values()).some((v) => v.trim())) {
+          this.setDraft(chat.draft);
+          this.initial = this.values();
+        }
+      },
+      chatStarted: (newId) => {
+        this.chatId = newId;
+        if (!this.id) {
+          // the address now names the chat, so a reload brings it back (no re-render: same view)
+          history.replaceState(null, "", `#new/${enc(newId)}`);
+          this.key = `new/${newId}`;
+        }
+      },
+    });
+    this.chatSlot.replaceChildren(this.chat.root);
+  }
+  /** Claude proposed a plan: it replaces the form's text (which Claude was shown with the message). */
+  setDraft(draft) {
+    this.title.value = draft.title || "";
+    this.summary.value = draft.summary || "";
+    this.content.value = draft.content || "";
+    if (this.tab === "preview") this.showTab("preview");
+    if (!this.id) this.initial = this.values(); // kept in the chat: leaving loses nothing
+    this.form.classList.remove("just-drafted");
+    void this.form.offsetWidth; // restart the highlight animation
+    this.form.classList.add("just-drafted");
+  }
+  onChat(type, data) {
+    if (this.chat) this.chat.onChat(type, data);
   }
   values() {
     return { title: this.title.value, summary: this.summary.value, content: this.content.value,
@@ -146,13 +201,19 @@ export class EditorView {
   }
   dispose() {}
   update() {
+    if (this.chat) this.chat.update();
     patch(this.messageEl, JSON.stringify(this.message), () => messageNotice(this.message));
     const disabled = Boolean(this.busy) || !this.loaded;
     if (this.saveBtn.disabled !== disabled) this.saveBtn.disabled = disabled;
-    const label = this.busy ? "Saving…" : this.id ? "Save changes" : "Save draft";
+    const label = this.busy === "save" ? "Saving…" : this.id ? "Save changes" : "Save draft";
     if (this.saveBtn.textContent !== label) this.saveBtn.textContent = label;
+    if (this.startBtn) {
+      this.startBtn.disabled = disabled;
+      const startLabel = this.busy === "start" ? "Starting…" : "Save & start";
+      if (this.startBtn.textContent !== startLabel) this.startBtn.textContent = startLabel;
+    }
   }
-  async save() {
+  async save(andStart = false) {
     if (this.busy) return;
     const values = this.values();
     if (!values.title.trim()) {
@@ -163,13 +224,24 @@ export class EditorView {
     }
     this.titleError.textContent = "";
     this.title.removeAttribute("aria-invalid");
-    this.busy = "save";
+    this.busy = andStart ? "start" : "save";
     this.message = null;
     this.update();
     try {
-      const plan = this.id ? await api("PATCH", `/agent/plans/${enc(this.id)}`, values)
-        : await api("POST", "/agent/plans", values);
+      let plan;
+      if (this.id) plan = await api("PATCH", `/agent/plans/${enc(this.id)}`, values);
+      else if (this.chatId) plan = (await api("POST", `/agent/chats/${enc(this.chatId)}/save`, { draft: values })).plan;
+      else plan = await api("POST", "/agent/plans", values);
       setPlan(planRecord(plan));
+      let startError = null;
+      if (andStart) {
+        try {
+          await api("POST", `/agent/plans/${enc(plan.id)}/start`);
+        } catch (err) {
+          startError = err.message; // the plan is saved: its panel has Start to try again
+        }
+      }
+      if (startError) toast(`The plan was saved but did not start: ${startError}`, "error");
       scheduleFlush();
       this.initial = this.values();
       this.busy = null;

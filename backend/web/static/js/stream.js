@@ -21,6 +21,7 @@ import { toast } from "./toast.js";
 const EVENT_TYPES = [
   "plan.created", "plan.updated", "plan.status", "plan.deleted", "plan.orchestration", "plan.log",
   "task.created", "task.updated", "task.status", "task.deleted", "task.log", "dispatcher.status",
+  "chat.created", "chat.updated", "chat.deleted", "chat.turn", "chat.message", "chat.log",
 ];
 
 function applyEvent(type, data) {
@@ -82,6 +83,11 @@ function applyEvent(type, data) {
       break;
     }
     default:
+      if (type.startsWith("chat.")) {
+        // a chat belongs to the editor that shows it (chat.js), not to the board
+        const view = currentView();
+        if (view && view.onChat) view.onChat(type, data);
+      }
       break;
   }
 }

@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend import __version__
+from backend import __version__, lists
+from backend.admission import AdmissionGate, GateMiddleware
 from backend.agent import Dispatcher
 from backend.auth import generate_token
 from backend.body_limit import BodyLimitMiddleware
@@ -45,9 +48,13 @@ from backend.runlog import read_log
 from backend.runners.registry import AGENT_NAMES
 from backend.runners.registry import label as agent_label
 from backend.security import GuardMiddleware, SecurityHeadersMiddleware
+from backend.serving import ConnectionLimits
 from backend.store import Store, validate_id
+from backend.store.ids import is_valid_id
 
 log = logging.getLogger(__name__)
+
+SSE_SEND_TIMEOUT_S = 10.0
 
 
 def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> FastAPI:
@@ -68,13 +75,22 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     bus = disp.bus
     chats = ChatService(settings, store, bus, disp.runner)
 
+    checks = _CachedChecks(lambda: run_checks(settings, quick=True, trust=disp.trust))
+    gate = AdmissionGate(settings.list_concurrency)
+    pages = lists.PageCache()
+    ConnectionLimits.shed_waiting = gate.shed_oldest
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(store.build_index)  # lists and counts come from it from now on
+        store.start_watching()
+        await asyncio.to_thread(checks.refresh)
         await asyncio.to_thread(disp.startup)
         await asyncio.to_thread(chats.startup)  # after the dispatcher's reaper
         try:
             yield
         finally:
+            store.stop_watching()
             bus.close()
             await asyncio.to_thread(chats.shutdown)
             # in a thread, so the event loop keeps answering (and a second Ctrl-C is seen)
@@ -93,14 +109,18 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     # added first = innermost: a body is only read once the guard has let the request in
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_body_bytes)
     app.add_middleware(GuardMiddleware, settings=settings)
+    # expensive reads queue here before any other work is done (only the header middleware is outside)
+    app.add_middleware(GateMiddleware, gate=gate)
     app.add_middleware(SecurityHeadersMiddleware)  # added last = outermost: refusals get the headers too
     _install_error_handlers(app)
     install_openapi(app)
 
     # ---------------------------------------------------------------- health
     @app.get("/agent/health", tags=["health"])
-    def health() -> dict[str, Any]:
-        checks = run_checks(settings, quick=True, trust=disp.trust)
+    async def health() -> dict[str, Any]:
+        """Runs on the event loop and touches only memory, so it never waits for a worker thread
+        (or behind lists): counts come from the store's index, checks from a cache refreshed
+        in the background."""
         return {
             "ok": True,
             "project": settings.name,
@@ -108,11 +128,12 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
             "version": __version__,
             "counts": store.counts(),
             "problems": [{"path": p, "reason": r} for p, r in sorted(store.problems.items())],
-            "checks": [c.to_dict() for c in checks],
+            "checks": checks.current(),
             "dispatcher": disp.status(),
             "trust": disp.trust.to_dict(),
             "agents": {"default": settings.agent, "orchestrator": settings.planner_agent,
                        "available": [{"name": n, "label": agent_label(n)} for n in AGENT_NAMES]},
+            "load": {**gate.report(), **ConnectionLimits.report()},
         }
 
     # ---------------------------------------------------------------- trust
@@ -125,14 +146,43 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     def grant_trust(body: TrustGrant) -> dict[str, Any]:
         """Trust the commands shown by GET /agent/trust (send back their hash); then agents may run."""
         disp.grant_trust(body.hash)
+        checks.refresh(wait=True)  # health's cached checks include trust: show the change at once
         return disp.trust.to_dict()
 
     # ---------------------------------------------------------------- plans
-    @app.get("/agent/plans", tags=["plans"])
-    def list_plans() -> dict[str, list[dict[str, Any]]]:
-        grouped = store.list_plans()
-        return {status: [disp.describe_plan(p, brief=True) for p in plans]
-                for status, plans in grouped.items()}
+    @app.get("/agent/plans", tags=["plans"], response_model=None)
+    async def list_plans(
+            limit: int | None = Query(None, ge=1, le=lists.PAGE_MAX, description=_LIMIT_DOC),
+            cursor: str | None = Query(None, max_length=500, description=_CURSOR_DOC),
+            status: str | None = Query(None, max_length=200, description="comma-separated statuses"),
+            q: str | None = Query(None, max_length=200, description="text in the title or summary"),
+            order: str | None = Query(None, pattern="^(asc|desc)$", description=_ORDER_DOC),
+            detail: str = Query("summary", pattern="^(summary|full)$", description=_DETAIL_DOC),
+    ) -> Response:
+        """Plans: a page when any of limit/cursor/status/q/order is given, else every plan by status."""
+        statuses = lists.parse_statuses(status, lists.PLAN_STATUSES)
+        index = store.plan_index
+        active = set(disp._active_orchestrations)
+        full = detail == "full"
+
+        def render(entries: list[Any]) -> list[bytes]:
+            describe = (lambda pid: disp.describe_plan(store.get_plan(pid))) if full else None
+            return lists.plan_items(store, entries, active, describe)
+
+        if limit is None and cursor is None and statuses is None and q is None and order is None:
+            return StreamingResponse(lists.export(lists.PLAN_STATUSES, index, render, blocking=full),
+                                     media_type="application/json")
+
+        def page() -> bytes:
+            return lists.page_body(index, lambda: index.page(
+                statuses=statuses, q=q, cursor=cursor, limit=limit or lists.PAGE_DEFAULT,
+                descending=order == "desc"), render)
+
+        if full:
+            return Response(await asyncio.to_thread(page), media_type="application/json")
+        key = ("plans", tuple(statuses or ()), q, cursor, limit, order, index.version,
+               store.task_index.version, frozenset(active))
+        return Response(pages.get_or_render(key, page), media_type="application/json")
 
     @app.post("/agent/plans", status_code=201, tags=["plans"])
     def create_plan(body: PlanCreate) -> dict[str, Any]:
@@ -190,9 +240,41 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         return read_log(store.plan_log_path(plan_id), after=after, limit=limit, tail=tail, root=store.root)
 
     # ---------------------------------------------------------------- tasks
-    @app.get("/agent/tasks", tags=["tasks"])
-    def list_tasks() -> dict[str, list[dict[str, Any]]]:
-        return {status: [dump(t) for t in tasks] for status, tasks in store.list_tasks().items()}
+    @app.get("/agent/tasks", tags=["tasks"], response_model=None)
+    async def list_tasks(
+            limit: int | None = Query(None, ge=1, le=lists.PAGE_MAX, description=_LIMIT_DOC),
+            cursor: str | None = Query(None, max_length=500, description=_CURSOR_DOC),
+            status: str | None = Query(None, max_length=200, description="comma-separated statuses"),
+            plan_id: str | None = Query(None, max_length=64, description="only this plan's tasks"),
+            q: str | None = Query(None, max_length=200, description="text in the title or id"),
+            order: str | None = Query(None, pattern="^(asc|desc)$", description=_ORDER_DOC),
+            detail: str = Query("summary", pattern="^(summary|full)$", description=_DETAIL_DOC),
+    ) -> Response:
+        """Tasks: a page when any of limit/cursor/status/plan_id/q/order is given, else every task
+        by status (streamed). Summaries leave out ``content`` and ``result``; ``detail=full`` has them."""
+        statuses = lists.parse_statuses(status, lists.TASK_STATUSES)
+        if plan_id is not None and not is_valid_id(plan_id):
+            raise lists.BadQuery("plan_id: not a plan id (12 hexadecimal digits).")
+        index = store.task_index
+        full = detail == "full"
+
+        def render(entries: list[Any]) -> list[bytes]:
+            return lists.task_items(store, entries, full)
+
+        if (limit is None and cursor is None and statuses is None and plan_id is None and q is None
+                and order is None):
+            return StreamingResponse(lists.export(lists.TASK_STATUSES, index, render, blocking=full),
+                                     media_type="application/json")
+
+        def page() -> bytes:
+            return lists.page_body(index, lambda: index.page(
+                statuses=statuses, plan_id=plan_id, q=q, cursor=cursor, limit=limit or lists.PAGE_DEFAULT,
+                descending=order == "desc"), render)
+
+        if full:
+            return Response(await asyncio.to_thread(page), media_type="application/json")
+        key = ("tasks", tuple(statuses or ()), plan_id, q, cursor, limit, order, index.version)
+        return Response(pages.get_or_render(key, page), media_type="application/json")
 
     @app.post("/agent/tasks", status_code=201, tags=["tasks"])
     def create_task(body: TaskCreate) -> dict[str, Any]:
@@ -262,7 +344,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
             async for event in bus.subscribe(after=start, types=wanted):
                 yield ServerSentEvent(data=event.to_json(), event=event.type, id=str(event.id))
 
-        return EventSourceResponse(stream(), ping=15, send_timeout=30)
+        # a client that takes SSE_SEND_TIMEOUT_S to accept one chunk has stopped reading: drop it
+        return EventSourceResponse(stream(), ping=15, send_timeout=SSE_SEND_TIMEOUT_S)
 
     install_chat_routes(app, chats)
 
@@ -270,6 +353,41 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
 
     mount_dashboard(app, settings)
     return app
+
+
+_LIMIT_DOC = f"items per page (default {lists.PAGE_DEFAULT}, at most {lists.PAGE_MAX})"
+_CURSOR_DOC = "next_cursor of the previous page"
+_ORDER_DOC = "asc (oldest first, the default) or desc"
+_DETAIL_DOC = "summary (default: no bodies) or full"
+
+
+class _CachedChecks:
+    """The environment checks health reports, refreshed on a thread at most every ``max_age_s``.
+
+    Checks can run ``claude --version``: health answers from the last result at once
+    instead of waiting for that.
+    """
+
+    def __init__(self, produce: Any, max_age_s: float = 5.0) -> None:
+        self.produce = produce
+        self.max_age_s = max_age_s
+        self._value: list[dict[str, Any]] = []
+        self._at = 0.0
+        self._refreshing = threading.Lock()
+
+    def refresh(self, wait: bool = False) -> None:
+        if not self._refreshing.acquire(blocking=wait):
+            return
+        try:
+            self._value = [c.to_dict() for c in self.produce()]
+            self._at = time.monotonic()
+        finally:
+            self._refreshing.release()
+
+    def current(self) -> list[dict[str, Any]]:
+        if time.monotonic() - self._at > self.max_age_s and not self._refreshing.locked():
+            threading.Thread(target=self.refresh, name="health-checks", daemon=True).start()
+        return self._value
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -149,8 +149,24 @@ def serve(
         typer.secho(f"  ! {trust.explain()}.", fg=typer.colors.YELLOW)
         typer.secho(f"    To fix: {trust.FIX}", fg=typer.colors.YELLOW)
     sys.stdout.flush()
+    from backend.serving import (
+        ConnectionLimits,
+        GuardedH11Protocol,
+        connection_cap,
+        install_repeat_filter,
+        raise_open_file_limit,
+    )
+
+    soft, _hard = raise_open_file_limit()
+    ConnectionLimits.max_connections = connection_cap(settings.max_connections, settings.fd_reserve, soft)
+    ConnectionLimits.header_timeout_s = settings.header_timeout_s
+    if ConnectionLimits.max_connections < settings.max_connections:
+        typer.echo(f"  connections: at most {ConnectionLimits.max_connections} (open-file limit {soft}, "
+                   f"{settings.fd_reserve} kept for agents)")
     config = uvicorn.Config(application, log_level=log_level.lower(), timeout_graceful_shutdown=5,
-                            access_log=log_level.lower() == "debug")
+                            access_log=log_level.lower() == "debug", http=GuardedH11Protocol,
+                            backlog=2048)
+    install_repeat_filter()
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on the first SIGINT/SIGTERM (a second one forces it) and then
     # re-raises the signal; these handlers turn that re-raise into a quiet, successful exit.
@@ -274,24 +290,50 @@ def plan_new(
         _out(f"start it with: shipyard plan start {plan['id']} --follow")
 
 
+StatusOpt = Annotated[str | None, typer.Option("--status", help="Only these statuses (comma-separated).")]
+SearchOpt = Annotated[str | None, typer.Option("--search", "-q", help="Only items whose title contains this.")]
+LimitOpt = Annotated[int, typer.Option("--limit", "-n", help="Show at most this many (newest first).")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Show every match, page after page.")]
+
+
+def _list(path: str, params: dict[str, Any], limit: int, every: bool) -> tuple[list[dict[str, Any]], int]:
+    """Items of a paged list, newest first, and how many match in all."""
+    client = _client()
+    items: list[dict[str, Any]] = []
+    total = 0
+    try:
+        for page in client.pages(path, {**params, "order": "desc"}, None if every else limit):
+            total = page["total"] if not items else total
+            items += page["items"]
+    except ClientError as exc:
+        _fail(str(exc))
+    return items, total
+
+
+def _more(shown: int, total: int, noun: str) -> None:
+    if total > shown:
+        typer.echo(f"({shown} of {total} {noun} shown, newest first; --all for every one, "
+                   "--status or --search to narrow)")
+
+
 @plan_app.command("list")
-def plan_list(json_out: JsonFlag = False) -> None:
-    """List plans by status."""
-    grouped = _call(_client().get, "/agent/plans")
+def plan_list(status: StatusOpt = None, search: SearchOpt = None, limit: LimitOpt = 50, every: AllOpt = False,
+              json_out: JsonFlag = False) -> None:
+    """List plans, newest first."""
+    plans, total = _list("/agent/plans", {"status": status, "q": search}, limit, every)
     if json_out:
-        _print_json(grouped)
+        _print_json(plans)
         return
-    empty = True
-    for status, plans in grouped.items():
-        for plan in plans:
-            empty = False
-            progress = plan.get("progress", {})
-            done = progress.get("completed", 0)
-            total = progress.get("total", 0)
-            extra = f"  {done}/{total} done" if total else ""
-            _out(f"{plan['id']}  {status:<9}  {plan['title']}{extra}")
-    if empty:
-        _out("no plans yet: create one with 'shipyard plan new --title ... --file plan.md'")
+    for plan in plans:
+        progress = plan.get("progress", {})
+        done = progress.get("completed", 0)
+        count = progress.get("total", 0)
+        extra = f"  {done}/{count} done" if count else ""
+        _out(f"{plan['id']}  {plan['status']:<9}  {plan['title']}{extra}")
+    if not plans:
+        _out("no plans match" if status or search else
+             "no plans yet: create one with 'shipyard plan new --title ... --file plan.md'")
+    _more(len(plans), total, "plans")
 
 
 @plan_app.command("show")
@@ -394,20 +436,21 @@ def plan_log(plan_id: str) -> None:
 
 # ------------------------------------------------------------------ tasks
 @task_app.command("list")
-def task_list(json_out: JsonFlag = False) -> None:
-    """List tasks by status."""
-    grouped = _call(_client().get, "/agent/tasks")
+def task_list(status: StatusOpt = None,
+              plan: Annotated[str | None, typer.Option("--plan", help="Only this plan's tasks.")] = None,
+              search: SearchOpt = None, limit: LimitOpt = 50, every: AllOpt = False,
+              json_out: JsonFlag = False) -> None:
+    """List tasks, newest first."""
+    tasks, total = _list("/agent/tasks", {"status": status, "plan_id": plan, "q": search}, limit, every)
     if json_out:
-        _print_json(grouped)
+        _print_json(tasks)
         return
-    count = 0
-    for status, tasks in grouped.items():
-        for task in tasks:
-            count += 1
-            plan = f"  (plan {task['plan_id']})" if task.get("plan_id") else ""
-            _out(f"{task['id']}  {status:<11}  [{task['task_type']}]  {task['title']}{plan}")
-    if not count:
-        _out("no tasks yet")
+    for task in tasks:
+        of_plan = f"  (plan {task['plan_id']})" if task.get("plan_id") else ""
+        _out(f"{task['id']}  {task['status']:<11}  [{task['task_type']}]  {task['title']}{of_plan}")
+    if not tasks:
+        _out("no tasks match" if status or plan or search else "no tasks yet")
+    _more(len(tasks), total, "tasks")
 
 
 @task_app.command("new")

@@ -82,6 +82,23 @@ class Client:
     def post(self, path: str, **kwargs: Any) -> Any:
         return self.request("POST", path, **kwargs)
 
+    def pages(self, path: str, params: dict[str, Any], limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """Page after page of a list (``/agent/tasks``, ``/agent/plans``), following ``next_cursor``.
+
+        Stops after ``limit`` items when given; the first page's ``total`` tells how many match.
+        """
+        query = {k: v for k, v in params.items() if v is not None}
+        seen = 0
+        while True:
+            if limit is not None:
+                query["limit"] = max(1, min(500, limit - seen))
+            page = self.get(path, params=query)
+            seen += len(page["items"])
+            yield page
+            if not page.get("next_cursor") or (limit is not None and seen >= limit):
+                return
+            query["cursor"] = page["next_cursor"]
+
     def events(self, types: str | None = None, after: int | None = None) -> Iterator[dict[str, Any]]:
         """Follow the server's event stream (blocking iterator of event dicts)."""
         params: dict[str, Any] = {}

@@ -69,6 +69,25 @@ class Settings(BaseModel):
         default=None,
         description="URL the CLI talks to (default: http://<host>:<port>).",
     )
+    max_connections: int = Field(
+        default=4096, ge=8,
+        description="Most open client connections. At the cap a new connection replaces the oldest one "
+        "still waiting to send its request (or a queued list request, answered 503); if there is "
+        "none it is answered 503. Lowered at start-up so fd_reserve open files stay free.",
+    )
+    fd_reserve: int = Field(
+        default=256, ge=16,
+        description="Open files kept free for agent runs, logs and git however many clients connect.",
+    )
+    header_timeout_s: float = Field(
+        default=10, gt=0,
+        description="Close a connection that has not sent a complete request header within this time.",
+    )
+    list_concurrency: int = Field(
+        default=4, ge=1, le=256,
+        description="Most list, log and diff requests worked on at once; others wait their turn "
+        "(and are dropped unworked if their client leaves). Health never waits.",
+    )
     claude_bin: str | None = Field(
         default=None,
         description="Path to the claude executable (default: claude on PATH, then Shipyard's .tools/).",

@@ -4,8 +4,10 @@ Producers are worker threads (the orchestrator and agents) and request
 handlers; consumers are SSE streams running on the server's event loop. Every
 event gets a monotonically increasing id, and the last few thousand are kept
 so a client that reconnects with ``Last-Event-ID`` misses nothing. A consumer
-that falls too far behind is dropped (its stream ends and the browser
-reconnects and replays) rather than letting memory grow without bound.
+that falls too far behind — more than :data:`QUEUE_SIZE` events or
+:data:`QUEUE_BYTES` of them waiting, as when a browser stops reading its stream —
+is dropped (its stream ends and the browser reconnects and replays) rather than
+letting memory grow without bound.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ REPLAY_SIZE = 5000
 #: most voluminous and a client that missed some can read it from the run log over HTTP.
 LOG_REPLAY_SIZE = 500
 QUEUE_SIZE = 10000
+#: Most encoded event bytes waiting for one consumer. Agent activity events can be large (tool
+#: output); counting only events let a stalled stream hold ~100 MiB.
+QUEUE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,13 @@ class Event:
     ts: float = field(default_factory=time.time)
 
     def to_json(self) -> str:
-        return json.dumps({"id": self.id, "type": self.type, "ts": self.ts, **self.data},
-                          ensure_ascii=False, default=str)
+        """The event as sent to clients; encoded once however many streams send it."""
+        cached = self.__dict__.get("_json")
+        if cached is None:
+            cached = json.dumps({"id": self.id, "type": self.type, "ts": self.ts, **self.data},
+                                ensure_ascii=False, default=str)
+            self.__dict__["_json"] = cached
+        return cached
 
 
 class _Subscriber:
@@ -49,6 +59,7 @@ class _Subscriber:
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_SIZE)
         self.types = types
         self.dropped = False
+        self.queued_bytes = 0
 
     def wants(self, event: Event) -> bool:
         return self.types is None or any(
@@ -59,10 +70,17 @@ class _Subscriber:
         """Runs on the subscriber's loop."""
         if self.dropped:
             return
+        size = len(event.to_json()) if event is not None else 0
         try:
+            if self.queued_bytes and self.queued_bytes + size > QUEUE_BYTES:  # one huge event alone passes
+                raise asyncio.QueueFull
             self.queue.put_nowait(event)
+            self.queued_bytes += size
         except asyncio.QueueFull:
             self.dropped = True
+            self.queued_bytes = 0
+            log.warning("dropped an event stream that stopped reading (%d events waiting); "
+                        "the client can reconnect and replay", self.queue.qsize())
             # make room for the end-of-stream marker
             while not self.queue.empty():
                 self.queue.get_nowait()
@@ -145,6 +163,7 @@ class EventBus:
                 event = await sub.queue.get()
                 if event is None:
                     return
+                sub.queued_bytes -= len(event.to_json())
                 if event.id <= last:
                     continue
                 yield event

@@ -97,10 +97,16 @@ def test_corrupt_file_is_reported_not_a_500(http: httpx.Client, server: ServerPr
     bad.write_text("{{{")
     try:
         assert http.get("/agent/plans").status_code == 200
-        problems = http.get("/agent/health").json()["problems"]
-        assert any(p["path"] == "plans/draft/corrupt1.plan.json" for p in problems)
+        # lists come from an index that notices hand-made files within moments (a watcher)
+        wait_for(lambda: any(p["path"] == "plans/draft/corrupt1.plan.json"
+                             for p in http.get("/agent/health").json()["problems"]), 10,
+                 message="the corrupt file to be reported")
+        assert http.get("/agent/plans").status_code == 200
     finally:
         bad.unlink()
+    wait_for(lambda: not any(p["path"] == "plans/draft/corrupt1.plan.json"
+                             for p in http.get("/agent/health").json()["problems"]), 10,
+             message="the deleted file to leave the problems")
 
 
 def test_events_stream_every_change(http: httpx.Client, server: ServerProcess) -> None:

@@ -41,7 +41,26 @@ def test_plan_and_task_commands(tmp_path: Path, start_server) -> None:
     task_id = task.stdout.split()[2].rstrip(":")
     assert task_id in shipyard("task", "list", env=env).stdout
     assert "tidy up" in shipyard("task", "show", task_id, env=env).stdout
-    assert json.loads(shipyard("task", "list", "--json", env=env).stdout)["pending"][0]["id"] == task_id
+    assert json.loads(shipyard("task", "list", "--json", env=env).stdout)[0]["id"] == task_id
+
+
+def test_lists_are_paged_newest_first_and_filtered(tmp_path: Path, start_server) -> None:
+    project = make_repo(tmp_path / "pages")
+    server = start_server(project, PAUSED)
+    env = {"SHIPYARD_URL": server.url}
+    ids = [shipyard("task", "new", "--title", f"Job {n}", env=env, stdin="x").stdout.split()[2].rstrip(":")
+           for n in range(5)]
+    shown = shipyard("task", "list", "--limit", "2", env=env).stdout
+    assert [line.split()[0] for line in shown.splitlines()[:2]] == [ids[4], ids[3]]
+    assert "2 of 5 tasks shown" in shown and ids[0] not in shown
+    every = shipyard("task", "list", "--all", "--limit", "2", env=env).stdout
+    assert all(task_id in every for task_id in ids) and "of 5" not in every
+    assert shipyard("task", "cancel", ids[1], env=env).returncode == 0
+    failed = shipyard("task", "list", "--status", "failed", env=env).stdout
+    assert ids[1] in failed and ids[2] not in failed
+    assert shipyard("task", "list", "--search", "job 3", env=env).stdout.split()[0] == ids[3]
+    bad = shipyard("task", "list", "--status", "lost", env=env)
+    assert bad.returncode == 1 and "unknown status lost" in bad.stderr
 
 
 def test_cli_finds_the_server_and_its_token_by_itself(tmp_path: Path, start_server) -> None:

@@ -87,7 +87,7 @@ def sleep_processes(project: Path) -> list[psutil.Process]:
 
 
 def sleeping(http: httpx.Client, task_id: str, project: Path) -> None:
-    """Wait until the task's agent is running its ``sleep 300`` Bash tool."""
+    """Wait until the task's agent (of ``project``) is running its ``sleep 300`` Bash tool."""
     def bash_started() -> bool:
         events = http.get(f"/agent/tasks/{task_id}/log").json()["events"]
         return any(e["kind"] == "tool_use" and e["data"].get("name") == "Bash" for e in events)

@@ -216,7 +216,8 @@ def test_cli_never_prints_raw_escapes_from_titles(capped: ServerProcess) -> None
             assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", result.stdout), result.stdout
         assert "Fix \\x1b]0;owned\\x07 \\x1b[2J\\x9b31m bug" in outputs[0].stdout
         assert "See \\x1b[31mred\\x1b[0m." in outputs[2].stdout
-        assert json.loads(outputs[4].stdout)["draft"][0]["title"] == hostile  # JSON stays exact
+        listed = json.loads(outputs[4].stdout)  # JSON stays exact
+        assert next(p for p in listed if p["id"] == "evilp1an01")["title"] == hostile
     finally:
         pending.unlink(missing_ok=True)
         plan_file.unlink(missing_ok=True)

@@ -143,7 +143,10 @@ def test_nothing_is_redrawn_when_nothing_changed(browser: Browser, git_repo: Pat
         # an update that changes nothing the board shows: the event arrives, the DOM stays still
         before = http.get(f"/agent/plans/{plan['id']}").json()["modified"]
         assert http.patch(f"/agent/plans/{plan['id']}", json={"title": "Steady"}).status_code == 200
-        page.wait_for_function(f"window.__shipyard.state.plans.get('{plan['id']}').modified !== '{before}'")
+        # polled from Python: wait_for_function compiles its predicate with eval, which the
+        # dashboard's Content-Security-Policy (rightly) forbids; page.evaluate is not affected
+        wait_for(lambda: page.evaluate("(id) => window.__shipyard.state.plans.get(id).modified", plan["id"])
+                 != before, message="the update to reach the page")
         page.wait_for_timeout(100)
         assert page.evaluate("window.__mutations") == 0
         # a new task touches its own column only (one card added, the count updated)

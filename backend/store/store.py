@@ -12,6 +12,10 @@ The folder is the status. Every write is atomic and every status change is a
 single ``rename`` made under one lock, so a crash at any instant leaves each
 item in exactly one valid folder. Files that cannot be parsed are skipped and
 reported through :attr:`Store.problems`, never raised to a client.
+
+Lists and counts are served from :attr:`Store.plan_index` / :attr:`Store.task_index`
+(see :mod:`backend.store.index`), which every write below updates and a watcher
+keeps in step with files changed by hand.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from backend.models import Plan, PlanStatus, Task, TaskStatus, TaskType, dump, u
 from backend.store.atomic import atomic_write, is_temp_name
 from backend.store.confine import LinkOutsideError, read_inside
 from backend.store.ids import is_valid_id, new_id, validate_id
+from backend.store.index import RECONCILE_S, ItemIndex
 from backend.store.taskfile import TaskFileError, parse_task, render_task
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,21 @@ Publish = Callable[[str, dict[str, Any]], None]
 
 def _no_publish(_type: str, _data: dict[str, Any]) -> None:
     return None
+
+
+def task_summary(task: Task) -> tuple[dict[str, Any], str, str | None, tuple[str, ...]]:
+    """What a task list shows: everything but the body and the agent's final message."""
+    data = dump(task)
+    data.pop("content", None)
+    data.pop("result", None)
+    return data, f"{task.title}\n{task.id}".lower(), task.plan_id, ()
+
+
+def plan_summary(plan: Plan) -> tuple[dict[str, Any], str, str | None, tuple[str, ...]]:
+    """What a plan list shows: everything but the markdown body."""
+    data = dump(plan)
+    data.pop("content", None)
+    return data, f"{plan.title}\n{plan.summary}\n{plan.id}".lower(), None, tuple(plan.tasks)
 
 
 class Store:
@@ -66,6 +86,14 @@ class Store:
         (self.tasks_dir / STAGING).mkdir(parents=True, exist_ok=True)
         (self.logs_dir / "plans").mkdir(parents=True, exist_ok=True)
         (self.logs_dir / "tasks").mkdir(parents=True, exist_ok=True)
+        self.plan_index: ItemIndex[Plan] = ItemIndex(
+            "plan", self.plans_dir, [s.value for s in PlanStatus], PLAN_SUFFIX,
+            lambda path, status: self._read_plan(path, PlanStatus(status)), plan_summary, self._index_report)
+        self.task_index: ItemIndex[Task] = ItemIndex(
+            "task", self.tasks_dir, [s.value for s in TaskStatus], TASK_SUFFIX,
+            lambda path, status: self._read_task(path, TaskStatus(status)), task_summary, self._index_report)
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     # ------------------------------------------------------------------ paths
     def plan_path(self, status: PlanStatus, plan_id: str) -> Path:
@@ -91,6 +119,13 @@ class Store:
 
     def _clear_problem(self, path: Path) -> None:
         self.problems.pop(str(path.relative_to(self.root)), None)
+
+    def _index_report(self, path: Path, reason: str | None) -> None:
+        """The index's findings: a file lists skip, or (reason None) a file that is gone."""
+        if reason is None:
+            self._clear_problem(path)
+        else:
+            self._report(path, reason)
 
     # ------------------------------------------------------------------ plans
     def _read_plan(self, path: Path, status: PlanStatus) -> Plan | None:
@@ -148,6 +183,7 @@ class Store:
         with self.lock:
             plan = Plan(id=new_id(), title=title, summary=summary, content=content)
             self._write_plan(plan)
+            self.plan_index.put(plan)
         self.publish("plan.created", {"plan": dump(plan)})
         return plan
 
@@ -165,6 +201,7 @@ class Store:
             plan = plan.model_copy(update={**fields, "modified": utcnow()})
             plan = Plan.model_validate(dump(plan))
             self._write_plan(plan)
+            self.plan_index.put(plan)
         self.publish("plan.updated", {"plan": dump(plan)})
         return plan
 
@@ -187,6 +224,7 @@ class Store:
             atomic_write(self.plan_path(old_status, plan_id),
                          json.dumps(dump(plan), indent=2, ensure_ascii=False) + "\n")
             os.rename(self.plan_path(old_status, plan_id), self.plan_path(to, plan_id))
+            self.plan_index.put(plan)
         self.publish("plan.status", {"plan": dump(plan), "from": old_status.value, "to": to.value})
         return plan
 
@@ -197,8 +235,8 @@ class Store:
                 raise Conflict(f"plan {plan_id} is {plan.status.value} and cannot be deleted now; "
                                "cancel it first.")
             self.plan_path(plan.status, plan_id).unlink()
-            with contextlib.suppress(FileNotFoundError):
-                self.plan_log_path(plan_id).unlink()
+            self.plan_index.remove(plan_id)
+            remove_log(self.plan_log_path(plan_id))
         self.publish("plan.deleted", {"plan_id": plan_id})
         return plan
 
@@ -287,6 +325,7 @@ class Store:
                 atomic_write(folder / f"{task.id}{TASK_SUFFIX}", render_task(task))
                 return task
             atomic_write(self.task_path(TaskStatus.pending, task.id), render_task(task))
+            self.task_index.put(task)
         self.publish("task.created", {"task": dump(task)})
         return task
 
@@ -308,6 +347,7 @@ class Store:
             shutil.rmtree(folder, ignore_errors=True)
             for task_id in task_ids:
                 task = self.get_task(task_id)
+                self.task_index.put(task)
                 published.append(task)
         for task in published:
             self.publish("task.created", {"task": dump(task)})
@@ -333,6 +373,7 @@ class Store:
             task = Task.model_validate({**dump(task), **fields, "status": task.status.value,
                                         "modified": utcnow()})
             self._write_task(task)
+            self.task_index.put(task)
         self.publish("task.updated", {"task": dump(task)})
         return task
 
@@ -354,6 +395,7 @@ class Store:
             if old_status == TaskStatus.failed and to != TaskStatus.failed:
                 with contextlib.suppress(FileNotFoundError):
                     self.error_log_path(task_id).unlink()
+            self.task_index.put(task)
             if to == TaskStatus.failed and error_log is not None:
                 atomic_write(self.error_log_path(task_id), error_log.rstrip() + "\n")
         self.publish("task.status", {"task": dump(task), "from": old_status.value, "to": to.value})
@@ -387,14 +429,18 @@ class Store:
             if task.status in set(forbid):
                 raise Conflict(f"task {task_id} is {task.status.value}; cancel it first.")
             self.task_path(task.status, task_id).unlink()
-            for path in (self.error_log_path(task_id), self.task_log_path(task_id)):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+            self.task_index.remove(task_id)
+            with contextlib.suppress(FileNotFoundError):
+                self.error_log_path(task_id).unlink()
+            remove_log(self.task_log_path(task_id))
         self.publish("task.deleted", {"task_id": task_id})
         return task
 
     # ------------------------------------------------------------------ misc
     def counts(self) -> dict[str, dict[str, int]]:
+        """Items per status folder: from the indexes once built (a dict copy), else by listing."""
+        if self.plan_index.built and self.task_index.built:
+            return {"plans": dict(self.plan_index.counts), "tasks": dict(self.task_index.counts)}
         return {
             "plans": {s.value: len(self._files(self.plans_dir / s.value, PLAN_SUFFIX)) for s in PlanStatus},
             "tasks": {s.value: len(self._files(self.tasks_dir / s.value, TASK_SUFFIX)) for s in TaskStatus},
@@ -412,3 +458,81 @@ class Store:
                 continue
             out.append(Path(entry.path))
         return out
+
+    # ------------------------------------------------------------------ index upkeep
+    def build_index(self) -> None:
+        """Read every plan and task once (server start-up); later changes arrive incrementally."""
+        with self.lock:
+            self.plan_index.reconcile()
+            self.task_index.reconcile()
+
+    def start_watching(self) -> None:
+        """Follow files changed outside the store (by hand, by another tool) on a thread."""
+        if self._watcher is not None:
+            return
+        self._watch_stop.clear()
+        self._watcher = threading.Thread(target=self._watch, name="store-index-watcher", daemon=True)
+        self._watcher.start()
+
+    def stop_watching(self) -> None:
+        self._watch_stop.set()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.join(5)
+
+    def _watch(self) -> None:
+        import time
+
+        import watchfiles
+
+        next_reconcile = time.monotonic() + RECONCILE_S
+        try:
+            for changes in watchfiles.watch(self.plans_dir, self.tasks_dir, stop_event=self._watch_stop,
+                                            debounce=20, step=10, rust_timeout=1000,
+                                            yield_on_timeout=True, raise_interrupt=False):
+                found = []
+                # under the store's lock: never look at a file half-way through the store's own move
+                with self.lock:
+                    for path in sorted({Path(p) for _change, p in changes}):
+                        found.append((self.plan_index.check_path(path), "plan"))
+                        found.append((self.task_index.check_path(path), "task"))
+                for change, kind in found:
+                    self._apply_external(change, kind)
+                if time.monotonic() >= next_reconcile:
+                    self.reconcile_index()
+                    next_reconcile = time.monotonic() + RECONCILE_S
+        except Exception:
+            log.exception("watching the state directory failed; lists now catch up with files changed "
+                          "by hand every %.0f s", RECONCILE_S)
+            while not self._watch_stop.wait(RECONCILE_S):
+                self.reconcile_index()
+
+    def reconcile_index(self) -> None:
+        """Compare every file with the indexes and publish what changed behind the store's back."""
+        try:
+            with self.lock:
+                found = [(c, "plan") for c in self.plan_index.reconcile()]
+                found += [(c, "task") for c in self.task_index.reconcile()]
+            for change, kind in found:
+                self._apply_external(change, kind)
+        except Exception:
+            log.exception("reconciling the list index failed; it is retried in %.0f s", RECONCILE_S)
+
+    def _apply_external(self, change: tuple[str, Any] | None, kind: str) -> None:
+        """Tell subscribers (the dashboard, the dispatcher) about a file changed by hand."""
+        if change is None:
+            return
+        what, item = change
+        if what == "removed":
+            self.publish(f"{kind}.deleted", {f"{kind}_id": item, "external": True})
+        else:
+            self.publish(f"{kind}.{what}", {kind: dump(item), "external": True})
+
+
+def remove_log(path: Path) -> None:
+    """Delete a run log and the offset index kept beside it."""
+    from backend.runlog import index_path
+
+    for victim in (path, index_path(path)):
+        with contextlib.suppress(FileNotFoundError):
+            victim.unlink()

@@ -1,10 +1,13 @@
 /*
  * The activity feed: an agent's or the orchestrator's log as a readable list.
  *
- * Owns: loading the last LOG_TAIL events when a panel opens, appending live
- * events (queued until the tail is in, de-duplicated, capped at FEED_MAX items,
- * keeping the scroll pinned to the bottom when it was), and how each event kind
- * is shown (tool calls with their results folded in, text as markdown, …).
+ * Owns: a window onto a log of any length. Opening a panel loads only the last
+ * PAGE events (a seek on the server, whatever the log's size); scrolling up to the
+ * top loads the PAGE before, keeping what was on screen in place; live events are
+ * appended (queued until the window is in, de-duplicated, keeping the scroll pinned
+ * to the bottom when it was), and the oldest rendered ones are dropped past FEED_MAX
+ * (scrolling up brings them back). How each event kind is shown (tool calls with
+ * their results folded in, text as markdown, …) is here too.
  * Used by the plan panel (orchestrator) and the task panel (agent).
  */
 import { api } from "./api.js";
@@ -12,8 +15,9 @@ import { h, mdBlock } from "./dom.js";
 import { enc, fmtClock, fmtDuration } from "./format.js";
 import { S } from "./store.js";
 
-const LOG_TAIL = 2000; // events fetched when a detail panel opens
-const FEED_MAX = 4000; // items kept in a live feed
+const PAGE = 200; // events fetched when a panel opens, and per scroll to the top
+const FEED_MAX = 1500; // rendered events kept; older ones are fetched again on scroll
+const FIRST_PAINT = 40; // events rendered before the panel is shown; the rest of the page follows in slices
 
 const KIND_LABEL = {
   init: "start", text: "Claude", thinking: "thinking", tool_result: "result", api_retry: "retry", result: "end",
@@ -154,16 +158,35 @@ export class Feed {
     this.tools = new Map();
     this.loaded = false;
     this.pending = [];
+    this.first = null; // seq (1-based line number) of the oldest rendered event
+    this.last = 0; // seq of the newest
+    this.total = 0;
+    this.loadingOlder = false;
+    this.filling = false; // rendering the rest of the first page, slice by slice
+    this.top = h("div", { class: "feed-note feed-top", hidden: true });
+    this.observer = null;
+    this.opened = performance.now();
+  }
+  url(query) {
+    return `/agent/${this.kind}s/${enc(this.id)}/log?${query}`;
   }
   async load() {
     try {
-      const log = await api("GET", `/agent/${this.kind}s/${enc(this.id)}/log?tail=${LOG_TAIL}`);
+      const log = await api("GET", this.url(`tail=${PAGE}`));
+      this.total = log.total;
+      this.last = log.total;
+      const events = log.events;
+      const later = events.slice(Math.max(0, events.length - FIRST_PAINT));
+      this.first = later.length ? later[0].seq : log.total + 1;
       const frag = document.createDocumentFragment();
-      if (log.total > log.events.length) {
-        frag.append(h("div", { class: "feed-note" }, `Showing the last ${log.events.length} of ${log.total} events.`));
-      }
-      for (const ev of log.events) this.add(ev, frag);
+      frag.append(this.top);
+      for (const ev of later) this.add(ev, frag);
       this.el.append(frag);
+      // panel opened → newest events painted (read by bench/feed_render.py and the browser test)
+      requestAnimationFrame(() => setTimeout(() => performance.measure("shipyard:feed-open",
+        { start: this.opened, end: performance.now() }), 0));
+      this.updateTop();
+      this.fill(events.slice(0, events.length - later.length));
     } catch (err) {
       if (err.status !== 404) this.el.append(h("div", { class: "feed-note" }, `Could not load the log: ${err.message}`));
     }
@@ -173,6 +196,69 @@ export class Feed {
     for (const ev of pending) this.add(ev);
     this.el.scrollTop = this.el.scrollHeight;
   }
+  /** Render already-fetched older events above the shown ones, a slice per task, then watch the top. */
+  fill(events) {
+    this.filling = true;
+    const step = () => {
+      if (!events.length) {
+        this.filling = false;
+        this.updateTop();
+        this.watchTop();
+        return;
+      }
+      const slice = events.splice(Math.max(0, events.length - FIRST_PAINT));
+      const frag = document.createDocumentFragment();
+      for (const ev of slice) this.add(ev, frag);
+      const el = this.el;
+      const fromBottom = el.scrollHeight - el.scrollTop;
+      this.top.after(frag);
+      el.scrollTop = el.scrollHeight - fromBottom;
+      this.first = slice[0].seq;
+      this.updateTop();
+      setTimeout(step, 0);
+    };
+    setTimeout(step, 0);
+  }
+  updateTop() {
+    const earlier = (this.first || 1) - 1;
+    this.top.hidden = earlier <= 0;
+    this.top.textContent = this.loadingOlder || this.filling ? "Loading earlier events…"
+      : `${earlier.toLocaleString()} earlier event${earlier === 1 ? "" : "s"} — scroll up to load`;
+  }
+  watchTop() {
+    if (this.observer || typeof IntersectionObserver === "undefined") return;
+    this.observer = new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting)) this.loadOlder();
+    }, { root: this.el, rootMargin: "400px 0px 0px 0px" });
+    this.observer.observe(this.top);
+  }
+  /** Fetch the PAGE events before the oldest shown and put them above it, keeping the view still. */
+  async loadOlder() {
+    if (this.loadingOlder || this.filling || !this.first || this.first <= 1) return;
+    this.loadingOlder = true;
+    this.updateTop();
+    try {
+      const after = Math.max(0, this.first - 1 - PAGE);
+      const log = await api("GET", this.url(`after=${after}&limit=${this.first - 1 - after}`));
+      const frag = document.createDocumentFragment();
+      for (const ev of log.events) this.add(ev, frag);
+      const el = this.el;
+      const fromBottom = el.scrollHeight - el.scrollTop;
+      this.top.after(frag);
+      el.scrollTop = el.scrollHeight - fromBottom;
+      this.first = after + 1;
+    } catch (err) {
+      this.top.textContent = `Could not load earlier events: ${err.message}`;
+      this.loadingOlder = false;
+      return;
+    }
+    this.loadingOlder = false;
+    this.updateTop();
+    // still at the top (a short page, a tall screen): keep going
+    requestAnimationFrame(() => {
+      if (this.el.scrollTop < 400) this.loadOlder();
+    });
+  }
   push(ev) {
     if (!ev) return;
     if (!this.loaded) {
@@ -181,21 +267,47 @@ export class Feed {
     }
     const el = this.el;
     const stick = el.scrollHeight - el.scrollTop - el.clientHeight < 48;
-    this.add(ev);
-    if (stick) el.scrollTop = el.scrollHeight;
+    if (!this.add(ev)) return;
+    this.total += 1;
+    if (stick) {
+      this.trim();
+      el.scrollTop = el.scrollHeight;
+    }
   }
+  /** Keep at most FEED_MAX rendered events; the dropped ones come back by scrolling up. */
+  trim() {
+    let extra = this.el.querySelectorAll(":scope > .ev").length - FEED_MAX;
+    while (extra-- > 0) {
+      const oldest = this.top.nextElementSibling;
+      if (!oldest || !oldest.classList.contains("ev")) break;
+      oldest.remove();
+      for (const key of oldest._keys || []) this.keys.delete(key);
+      const next = this.top.nextElementSibling;
+      this.first = next && next.dataset.seq ? Number(next.dataset.seq) : this.last + 1;
+    }
+    this.updateTop();
+  }
+  /** Render one event (or fold a tool result into its call); false if it was already shown. */
   add(ev, parent = this.el) {
-    const key = `${ev.ts}|${ev.kind}|${ev.summary}`;
-    if (this.keys.has(key)) return;
-    this.keys.add(key);
+    const alt = `${ev.ts}|${ev.kind}|${ev.summary}`;
+    if (this.keys.has(alt) || (ev.seq != null && this.keys.has(`#${ev.seq}`))) return false;
+    const seq = ev.seq != null ? ev.seq : ++this.last; // live events follow the last line
+    const keys = [alt, `#${seq}`];
+    for (const key of keys) this.keys.add(key);
     const d = ev.data || {};
     if (ev.kind === "tool_result" && d.tool_use_id && this.tools.has(d.tool_use_id)) {
       const item = this.tools.get(d.tool_use_id);
-      item.querySelector(".ev-main").append(resultDetails(d, ev.summary));
-      if (d.is_error) item.classList.add("tone-error", "has-error");
-      return;
+      if (item.isConnected || item.parentNode) {
+        item.querySelector(".ev-main").append(resultDetails(d, ev.summary));
+        if (d.is_error) item.classList.add("tone-error", "has-error");
+        item._keys.push(...keys);
+        return true;
+      }
     }
-    parent.append(renderEvent(ev, this));
-    if (parent === this.el && this.el.childElementCount > FEED_MAX) this.el.firstElementChild.remove();
+    const item = renderEvent(ev, this);
+    item.dataset.seq = String(seq);
+    item._keys = keys;
+    parent.append(item);
+    return true;
   }
 }

@@ -160,9 +160,11 @@ export class TaskView extends DetailView {
           t.finished ? [h("dt", null, "Finished"), h("dd", { title: fullTime(t.finished) }, fmtWhen(t.finished))] : null),
       ];
     });
-    patch(this.contentEl, t.content, () => [h("summary", null, "Task"),
-      h("div", { class: "content-box" }, t.content && t.content.trim() ? mdBlock(t.content, "md task-body")
-        : h("div", { class: "empty-hint" }, "No description."))]);
+    // list records are summaries without the body: it comes with the task's own detail
+    const content = t.content != null ? t.content : this.detail ? this.detail.content : null;
+    patch(this.contentEl, content, () => [h("summary", null, "Task"),
+      h("div", { class: "content-box" }, content && content.trim() ? mdBlock(content, "md task-body")
+        : h("div", { class: "empty-hint" }, content == null ? "Loading…" : "No description."))]);
     patch(this.feedAside, t.status, () => t.status === "in_progress"
       ? [h("span", { class: "spinner", style: "display:inline-block; vertical-align:-1px; margin-right:6px" }), "running"] : "");
   }

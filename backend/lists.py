@@ -1,0 +1,163 @@
+"""List responses for ``GET /agent/tasks`` and ``GET /agent/plans``, built from the store's index.
+
+Two shapes, chosen by the query:
+
+* **pages** (any of ``limit``, ``cursor``, ``status``, ``plan_id``, ``q``, ``order``):
+  ``{"items": [...], "next_cursor": str | null, "total": n, "counts": {status: n}}`` —
+  small summaries by default, whole items with ``detail=full``. ``total`` counts
+  every item matching the filters; ``counts`` is per status over everything.
+* **export** (no paging parameter): the long-standing ``{status: [item, ...]}`` of
+  everything, streamed in chunks from one snapshot of the index so it neither
+  holds the index nor builds the whole body in memory, and stops when the client
+  leaves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+from backend.errors import Invalid, ShipyardError
+from backend.models import PlanStatus, TaskStatus, dump
+from backend.store import Store
+from backend.store.index import BadCursor, Entry, ItemIndex, Page
+
+PAGE_DEFAULT = 50
+PAGE_MAX = 500
+_CHUNK = 200  # items per streamed chunk
+
+
+class BadQuery(Invalid):
+    """A list query that cannot be answered (unknown status, foreign cursor)."""
+
+
+def parse_statuses(text: str | None, allowed: Iterable[str]) -> list[str] | None:
+    if not text:
+        return None
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    valid = list(allowed)
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise BadQuery(f"status: unknown status {', '.join(unknown)}; use one or more of "
+                       f"{', '.join(valid)} (comma-separated).")
+    return names or None
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def page_body(index: ItemIndex[Any], page_of: Callable[[], Page], render: Callable[[list[Entry]], list[bytes]]
+              ) -> bytes:
+    try:
+        page = page_of()
+    except BadCursor as exc:
+        raise BadQuery(str(exc)) from exc
+    items = render(page.entries)
+    return b"".join([b'{"items":[', b",".join(items), b'],"next_cursor":', _dumps(page.next_cursor),
+                     b',"total":', str(page.total).encode(), b',"counts":', _dumps(dict(index.counts)), b"}"])
+
+
+class PageCache:
+    """The last few rendered pages, keyed by query and index versions.
+
+    A crowd asking for the same page (every dashboard opening the board) then costs one
+    render; any change to the items bumps a version and so misses the cache.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._pages: dict[tuple[Any, ...], bytes] = {}
+
+    def get_or_render(self, key: tuple[Any, ...], render: Callable[[], bytes]) -> bytes:
+        body = self._pages.get(key)
+        if body is None:
+            body = render()
+            if len(self._pages) >= self.size:
+                self._pages.pop(next(iter(self._pages)))
+            self._pages[key] = body
+        return body
+
+
+# ------------------------------------------------------------------ tasks
+def task_items(store: Store, entries: list[Entry], full: bool) -> list[bytes]:
+    if not full:
+        return [e.encoded for e in entries]
+    out = []
+    for entry in entries:
+        try:
+            out.append(_dumps(dump(store.get_task(entry.id))))
+        except ShipyardError:  # deleted since the page was taken
+            continue
+    return out
+
+
+# ------------------------------------------------------------------ plans
+def plan_item(store: Store, entry: Entry, active: frozenset[str] | set[str]) -> dict[str, Any]:
+    """A plan's summary with what lists show about it: progress, cost, whether it is orchestrating.
+
+    The same numbers :meth:`Dispatcher.describe_plan` computes from files, here from the
+    task index (a dict look-up per linked task).
+    """
+    data = dict(entry.summary)
+    data["orchestrating"] = entry.id in active
+    progress = dict.fromkeys((s.value for s in TaskStatus), 0)
+    orchestration = data.get("orchestration") or {}
+    cost = orchestration.get("cost_usd") or 0.0
+    tasks = store.task_index
+    for task_id in entry.links:
+        task = tasks.get(task_id)
+        if task is None:
+            continue
+        progress[task.status] += 1
+        run = task.summary.get("run") or {}
+        cost += run.get("cost_usd") or 0.0
+    progress["total"] = len(entry.links)
+    data["progress"] = progress
+    data["total_cost_usd"] = round(cost, 6)
+    return data
+
+
+def plan_items(store: Store, entries: list[Entry], active: set[str],
+               describe: Callable[[str], dict[str, Any]] | None = None) -> list[bytes]:
+    if describe is None:
+        return [_dumps(plan_item(store, e, active)) for e in entries]
+    out = []
+    for entry in entries:
+        try:
+            out.append(_dumps(describe(entry.id)))
+        except ShipyardError:
+            continue
+    return out
+
+
+# ------------------------------------------------------------------ export
+async def export(statuses: Iterable[str], index: ItemIndex[Any],
+                 render: Callable[[list[Entry]], list[bytes]], blocking: bool = False) -> AsyncIterator[bytes]:
+    """``{status: [items]}`` of one snapshot, a chunk at a time (the event loop serves others between).
+
+    ``blocking`` renderers (``detail=full`` reads files) run on a worker thread.
+    """
+    import asyncio
+
+    import anyio
+
+    snapshot = {status: index.snapshot(status) for status in statuses}
+    yield b"{"
+    for n, (status, entries) in enumerate(snapshot.items()):
+        yield (b"," if n else b"") + _dumps(status) + b":["
+        first = True
+        for start in range(0, len(entries), _CHUNK):
+            chunk = entries[start:start + _CHUNK]
+            items = await anyio.to_thread.run_sync(render, chunk) if blocking else render(chunk)
+            if items:
+                yield (b"" if first else b",") + b",".join(items)
+                first = False
+            await asyncio.sleep(0)
+        yield b"]"
+    yield b"}"
+
+
+TASK_STATUSES = [s.value for s in TaskStatus]
+PLAN_STATUSES = [s.value for s in PlanStatus]

@@ -23,6 +23,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import watchfiles
@@ -45,7 +46,10 @@ from backend.orchestrator import (
     task_schema,
 )
 from backend.reaper import MARK, RUN_MARK, kill_marked
-from backend.runners.claude_code import AgentEvent, ClaudeCodeRunner, RunRequest
+from backend.runners.claude_code import ClaudeCodeRunner
+from backend.runners.core import AgentEvent, Runner, RunRequest
+from backend.runners.registry import label as agent_label
+from backend.runners.registry import make_runner
 from backend.store import Store
 from backend.task_run import STANDALONE_BRANCH, Stop, TaskRun, branch_for, plan_branch, task_trailer
 from backend.trust import TrustGate
@@ -73,6 +77,8 @@ class Dispatcher:
         self.store = store
         self.bus = bus
         self.runner = runner or ClaudeCodeRunner(claude_bin=settings.claude_bin)
+        self._runners: dict[str, Runner] = {"claude": self.runner}
+        self._runners_lock = threading.Lock()
         self.git = GitRepo(settings.project_dir)
         self.trust = TrustGate(settings.project_dir, settings.committed_commands)
         self.worktrees_dir = settings.state_path / "worktrees"
@@ -196,6 +202,31 @@ class Dispatcher:
         env[MARK] = str(self.settings.state_path)
         env[RUN_MARK] = run
         return env
+
+    def runner_for(self, agent: str) -> Runner:
+        """The runner of ``agent`` (one per agent, made on first use with its configured binary)."""
+        with self._runners_lock:
+            runner = self._runners.get(agent)
+            if runner is None:
+                runner = make_runner(agent, self.settings.agent_bin(agent))
+                self._runners[agent] = runner
+            return runner
+
+    @property
+    def agents_dir(self) -> Path:
+        """Where agents keep their own homes between runs (Codex and Gemini sessions, config)."""
+        return self.settings.state_path / "agents"
+
+    def task_agent(self, task: Task) -> str:
+        """The agent that runs ``task``: its own, else its plan's, else the ``agent`` setting."""
+        if task.agent:
+            return task.agent
+        if task.plan_id:
+            with contextlib.suppress(NotFound):
+                plan_agent = self.store.get_plan(task.plan_id).agent
+                if plan_agent:
+                    return plan_agent
+        return self.settings.agent
 
     def ensure_branch_once(self, name: str, start_point: str) -> None:
         """Create ``name`` if missing; remembered so the hot path skips the git calls next time."""
@@ -349,8 +380,12 @@ class Dispatcher:
             data["task_details"] = tasks
         return data
 
-    def start_plan(self, plan_id: str) -> dict[str, Any]:
-        """Validate, move a draft to ready, and submit :meth:`execute_plan`; returns at once."""
+    def start_plan(self, plan_id: str, choices: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Validate, move a draft to ready, and submit :meth:`execute_plan`; returns at once.
+
+        ``choices`` (``agent``, ``orchestrator_agent``, ``agent_per_task``) are
+        stored on the plan first: the agents can be chosen at Start.
+        """
         self.require_trust()
         blockers = start_problems(self.settings)
         if blockers:  # the dashboard disables Start with the same words
@@ -358,6 +393,11 @@ class Dispatcher:
                 f"{c.detail}{f' To fix: {c.fix}' if c.fix else ''}" for c in blockers))
         with self._plan_lock:
             plan = self.store.get_plan(plan_id)
+            wanted = {k: v for k, v in (choices or {}).items() if v is not None}
+            if wanted and plan.status in (PlanStatus.draft, PlanStatus.ready) \
+                    and plan_id not in self._active_orchestrations:
+                plan = self.store.update_plan(plan_id, expect=[PlanStatus.draft, PlanStatus.ready],
+                                              **wanted)
             if plan_id in self._active_orchestrations:
                 raise Conflict(f"plan {plan_id} is already being orchestrated.")
             if plan.status not in (PlanStatus.draft, PlanStatus.ready):
@@ -472,7 +512,10 @@ class Dispatcher:
         base_commit = self.git.rev_parse(base)
         if base_commit is None:
             raise OrchestrationError(f"the base branch {base} has no commits yet: make a first commit.")
-        self._plan_note(plan.id, f"orchestrator starting on {settings.name} (base {base})")
+        agent = plan.orchestrator_agent or settings.planner_agent
+        workers = plan.agent or settings.agent
+        self._plan_note(plan.id, f"orchestrator ({agent_label(agent)}, read-only) starting on "
+                        f"{settings.name} (base {base})", agent=agent)
         if stop.is_set():
             raise OrchestrationError(self._stopped_reason())
 
@@ -485,23 +528,27 @@ class Dispatcher:
                 said.append(event.data["text"])
             self.bus.publish("plan.log", {"plan_id": plan.id, "event": event.to_dict()})
 
+        choice = plan.agent_per_task
         request = RunRequest(
             prompt=build_user_message(plan),
             cwd=settings.project_dir,
-            append_system_prompt=build_system_prompt(settings.name, settings.max_tasks),
+            append_system_prompt=build_system_prompt(settings.name, settings.max_tasks,
+                                                     workers if choice else None),
             tools=list(READ_ONLY_TOOLS),
             disallowed_tools=list(WRITE_TOOLS),
-            json_schema=task_schema(settings.max_tasks),
-            model=settings.orchestrator_model,
-            extra_args=list(settings.orchestrator_extra_args),
+            json_schema=task_schema(settings.max_tasks, choice),
+            model=settings.model_for(agent, orchestrator=True),
+            extra_args=settings.extra_args_for(agent, orchestrator=True),
             env={MARK: str(settings.state_path), RUN_MARK: f"plan-{plan.id}"},
             timeout_s=settings.orchestrator_timeout_s,
             idle_timeout_s=settings.idle_timeout_s,
             log_path=self.store.plan_log_path(plan.id),
+            read_only=True,
+            state_dir=self.agents_dir,
         )
-        result = self.runner.run(request, on_event=on_event, cancel=stop)
+        result = self.runner_for(agent).run(request, on_event=on_event, cancel=stop)
         usage = result.usage or {}
-        stats = RunStats(outcome=result.outcome, cost_usd=result.cost_usd,
+        stats = RunStats(agent=agent, model=result.model, outcome=result.outcome, cost_usd=result.cost_usd,
                          input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"),
                          num_turns=result.num_turns, duration_ms=result.duration_ms,
                          session_id=result.session_id)
@@ -514,12 +561,13 @@ class Dispatcher:
                                      else f"the orchestrator failed: {result.reason}")
         if in_text:
             self._plan_note(plan.id, "no StructuredOutput call; looking for JSON in the answer text")
-        answer = parse_answer(result.structured_output, answer_text(said, result), settings.max_tasks)
+        answer = parse_answer(result.structured_output, answer_text(said, result), settings.max_tasks, choice)
         for note in answer.notes:
             self._plan_note(plan.id, note, kind="warning")
         if stop.is_set():
             raise OrchestrationError(self._stopped_reason())
-        task_ids = [self._create_task(spec.title, spec.content, spec.task_type, plan.id).id
+        task_ids = [self._create_task(spec.title, spec.content, spec.task_type, plan.id,
+                                      agent=spec.agent or workers).id
                     for spec in answer.tasks]
         branch = plan_branch(plan.id)
         with self.integration_lock:
@@ -540,7 +588,7 @@ class Dispatcher:
         return "cancelled"
 
     def _create_task(self, title: str, content: str, task_type: TaskType | str = TaskType.feature,
-                     plan_id: str | None = None) -> Task:
+                     plan_id: str | None = None, agent: str | None = None) -> Task:
         """Create a task (the seed's name).
 
         With a ``plan_id`` the task is staged, invisible to workers, until
@@ -548,8 +596,9 @@ class Dispatcher:
         Without one it is pending, and picked up, immediately.
         """
         if plan_id is None:
-            return self.store.create_task(title, content, task_type)
-        return self.store.create_task(title, content, task_type, plan_id=plan_id, staged=True)
+            return self.store.create_task(title, content, task_type, agent=agent)
+        return self.store.create_task(title, content, task_type, plan_id=plan_id, staged=True,
+                                      agent=agent)
 
     def _link_tasks_to_plan(self, plan_id: str, task_ids: list[str]) -> Plan:
         """Record the plan's tasks and make them pending together (all or nothing)."""

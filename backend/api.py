@@ -33,9 +33,19 @@ from backend.config import Settings
 from backend.doctor import run_checks
 from backend.errors import ShipyardError, resource_problem
 from backend.events import EventBus
-from backend.models import PlanCreate, PlanStatus, PlanUpdate, TaskCreate, TrustGrant, dump
+from backend.models import (
+    PlanCreate,
+    PlanStart,
+    PlanStatus,
+    PlanUpdate,
+    TaskCreate,
+    TrustGrant,
+    dump,
+)
 from backend.openapi import install as install_openapi
 from backend.runlog import read_log
+from backend.runners.registry import AGENT_NAMES
+from backend.runners.registry import label as agent_label
 from backend.security import GuardMiddleware, SecurityHeadersMiddleware
 from backend.serving import ConnectionLimits
 from backend.store import Store, validate_id
@@ -121,6 +131,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
             "checks": checks.current(),
             "dispatcher": disp.status(),
             "trust": disp.trust.to_dict(),
+            "agents": {"default": settings.agent, "orchestrator": settings.planner_agent,
+                       "available": [{"name": n, "label": agent_label(n)} for n in AGENT_NAMES]},
             "load": {**gate.report(), **ConnectionLimits.report()},
         }
 
@@ -176,6 +188,10 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     @app.post("/agent/plans", status_code=201, tags=["plans"])
     def create_plan(body: PlanCreate) -> dict[str, Any]:
         plan = store.create_plan(body.title, body.summary, body.content)
+        choices = body.model_dump(include={"agent", "orchestrator_agent", "agent_per_task"},
+                                  exclude_none=True)
+        if choices:
+            plan = store.update_plan(plan.id, **choices)
         return disp.describe_plan(plan)
 
     @app.get("/agent/plans/{plan_id}", tags=["plans"])
@@ -202,8 +218,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         return {"deleted": plan_id}
 
     @app.post("/agent/plans/{plan_id}/start", status_code=202, tags=["plans"])
-    def start_plan(plan_id: str) -> dict[str, Any]:
-        return disp.start_plan(plan_id)
+    def start_plan(plan_id: str, body: PlanStart | None = None) -> dict[str, Any]:
+        return disp.start_plan(plan_id, body.model_dump(exclude_none=True) if body else None)
 
     @app.post("/agent/plans/{plan_id}/cancel", tags=["plans"])
     def cancel_plan(plan_id: str) -> dict[str, Any]:
@@ -264,7 +280,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
 
     @app.post("/agent/tasks", status_code=201, tags=["tasks"])
     def create_task(body: TaskCreate) -> dict[str, Any]:
-        task = disp._create_task(body.title, body.content, body.task_type)
+        task = disp._create_task(body.title, body.content, body.task_type,
+                                 agent=body.agent or settings.agent)
         return dump(task)
 
     @app.get("/agent/standalone", tags=["tasks"])

@@ -208,7 +208,7 @@ class Store:
 
     def move_plan(self, plan_id: str, to: PlanStatus, expect: Iterable[PlanStatus] | None = None,
                   **fields: Any) -> Plan:
-        """Move a plan to another status folder: one ``rename``, then the fields are updated.
+        """Move a plan to another status folder: the fields are written, then one ``rename``.
 
         ``expect`` lists the statuses the plan may be in; anything else is a
         :class:`Conflict`, so two racing requests cannot both win.
@@ -308,7 +308,7 @@ class Store:
         return grouped
 
     def create_task(self, title: str, content: str, task_type: TaskType | str = TaskType.feature,
-                    plan_id: str | None = None, staged: bool = False) -> Task:
+                    plan_id: str | None = None, staged: bool = False, agent: str | None = None) -> Task:
         """Write a new task file.
 
         ``staged`` tasks go to ``tasks/.staging/<plan_id>/`` where no worker
@@ -317,7 +317,7 @@ class Store:
         if plan_id is not None:
             validate_id(plan_id, "plan")
         task = Task(id=new_id(), title=title, content=content, task_type=TaskType(task_type),
-                    plan_id=plan_id)
+                    plan_id=plan_id, agent=agent)
         with self.lock:
             if staged:
                 if plan_id is None:

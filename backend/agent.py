@@ -27,6 +27,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import watchfiles
@@ -52,7 +53,10 @@ from backend.orchestrator import (
     task_schema,
 )
 from backend.reaper import MARK, RUN_MARK, kill_marked
-from backend.runners.claude_code import AgentEvent, ClaudeCodeRunner, RunRequest
+from backend.runners.claude_code import ClaudeCodeRunner
+from backend.runners.core import AgentEvent, Runner, RunRequest
+from backend.runners.registry import label as agent_label
+from backend.runners.registry import make_runner
 from backend.schedule import Scheduler, dependents_of, describe_wait
 from backend.store import Store
 from backend.task_run import STANDALONE_BRANCH, Stop, TaskRun, branch_for, plan_branch, task_trailer
@@ -81,6 +85,8 @@ class Dispatcher:
         self.store = store
         self.bus = bus
         self.runner = runner or ClaudeCodeRunner(claude_bin=settings.claude_bin)
+        self._runners: dict[str, Runner] = {"claude": self.runner}
+        self._runners_lock = threading.Lock()
         self.git = GitRepo(settings.project_dir)
         self.trust = TrustGate(settings.project_dir, settings.committed_commands)
         self.worktrees_dir = settings.state_path / "worktrees"
@@ -208,6 +214,31 @@ class Dispatcher:
         env[MARK] = str(self.settings.state_path)
         env[RUN_MARK] = run
         return env
+
+    def runner_for(self, agent: str) -> Runner:
+        """The runner of ``agent`` (one per agent, made on first use with its configured binary)."""
+        with self._runners_lock:
+            runner = self._runners.get(agent)
+            if runner is None:
+                runner = make_runner(agent, self.settings.agent_bin(agent))
+                self._runners[agent] = runner
+            return runner
+
+    @property
+    def agents_dir(self) -> Path:
+        """Where agents keep their own homes between runs (Codex and Gemini sessions, config)."""
+        return self.settings.state_path / "agents"
+
+    def task_agent(self, task: Task) -> str:
+        """The agent that runs ``task``: its own, else its plan's, else the ``agent`` setting."""
+        if task.agent:
+            return task.agent
+        if task.plan_id:
+            with contextlib.suppress(NotFound):
+                plan_agent = self.store.get_plan(task.plan_id).agent
+                if plan_agent:
+                    return plan_agent
+        return self.settings.agent
 
     def ensure_branch_once(self, name: str, start_point: str) -> None:
         """Create ``name`` if missing; remembered so the hot path skips the git calls next time."""
@@ -372,10 +403,13 @@ class Dispatcher:
         """Whether this plan's tasks wait for review: the plan's own choice, else the setting."""
         return plan.review if plan.review is not None else self.settings.review_tasks
 
-    def start_plan(self, plan_id: str, review: bool | None = None) -> dict[str, Any]:
+    def start_plan(self, plan_id: str, choices: dict[str, Any] | None = None,
+                   review: bool | None = None) -> dict[str, Any]:
         """Validate, move a draft to ready, and submit :meth:`execute_plan`; returns at once.
 
-        ``review`` (the Start body's) overrides whether the tasks wait for review.
+        ``choices`` (``agent``, ``orchestrator_agent``, ``agent_per_task``) are
+        stored on the plan first: the agents can be chosen at Start. ``review`` (the
+        Start body's) overrides whether the tasks wait for review.
         """
         self.require_trust()
         blockers = start_problems(self.settings)
@@ -384,6 +418,11 @@ class Dispatcher:
                 f"{c.detail}{f' To fix: {c.fix}' if c.fix else ''}" for c in blockers))
         with self._plan_lock:
             plan = self.store.get_plan(plan_id)
+            wanted = {k: v for k, v in (choices or {}).items() if v is not None}
+            if wanted and plan.status in (PlanStatus.draft, PlanStatus.ready) \
+                    and plan_id not in self._active_orchestrations:
+                plan = self.store.update_plan(plan_id, expect=[PlanStatus.draft, PlanStatus.ready],
+                                              **wanted)
             if plan_id in self._active_orchestrations:
                 raise Conflict(f"plan {plan_id} is already being orchestrated.")
             if plan.status not in (PlanStatus.draft, PlanStatus.ready):
@@ -500,7 +539,10 @@ class Dispatcher:
         base_commit = self.git.rev_parse(base)
         if base_commit is None:
             raise OrchestrationError(f"the base branch {base} has no commits yet: make a first commit.")
-        self._plan_note(plan.id, f"orchestrator starting on {settings.name} (base {base})")
+        agent = plan.orchestrator_agent or settings.planner_agent
+        workers = plan.agent or settings.agent
+        self._plan_note(plan.id, f"orchestrator ({agent_label(agent)}, read-only) starting on "
+                        f"{settings.name} (base {base})", agent=agent)
         if stop.is_set():
             raise OrchestrationError(self._stopped_reason())
 
@@ -513,23 +555,27 @@ class Dispatcher:
                 said.append(event.data["text"])
             self.bus.publish("plan.log", {"plan_id": plan.id, "event": event.to_dict()})
 
+        choice = plan.agent_per_task
         request = RunRequest(
             prompt=build_user_message(plan),
             cwd=settings.project_dir,
-            append_system_prompt=build_system_prompt(settings.name, settings.max_tasks),
+            append_system_prompt=build_system_prompt(settings.name, settings.max_tasks,
+                                                     workers if choice else None),
             tools=list(READ_ONLY_TOOLS),
             disallowed_tools=list(WRITE_TOOLS),
-            json_schema=task_schema(settings.max_tasks),
-            model=settings.orchestrator_model,
-            extra_args=list(settings.orchestrator_extra_args),
+            json_schema=task_schema(settings.max_tasks, choice),
+            model=settings.model_for(agent, orchestrator=True),
+            extra_args=settings.extra_args_for(agent, orchestrator=True),
             env={MARK: str(settings.state_path), RUN_MARK: f"plan-{plan.id}"},
             timeout_s=settings.orchestrator_timeout_s,
             idle_timeout_s=settings.idle_timeout_s,
             log_path=self.store.plan_log_path(plan.id),
+            read_only=True,
+            state_dir=self.agents_dir,
         )
-        result = self.runner.run(request, on_event=on_event, cancel=stop)
+        result = self.runner_for(agent).run(request, on_event=on_event, cancel=stop)
         usage = result.usage or {}
-        stats = RunStats(outcome=result.outcome, cost_usd=result.cost_usd,
+        stats = RunStats(agent=agent, model=result.model, outcome=result.outcome, cost_usd=result.cost_usd,
                          input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"),
                          num_turns=result.num_turns, duration_ms=result.duration_ms,
                          session_id=result.session_id)
@@ -542,7 +588,7 @@ class Dispatcher:
                                      else f"the orchestrator failed: {result.reason}")
         if in_text:
             self._plan_note(plan.id, "no StructuredOutput call; looking for JSON in the answer text")
-        answer = parse_answer(result.structured_output, answer_text(said, result), settings.max_tasks)
+        answer = parse_answer(result.structured_output, answer_text(said, result), settings.max_tasks, choice)
         for note in answer.notes:
             self._plan_note(plan.id, note, kind="warning")
         if stop.is_set():
@@ -570,11 +616,14 @@ class Dispatcher:
         return "cancelled"
     def _publish_specs(self, plan_id: str, specs: list[TaskSpec], base: str, base_commit: str) -> list[str]:
         """Create a plan's tasks (staged), its integration branch, then publish them all at once."""
+        plan = self.store.get_plan(plan_id)
+        workers = plan.agent or self.settings.agent  # the agent of tasks that name none
         task_ids: list[str] = []
         for spec in specs:
             task_ids.append(self._create_task(spec.title, spec.content, spec.task_type, plan_id,
                                               files=spec.files,
-                                              depends_on=[task_ids[i] for i in spec.depends_on]).id)
+                                              depends_on=[task_ids[i] for i in spec.depends_on],
+                                              agent=spec.agent or workers).id)
         branch = plan_branch(plan_id)
         with self.integration_lock:
             self.git.ensure_branch(branch, base_commit)
@@ -586,7 +635,7 @@ class Dispatcher:
     # ---------------------------------------------------------------- review
     def check_proposals(self, tasks: list[Any]) -> dict[str, Any]:
         """Validate an edited proposal set without saving it (the review screen's inline check)."""
-        checked = check_tasks(tasks, self.settings.max_tasks)
+        checked = check_tasks(tasks, self.settings.max_tasks, agent_choice=True)
         return {"ok": not checked.problems, "problems": [p.to_dict() for p in checked.problems],
                 "notes": checked.notes}
 
@@ -601,7 +650,7 @@ class Dispatcher:
         """Replace a reviewed plan's proposals with an edited set (validated as in orchestration)."""
         with self._plan_lock:
             self._review_plan(plan_id)
-            checked = check_tasks(tasks, self.settings.max_tasks)
+            checked = check_tasks(tasks, self.settings.max_tasks, agent_choice=True)
             if checked.problems:
                 raise Invalid("the proposals are invalid: "
                               + "; ".join(p.sentence() for p in checked.problems) + ".")
@@ -616,7 +665,7 @@ class Dispatcher:
         """Publish a reviewed plan's proposals as tasks, all at once, exactly as orchestration does."""
         with self._plan_lock:
             plan = self._review_plan(plan_id)
-            checked = check_tasks(plan.proposals or [], self.settings.max_tasks)
+            checked = check_tasks(plan.proposals or [], self.settings.max_tasks, agent_choice=True)
             if checked.problems:
                 raise Invalid("the proposals are invalid: "
                               + "; ".join(p.sentence() for p in checked.problems) + ".")
@@ -645,7 +694,7 @@ class Dispatcher:
 
     def _create_task(self, title: str, content: str, task_type: TaskType | str = TaskType.feature,
                      plan_id: str | None = None, *, files: list[str] | None = None,
-                     depends_on: list[str] | None = None) -> Task:
+                     depends_on: list[str] | None = None, agent: str | None = None) -> Task:
         """Create a task (the seed's name).
 
         With a ``plan_id`` the task is staged, invisible to workers, until
@@ -653,12 +702,13 @@ class Dispatcher:
         Without one it is pending, and picked up as soon as its ``depends_on`` are done.
         """
         if plan_id is None:
-            return self.store.create_task(title, content, task_type, files=files, depends_on=depends_on)
+            return self.store.create_task(title, content, task_type, files=files, depends_on=depends_on,
+                                          agent=agent)
         return self.store.create_task(title, content, task_type, plan_id=plan_id, staged=True,
-                                      files=files, depends_on=depends_on)
+                                      files=files, depends_on=depends_on, agent=agent)
 
     def create_standalone_task(self, title: str, content: str, task_type: TaskType | str,
-                               files: list[str], depends_on: list[str]) -> Task:
+                               files: list[str], depends_on: list[str], agent: str | None = None) -> Task:
         """``POST /agent/tasks``: check the paths and that every dependency exists, then create."""
         dropped = [path for path in files if clean_path(path) is None]
         cleaned = list(dict.fromkeys(p for p in (clean_path(f) for f in files) if p))
@@ -671,7 +721,7 @@ class Dispatcher:
         if missing:
             raise NotFound("depends_on names no task with id " + ", ".join(missing) + ".")
         task = self._create_task(title, content, task_type, files=cleaned,
-                                 depends_on=list(dict.fromkeys(depends_on)))
+                                 depends_on=list(dict.fromkeys(depends_on)), agent=agent or self.settings.agent)
         if dropped:
             event = {"kind": "warning", "ts": time.time(), "data": {"dropped": dropped},
                      "summary": "dropped files entries (absolute or outside the repository): "
@@ -958,7 +1008,8 @@ def _changed_nothing(task: Task) -> bool:
 def proposal_of(spec: TaskSpec) -> dict[str, Any]:
     """A validated task as a proposal, in the orchestrator's answer format (1-based depends_on)."""
     return {"title": spec.title, "content": spec.content, "task_type": spec.task_type.value,
-            "files": list(spec.files), "depends_on": [i + 1 for i in spec.depends_on]}
+            "files": list(spec.files), "depends_on": [i + 1 for i in spec.depends_on],
+            **({"agent": spec.agent} if spec.agent else {})}
 
 
 __all__ = ["STANDALONE_BRANCH", "Dispatcher", "proposal_of"]

@@ -45,6 +45,8 @@ from backend.models import (
 )
 from backend.openapi import install as install_openapi
 from backend.runlog import read_log
+from backend.runners.registry import AGENT_NAMES
+from backend.runners.registry import label as agent_label
 from backend.security import GuardMiddleware, SecurityHeadersMiddleware
 from backend.serving import ConnectionLimits
 from backend.store import Store, validate_id
@@ -130,6 +132,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
             "checks": checks.current(),
             "dispatcher": disp.status(),
             "trust": disp.trust.to_dict(),
+            "agents": {"default": settings.agent, "orchestrator": settings.planner_agent,
+                       "available": [{"name": n, "label": agent_label(n)} for n in AGENT_NAMES]},
             "load": {**gate.report(), **ConnectionLimits.report()},
         }
 
@@ -189,6 +193,10 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         plan = store.create_plan(body.title, body.summary, body.content)
         if body.review is not None:
             plan = store.update_plan(plan.id, review=body.review)
+        choices = body.model_dump(include={"agent", "orchestrator_agent", "agent_per_task"},
+                                  exclude_none=True)
+        if choices:
+            plan = store.update_plan(plan.id, **choices)
         return disp.describe_plan(plan)
 
     @app.get("/agent/plans/{plan_id}", tags=["plans"])
@@ -216,8 +224,10 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
 
     @app.post("/agent/plans/{plan_id}/start", status_code=202, tags=["plans"])
     def start_plan(plan_id: str, body: PlanStart | None = None) -> dict[str, Any]:
-        """Start orchestration; ``{"review": true}`` holds the tasks for review first."""
-        return disp.start_plan(plan_id, review=body.review if body else None)
+        """Start orchestration; ``{"review": true}`` holds the tasks for review first; agents may be chosen."""
+        choices = body.model_dump(include={"agent", "orchestrator_agent", "agent_per_task"},
+                                  exclude_none=True) if body else None
+        return disp.start_plan(plan_id, choices, review=body.review if body else None)
 
     @app.get("/agent/plans/{plan_id}/proposals", tags=["review"])
     def get_proposals(plan_id: str) -> dict[str, Any]:
@@ -309,7 +319,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     def create_task(body: TaskCreate) -> dict[str, Any]:
         """Create a standalone task; ``depends_on`` names task ids that must complete first."""
         task = disp.create_standalone_task(body.title, body.content, body.task_type, body.files,
-                                           body.depends_on)
+                                           body.depends_on, agent=body.agent)
         return disp.task_view(task)
 
     @app.get("/agent/standalone", tags=["tasks"])

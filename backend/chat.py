@@ -430,7 +430,10 @@ class ChatService:
                 body = PlanCreate(title=current.title, summary=current.summary, content=current.content)
             except ValidationError as exc:
                 problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-                raise Invalid(f"the drafted plan cannot be saved: {problems}.") from None
+                # the request is fine; the draft it would save is not (yet) a valid plan: a conflict
+                # with the chat's state, like "no drafted plan yet" above
+                raise Conflict(f"the drafted plan cannot be saved: {problems}. Fix it in the plan "
+                               "editor and save again.") from None
             if chat.plan_id:
                 with contextlib.suppress(NotFound):
                     plan = self.store.get_plan(chat.plan_id)

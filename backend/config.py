@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from backend.auth import MIN_TOKEN_LENGTH
+from backend.models import check_agent
 from backend.trust import command_settings, is_tracked
 
 CONFIG_FILE = "shipyard.yaml"
@@ -104,20 +105,53 @@ class Settings(BaseModel):
         description="Claude Code permission mode for task agents (bypassPermissions lets them "
         "edit and run commands unattended).",
     )
-    agent_model: str | None = Field(default=None, description="Model for task agents.")
+    agent: str = Field(
+        default="claude",
+        description="Agent CLI for tasks: claude, codex, gemini or opencode (a plan or task can "
+        "choose another).",
+    )
+    orchestrator_agent: str | None = Field(
+        default=None,
+        description="Agent CLI that turns plans into tasks, in its read-only mode (default: agent).",
+    )
+    agent_model: str | None = Field(default=None, description="Model for Claude Code task agents.")
     agent_extra_args: list[str] = Field(
-        default_factory=list, description="Extra CLI arguments for task agents."
+        default_factory=list, description="Extra CLI arguments for Claude Code task agents."
+    )
+    codex_bin: str | None = Field(
+        default=None, description="Path to the codex executable (default: PATH, then .tools/)."
+    )
+    codex_model: str | None = Field(default=None, description="Model for Codex runs.")
+    codex_extra_args: list[str] = Field(
+        default_factory=list, description="Extra CLI arguments for every Codex run (codex exec)."
+    )
+    gemini_bin: str | None = Field(
+        default=None, description="Path to the gemini executable (default: PATH, then .tools/)."
+    )
+    gemini_model: str | None = Field(default=None, description="Model for Gemini CLI runs.")
+    gemini_extra_args: list[str] = Field(
+        default_factory=list, description="Extra CLI arguments for every Gemini CLI run."
+    )
+    opencode_bin: str | None = Field(
+        default=None, description="Path to the opencode executable (default: PATH, then .tools/)."
+    )
+    opencode_model: str | None = Field(
+        default=None, description="Model for opencode runs, as provider/model."
+    )
+    opencode_extra_args: list[str] = Field(
+        default_factory=list, description="Extra CLI arguments for every opencode run (opencode run)."
     )
     task_timeout_s: float = Field(default=1800, gt=0, description="Wall-clock limit per task run.")
     idle_timeout_s: float = Field(
         default=300, gt=0, description="Stop a run that prints nothing for this long."
     )
-    orchestrator_model: str | None = Field(default=None, description="Model for the orchestrator.")
+    orchestrator_model: str | None = Field(
+        default=None, description="Model for a Claude Code orchestrator.")
     orchestrator_timeout_s: float = Field(
         default=1200, gt=0, description="Wall-clock limit for one orchestration."
     )
     orchestrator_extra_args: list[str] = Field(
-        default_factory=list, description="Extra CLI arguments for the orchestrator."
+        default_factory=list, description="Extra CLI arguments for a Claude Code orchestrator."
     )
     max_tasks: int = Field(default=20, ge=1, le=200, description="Most tasks one plan may produce.")
     review_tasks: bool = Field(
@@ -150,7 +184,15 @@ class Settings(BaseModel):
         """Settings that run something and were set by a committed shipyard.yaml: they need trust."""
         return dict(self._committed_commands)
 
-    @field_validator("agent_extra_args", "orchestrator_extra_args", "copy_files", mode="before")
+    @field_validator("agent", "orchestrator_agent")
+    @classmethod
+    def _known_agent(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return check_agent(value.strip().lower()) or None
+
+    @field_validator("agent_extra_args", "orchestrator_extra_args", "copy_files", "codex_extra_args",
+                     "gemini_extra_args", "opencode_extra_args", mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         """Accept a JSON list or a comma-separated string, as environment variables can only be text."""
@@ -179,6 +221,30 @@ class Settings(BaseModel):
         return Path(value).expanduser() if isinstance(value, str) else value
 
     # Derived values -------------------------------------------------------
+    @property
+    def planner_agent(self) -> str:
+        """The agent that orchestrates when a plan does not choose one."""
+        return self.orchestrator_agent or self.agent
+
+    def agent_bin(self, agent: str) -> str | None:
+        return getattr(self, f"{agent}_bin", None)
+
+    def model_for(self, agent: str, orchestrator: bool = False) -> str | None:
+        """The configured model for a run of ``agent``."""
+        if agent == "claude":
+            return self.orchestrator_model if orchestrator else self.agent_model
+        return getattr(self, f"{agent}_model", None)
+
+    def extra_args_for(self, agent: str, orchestrator: bool = False) -> list[str]:
+        if agent == "claude":
+            return list(self.orchestrator_extra_args if orchestrator else self.agent_extra_args)
+        return list(getattr(self, f"{agent}_extra_args", []))
+
+    @property
+    def agents_in_use(self) -> list[str]:
+        """The agents the settings name, each once (what ``shipyard doctor`` checks)."""
+        return list(dict.fromkeys([self.agent, self.planner_agent]))
+
     @property
     def state_path(self) -> Path:
         """Absolute state directory."""

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from backend.config import Settings
 from backend.runners.claude_code import find_claude_bin
+from backend.runners.gemini import auth_type
+from backend.runners.registry import DRIVERS
 from backend.trust import TrustGate
 
 CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
@@ -45,7 +47,7 @@ _cache_lock = threading.Lock()
 
 
 def claude_version(binary: str) -> str | None:
-    """``claude --version`` (cached per binary and mtime: the health endpoint asks often)."""
+    """``<agent> --version`` (cached per binary and mtime: the health endpoint asks often)."""
     try:
         key = (binary, Path(binary).stat().st_mtime)
     except OSError:
@@ -55,7 +57,9 @@ def claude_version(binary: str) -> str | None:
             return _version_cache[key]
     try:
         proc = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
-        version = proc.stdout.strip().split()[0] if proc.returncode == 0 and proc.stdout.strip() else None
+        words = proc.stdout.strip().split() if proc.returncode == 0 else []
+        # "2.1.197 (Claude Code)", "codex-cli 0.169.0", "0.61.0", "1.18.33"
+        version = next((w for w in words if w[:1].isdigit()), words[0] if words else None)
     except (OSError, subprocess.TimeoutExpired):
         version = None
     with _cache_lock:
@@ -98,7 +102,7 @@ NO_COMMITS_FIX = "make a first commit: git add -A && git commit -m 'Initial comm
 
 def run_checks(settings: Settings, quick: bool = False, environ: dict[str, str] | None = None,
                trust: TrustGate | None = None) -> list[Check]:
-    """Every check, in the order a person would fix them.
+    """Every check, in the order a person would fix them: each agent the settings use.
 
     An untrusted ``claude_bin`` (from a committed shipyard.yaml) is never run, not even
     with ``--version``: that alone would be running the repository's program.
@@ -119,6 +123,75 @@ def run_checks(settings: Settings, quick: bool = False, environ: dict[str, str] 
         checks.append(Check("trust", "error", trust.explain() + ".", trust.FIX))
     if not has_commits(settings.project_dir):
         checks.append(Check("commits", "error", NO_COMMITS, NO_COMMITS_FIX))
+    for agent in settings.agents_in_use:
+        if agent == "claude":
+            checks += _claude_checks(settings, env, trust)
+        else:
+            checks += _other_agent_checks(settings, agent, env, trust)
+    return checks
+
+
+def _other_agent_checks(settings: Settings, agent: str, env: dict[str, str],
+                        trust: TrustGate) -> list[Check]:
+    """Installed, version, credentials for Codex, Gemini CLI or opencode."""
+    driver = DRIVERS[agent](settings.agent_bin(agent))
+    binary = driver.find_bin()
+    checks: list[Check] = []
+    if binary is not None and not trust.trusted and f"{agent}_bin" in trust.commands:
+        checks.append(Check(agent, "warn", f"{binary} is not checked: it comes from the committed "
+                            "shipyard.yaml and is not trusted yet.", trust.FIX))
+        return checks
+    if binary is None:
+        checks.append(Check(agent, "error", f"{driver.label} ({driver.executable}) was not found.",
+                            f"{driver.install_hint} ({agent}_bin, SHIPYARD_{agent.upper()}_BIN)."))
+        return checks
+    version = claude_version(binary)
+    if version is None:
+        checks.append(Check(agent, "error", f"{binary} did not answer '{driver.executable} --version'.",
+                            f"reinstall {driver.label} or point {agent}_bin at a working binary."))
+    else:
+        checks.append(Check(agent, "ok", f"{binary} (version {version})"))
+    found, fix = _agent_credentials(agent, env)
+    if found:
+        checks.append(Check(f"{agent} credentials", "ok", found))
+    else:
+        checks.append(Check(f"{agent} credentials", "error", f"{driver.label} has no credentials.", fix))
+    return checks
+
+
+def _agent_credentials(agent: str, env: dict[str, str]) -> tuple[str | None, str]:
+    """(what was found, or None; how to fix it) for an agent's credentials."""
+    home = Path(env.get("HOME") or Path.home())
+    if agent == "codex":
+        if env.get("OPENAI_API_KEY"):
+            where = env.get("OPENAI_BASE_URL") or "the OpenAI API"
+            return f"OPENAI_API_KEY is set (for {where})", ""
+        codex_home = env.get("CODEX_HOME")
+        if codex_home and (Path(codex_home) / "auth.json").is_file():
+            return f"logged in ({Path(codex_home) / 'auth.json'}, your own CODEX_HOME)", ""
+        return None, ("set OPENAI_API_KEY (and OPENAI_BASE_URL for another OpenAI-compatible API) "
+                      "for the server, or CODEX_HOME to a logged-in Codex home.")
+    if agent == "gemini":
+        selected = auth_type(env)
+        if selected:
+            return f"{'GEMINI_API_KEY' if selected == 'gemini-api-key' else 'Vertex AI'} is set", ""
+        gemini_home = Path(env.get("GEMINI_CLI_HOME") or home)
+        if env.get("GEMINI_CLI_HOME") and (gemini_home / ".gemini" / "oauth_creds.json").is_file():
+            return f"logged in ({gemini_home / '.gemini' / 'oauth_creds.json'})", ""
+        return None, "set GEMINI_API_KEY for the server (or GEMINI_CLI_HOME to a logged-in Gemini home)."
+    # opencode: its own config or login, or a provider key it reads from the environment
+    for var in ("OPENCODE_CONFIG", "ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY",
+                "OPENROUTER_API_KEY"):
+        if env.get(var):
+            return f"{var} is set", ""
+    data = Path(env.get("XDG_DATA_HOME") or home / ".local" / "share") / "opencode" / "auth.json"
+    if data.is_file():
+        return f"logged in ({data})", ""
+    return None, "run 'opencode auth login', or set OPENCODE_CONFIG or a provider's API key for the server."
+
+
+def _claude_checks(settings: Settings, env: dict[str, str], trust: TrustGate) -> list[Check]:
+    checks: list[Check] = []
     binary = find_claude_bin(settings.claude_bin)
     if binary is not None and not trust.trusted and "claude_bin" in trust.commands:
         checks.append(Check("claude", "warn", f"{binary} is not checked: it comes from the committed "

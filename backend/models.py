@@ -10,9 +10,24 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+#: The agent CLIs Shipyard can run (backend/runners/registry.py has their drivers).
+AGENT_NAMES: tuple[str, ...] = ("claude", "codex", "gemini", "opencode")
+#: The same, as a type: request bodies document the choice as an enum in the OpenAPI schema.
+AgentName = Literal["claude", "codex", "gemini", "opencode"]
+
+
+def check_agent(value: str | None) -> str | None:
+    """Validate an agent name (None: use the setting)."""
+    if value is None or value == "":
+        return None
+    if value not in AGENT_NAMES:
+        raise ValueError(f"unknown agent {value!r}: choose one of {', '.join(AGENT_NAMES)}")
+    return value
+
 
 #: C0 controls (NUL, ESC, newline, tab...), DEL and C1 controls: none belongs in a one-line title.
 TITLE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -87,10 +102,16 @@ class TaskType(StrEnum):
 
 
 class RunStats(BaseModel):
-    """What one Claude Code run cost and how it ended (from its result event)."""
+    """What one agent run cost and how it ended (from its result event).
+
+    ``cost_usd`` is None when the agent reports no cost (Codex, Gemini CLI):
+    the dashboard then shows "—" next to the tokens.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
+    agent: str | None = None
+    model: str | None = None
     outcome: str | None = None
     cost_usd: float | None = None
     input_tokens: int | None = None
@@ -124,6 +145,11 @@ class Plan(BaseModel):
     #: while in review: the proposed tasks, as the orchestrator answers them
     #: (``depends_on`` by 1-based position); no worker can see them
     proposals: list[dict[str, Any]] | None = None
+    #: Agent for the plan's tasks and for its orchestrator (None: the settings').
+    agent: str | None = None
+    orchestrator_agent: str | None = None
+    #: Let the orchestrator choose an agent per task (an optional "agent" in its task JSON).
+    agent_per_task: bool = False
     chat_id: str | None = None  # the chat the plan was written in (backend/chat.py), if any
 
 
@@ -158,6 +184,8 @@ class Task(BaseModel):
     #: "no_changes" (the agent changed nothing: not a success to celebrate, and it can be rerun)
     outcome: str | None = None
     error: str | None = None
+    #: The agent that carries the task out (None: the plan's, else the ``agent`` setting).
+    agent: str | None = None
 
     @field_validator("title")
     @classmethod
@@ -189,6 +217,12 @@ class PlanCreate(_Body):
     title: str = Field(min_length=1, max_length=TITLE_MAX, json_schema_extra=_TITLE_SCHEMA)
     summary: str = Field(default="", max_length=5_000, json_schema_extra=_TEXT_SCHEMA)
     content: str = Field(default="", max_length=500_000, json_schema_extra=_TEXT_SCHEMA)
+    agent: AgentName | None = Field(default=None, description="Agent for the tasks (default: the setting).")
+    orchestrator_agent: AgentName | None = Field(default=None,
+                                                 description="Agent that plans (default: the setting).")
+    agent_per_task: StrictBool | None = None
+    review: StrictBool | None = Field(default=None, description="Hold the orchestrator's tasks for review "
+                                      "before they run (default: the review_tasks setting).")
 
     @field_validator("title")
     @classmethod
@@ -204,13 +238,6 @@ class PlanCreate(_Body):
         return refuse_nul(value)
 
 
-    review: StrictBool | None = Field(default=None, description="Hold the orchestrator's tasks for review "
-                                      "before they run (default: the review_tasks setting).")
-
-
-class PlanStart(_Body):
-    review: StrictBool | None = Field(default=None, description="Override the plan's review choice.")
-
 
 class ProposalSet(_Body):
     """An edited set of proposals: the orchestrator's answer format (depends_on by position)."""
@@ -223,6 +250,10 @@ class PlanUpdate(_Body):
     title: Annotated[str, Field(min_length=1, max_length=TITLE_MAX, json_schema_extra=_TITLE_SCHEMA)] | None = None
     summary: Annotated[str, Field(max_length=5_000, json_schema_extra=_TEXT_SCHEMA)] | None = None
     content: Annotated[str, Field(max_length=500_000, json_schema_extra=_TEXT_SCHEMA)] | None = None
+    agent: AgentName | None = Field(default=None, description="Agent for the tasks (default: the setting).")
+    orchestrator_agent: AgentName | None = Field(default=None,
+                                                 description="Agent that plans (default: the setting).")
+    agent_per_task: StrictBool | None = None
 
     @field_validator("title")
     @classmethod
@@ -240,6 +271,17 @@ class PlanUpdate(_Body):
         return None if value is None else refuse_nul(value)
 
 
+class PlanStart(_Body):
+    """Optional body of ``POST /agent/plans/{id}/start``: choose the agents and review at Start."""
+
+    review: StrictBool | None = Field(default=None, description="Override the plan's review choice.")
+
+    agent: AgentName | None = Field(default=None, description="Agent for the tasks (default: the setting).")
+    orchestrator_agent: AgentName | None = Field(default=None,
+                                                 description="Agent that plans (default: the setting).")
+    agent_per_task: StrictBool | None = None
+
+
 class TaskCreate(_Body):
     title: str = Field(min_length=1, max_length=TITLE_MAX, json_schema_extra=_TITLE_SCHEMA)
     content: str = Field(min_length=1, max_length=500_000, json_schema_extra=_FILLED_TEXT_SCHEMA)
@@ -250,6 +292,7 @@ class TaskCreate(_Body):
     depends_on: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(
         default_factory=list, max_length=500, description="ids of tasks that must complete first (404 if one "
         "does not exist)")
+    agent: AgentName | None = Field(default=None, description="Agent for the task (default: the setting).")
 
     @field_validator("title")
     @classmethod

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError, field_validator
 
-from backend.models import Plan, TaskType, normal_title
+from backend.models import AGENT_NAMES, Plan, TaskType, check_agent, normal_title
 from backend.runners.claude_code import RunResult
 
 TITLE_LIMIT = 120
@@ -74,13 +74,23 @@ Shape of the plan:
 """
 
 
-def build_system_prompt(project_name: str, max_tasks: int) -> str:
-    return ORCHESTRATOR_PROMPT.format(
+AGENT_CHOICE_NOTE = """- You may add "agent" to a task to choose the coding agent that carries it out: one of
+  {agents}. Without it the task goes to {default}. Pick by fit (for example a fast agent for
+  small documentation changes, the strongest one for the hardest part).
+"""
+
+
+def build_system_prompt(project_name: str, max_tasks: int, agent_choice: str | None = None) -> str:
+    """The orchestrator's instructions; ``agent_choice`` (the default agent) lets it pick agents."""
+    prompt = ORCHESTRATOR_PROMPT.format(
         project_name=project_name,
         task_types=", ".join(t.value for t in TaskType),
         title_limit=TITLE_LIMIT,
         max_tasks=max_tasks,
     ) + SHAPE_SECTION
+    if agent_choice:
+        prompt += AGENT_CHOICE_NOTE.format(agents=", ".join(AGENT_NAMES), default=agent_choice)
+    return prompt
 
 
 def build_user_message(plan: Plan) -> str:
@@ -92,8 +102,16 @@ def build_user_message(plan: Plan) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def task_schema(max_tasks: int) -> dict[str, Any]:
-    """JSON Schema for the answer, passed to ``claude --json-schema``."""
+def task_schema(max_tasks: int, agent_choice: bool = False) -> dict[str, Any]:
+    """JSON Schema for the answer, passed to ``claude --json-schema`` / ``codex --output-schema``."""
+    schema = _task_schema(max_tasks)
+    if agent_choice:
+        item = schema["properties"]["tasks"]["items"]
+        item["properties"]["agent"] = {"type": "string", "enum": list(AGENT_NAMES)}
+    return schema
+
+
+def _task_schema(max_tasks: int) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
@@ -127,6 +145,12 @@ class TaskSpec(BaseModel):
     files: list[str] = []
     #: 0-based indexes of earlier tasks of the same answer (the answer uses 1-based positions)
     depends_on: list[int] = []
+    agent: str | None = None
+
+    @field_validator("agent")
+    @classmethod
+    def _agent(cls, value: str | None) -> str | None:
+        return check_agent(value)
 
     @field_validator("title")
     @classmethod
@@ -207,8 +231,13 @@ def answer_text(said: list[str], result: RunResult) -> str:
     return "\n\n".join(parts)
 
 
-def parse_answer(structured: Any, text: str | None, max_tasks: int) -> ParsedAnswer:
-    """Validate the orchestrator's answer; raise :class:`OrchestrationError` with every problem."""
+def parse_answer(structured: Any, text: str | None, max_tasks: int,
+                 agent_choice: bool = False) -> ParsedAnswer:
+    """Validate the orchestrator's answer; raise :class:`OrchestrationError` with every problem.
+
+    An ``agent`` in a task is kept only with ``agent_choice`` (the plan allows it);
+    otherwise it is dropped with a note.
+    """
     if structured is not None:
         data, source = structured, "structured_output"
     else:
@@ -223,7 +252,7 @@ def parse_answer(structured: Any, text: str | None, max_tasks: int) -> ParsedAns
         raise OrchestrationError(
             'the orchestrator\'s JSON has no "tasks" list. It answered: '
             + excerpt(json.dumps(data) if not isinstance(data, str) else data))
-    checked = check_tasks(data["tasks"], max_tasks)
+    checked = check_tasks(data["tasks"], max_tasks, agent_choice=agent_choice)
     problems = [p.sentence() for p in checked.problems]
     tasks, notes = checked.tasks, checked.notes
     if problems:
@@ -286,13 +315,14 @@ def _positions(value: Any) -> list[int] | None:
     return out
 
 
-def check_tasks(items: list[Any], max_tasks: int) -> CheckedTasks:
+def check_tasks(items: list[Any], max_tasks: int, agent_choice: bool = False) -> CheckedTasks:
     """Validate a list of tasks in the answer format; every problem is collected, none raised.
 
     Used for the orchestrator's answer and for a user's edited proposals alike.
     ``depends_on`` holds 1-based positions of *earlier* tasks; a dependency on a missing
     or later task, on itself, or a cycle (named task by task) is a problem. ``files``
-    entries that are absolute or leave the repository are dropped with a note.
+    entries that are absolute or leave the repository are dropped with a note. An
+    ``agent`` is kept only with ``agent_choice`` (the plan lets the orchestrator choose).
     """
     problems: list[Problem] = []
     notes: list[str] = []
@@ -314,6 +344,10 @@ def check_tasks(items: list[Any], max_tasks: int) -> CheckedTasks:
         if kind not in {t.value for t in TaskType}:
             notes.append(f"task {number}: unknown task_type {kind!r}, using 'feature'")
             item["task_type"] = TaskType.feature.value
+        if item.get("agent") is not None and not agent_choice:
+            notes.append(f"task {number}: the plan does not let the orchestrator choose agents; "
+                         f"ignoring agent {item.get('agent')!r}")
+            item["agent"] = None
         files: list[str] = []
         raw_files = item.get("files") or []
         if not isinstance(raw_files, list):
@@ -334,7 +368,7 @@ def check_tasks(items: list[Any], max_tasks: int) -> CheckedTasks:
         try:
             fields = {k: item.get(k) if item.get(k) is not None else ""
                       for k in ("title", "content", "task_type")}
-            tasks.append(TaskSpec.model_validate({**fields, "files": files}))
+            tasks.append(TaskSpec.model_validate({**fields, "files": files, "agent": item.get("agent") or None}))
         except ValidationError as exc:
             for error in exc.errors():
                 where = ".".join(str(x) for x in error["loc"])

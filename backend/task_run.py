@@ -27,7 +27,8 @@ from backend.git_ops import GitError
 from backend.holdpoints import hold
 from backend.models import RunStats, Task, TaskStatus, dump, utcnow
 from backend.reaper import MARK, RUN_MARK
-from backend.runners.claude_code import AgentEvent, RunRequest, RunResult
+from backend.runners.core import AgentEvent, RunRequest, RunResult
+from backend.runners.registry import label as agent_label
 
 if TYPE_CHECKING:
     from backend.agent import Dispatcher
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STANDALONE_BRANCH = "shipyard/tasks"
+#: Agents whose CLI can continue an earlier session on a rerun.
+RESUMABLE_AGENTS = frozenset({"claude", "codex", "gemini"})
 
 AGENT_INSTRUCTIONS = """You are an autonomous coding agent working for Shipyard on the project "{project}".
 You are in a git worktree of the project on the branch {branch}; other agents work on other
@@ -114,6 +117,7 @@ class TaskRun:
         self.worktree = disp.worktrees_dir / task.id
         self.log_path = self.store.task_log_path(task.id)
         self.target = self.base_ref = ""
+        self.agent = disp.task_agent(task)
 
     def _target(self) -> tuple[str, str]:
         """(branch to integrate into, ref the task starts from)."""
@@ -140,7 +144,8 @@ class TaskRun:
     # -------------------------------------------------------------- steps
     def execute(self) -> None:
         task = self.task
-        self.note(f"attempt {task.attempts}: starting on {self.branch}")
+        self.note(f"attempt {task.attempts}: starting {agent_label(self.agent)} on {self.branch}",
+                  agent=self.agent)
         try:
             try:
                 self.target, self.base_ref = self._target()
@@ -180,7 +185,7 @@ class TaskRun:
             raise TaskFailure(f"could not create the worktree: {exc}", keep_branch=False) from exc
         self.note(f"worktree ready at {base_commit[:10]} ({'warm, reused' if reused else 'new'}, "
                   f"{time.monotonic() - started:.2f} s)", kind="worktree", warm=reused)
-        self.store.update_task(self.task.id, branch=self.branch, base_commit=base_commit)
+        self.store.update_task(self.task.id, branch=self.branch, base_commit=base_commit, agent=self.agent)
         self._copy_files()
         if self.settings.setup_command:
             self._shell(self.settings.setup_command, "setup", self.worktree, self.settings.task_timeout_s)
@@ -214,14 +219,19 @@ class TaskRun:
                               f"output (last 4000 characters):\n{tail}")
 
     def _run_agent(self) -> RunResult:
-        """Run the agent; a rerun resumes the task's own Claude session when it can.
+        """Run the agent; a rerun resumes the task's own session when the agent can.
 
-        The worktree path is the same for every attempt, so ``--resume`` finds the
+        The worktree path is the same for every attempt, so Claude Code's
+        ``--resume`` (and Codex's ``exec resume``, Gemini's ``--resume``) finds the
         conversation and the agent keeps what it learnt. If the session cannot be
         resumed (no result and no turns), the attempt starts a fresh session.
+        opencode, and a rerun with another agent, always start fresh.
         """
         previous = self.task.error if self.task.attempts > 1 else None
-        session = self.task.run.session_id if (previous and self.task.run) else None
+        run = self.task.run
+        same_agent = run is not None and (run.agent or "claude") == self.agent
+        session = run.session_id if (previous and run and same_agent
+                                     and self.agent in RESUMABLE_AGENTS) else None
         if session:
             self.note(f"resuming the agent's earlier session {session}")
             result = self._run_once(previous, resume=session)
@@ -236,19 +246,21 @@ class TaskRun:
             cwd=self.worktree,
             append_system_prompt=AGENT_INSTRUCTIONS.format(project=self.settings.name, branch=self.branch),
             permission_mode=self.settings.permission_mode,
-            model=self.settings.agent_model,
-            extra_args=list(self.settings.agent_extra_args),
+            model=self.settings.model_for(self.agent),
+            extra_args=self.settings.extra_args_for(self.agent),
+            state_dir=self.disp.agents_dir,
             env={MARK: str(self.settings.state_path), RUN_MARK: f"task-{self.task.id}"},
             timeout_s=self.settings.task_timeout_s,
             idle_timeout_s=self.settings.idle_timeout_s,
             log_path=self.log_path,
             resume=resume,
         )
-        return self.disp.runner.run(request, on_event=self._on_event, cancel=self.stop.event)
+        return self.disp.runner_for(self.agent).run(request, on_event=self._on_event, cancel=self.stop.event)
 
     def _record(self, result: RunResult) -> None:
         usage = result.usage or {}
-        stats = RunStats(outcome=result.outcome, cost_usd=result.cost_usd,
+        stats = RunStats(agent=self.agent, model=result.model, outcome=result.outcome,
+                         cost_usd=result.cost_usd,
                          input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"),
                          num_turns=result.num_turns, duration_ms=result.duration_ms,
                          session_id=result.session_id)

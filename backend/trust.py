@@ -29,7 +29,9 @@ from typing import Any
 from backend.auth import write_private_json
 
 #: Settings whose values make Shipyard execute something besides its own code.
-RUNNING_SETTINGS = ("claude_bin", "agent_extra_args", "orchestrator_extra_args")
+RUNNING_SETTINGS = ("claude_bin", "agent_extra_args", "orchestrator_extra_args",
+                    "codex_bin", "codex_extra_args", "gemini_bin", "gemini_extra_args",
+                    "opencode_bin", "opencode_extra_args")
 
 
 def command_settings(names: Any) -> list[str]:

@@ -1,13 +1,17 @@
-"""Start-up cost of one Claude Code run under the runner.
+"""Start-up cost of one run of each agent CLI under the runner.
 
-Runs the pinned CLI against the in-process scripted model server N times
-(default 10) with a one-turn answer and prints, per run and as medians:
+Runs each pinned CLI (Claude Code, Codex, Gemini CLI, opencode) against the
+in-process scripted model server N times (default 5) with a one-turn answer
+and prints, per run and as min/median/max per agent:
 
-* start -> first event: from ``ClaudeCodeRunner.run()`` to the ``init`` event,
-* start -> result: to the ``result`` event (a whole trivial run),
-* peak RSS of the ``claude`` process, sampled every 10 ms.
+* start -> first event: from ``Runner.run()`` to the first event it reports,
+* start -> result: a whole trivial run,
+* peak RSS of the agent's whole process tree, sampled every 10 ms.
 
-Usage: .venv/bin/python bench/runner_startup.py [--runs 10]
+The first run of each agent is a warm-up on a fresh home and is reported
+apart (opencode pays about 10 s there once).
+
+Usage: .venv/bin/python bench/runner_startup.py [--runs 5] [--agent codex ...]
 """
 
 from __future__ import annotations
@@ -24,68 +28,94 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.runners.claude_code import AgentEvent, ClaudeCodeRunner, RunRequest
-from tests.fakes.fixtures import CLAUDE_BIN, hermetic_environ
+from backend.runners.core import AgentEvent, Runner, RunRequest
+from backend.runners.registry import AGENT_NAMES, make_runner
+from tests.fakes.fixtures import CLAUDE_BIN, agent_bin, hermetic_agent_environ, hermetic_environ
 from tests.fakes.model_server import ModelServer, text
 
 
-def child_peak_rss(stop: threading.Event, peaks: dict[int, int]) -> None:
-    """Sample the RSS of our direct children (the claude process) until stopped."""
+def tree_peak_rss(stop: threading.Event, peak: list[int]) -> None:
+    """Sample the summed RSS of our children's process trees until stopped."""
     me = psutil.Process()
     while not stop.is_set():
-        for child in me.children():
+        total = 0
+        for child in me.children(recursive=True):
             try:
-                rss = child.memory_info().rss
+                total += child.memory_info().rss
             except psutil.Error:
                 continue
-            peaks[child.pid] = max(peaks.get(child.pid, 0), rss)
+        peak[0] = max(peak[0], total)
         stop.wait(0.01)
+
+
+def runner_for(agent: str, server: ModelServer, home: Path) -> Runner:
+    if agent == "claude":
+        env = hermetic_environ({
+            "ANTHROPIC_BASE_URL": server.url, "ANTHROPIC_API_KEY": "test-key",
+            "IS_SANDBOX": "1", "CLAUDE_CONFIG_DIR": str(home / "claude-config"),
+            "CLAUDE_CODE_MAX_RETRIES": "1", "DISABLE_AUTOUPDATER": "1",
+            "DISABLE_TELEMETRY": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        })
+        return make_runner("claude", str(CLAUDE_BIN), env)
+    return make_runner(agent, agent_bin(agent), hermetic_agent_environ(agent, server, home))
+
+
+def one_run(runner: Runner, prompt: str, cwd: Path, state: Path) -> tuple[float, float, float]:
+    first: list[float] = []
+    started = time.perf_counter()
+
+    def on_event(_event: AgentEvent) -> None:
+        if not first:
+            first.append(time.perf_counter() - started)
+
+    peak = [0]
+    stop = threading.Event()
+    sampler = threading.Thread(target=tree_peak_rss, args=(stop, peak), daemon=True)
+    sampler.start()
+    result = runner.run(RunRequest(prompt=prompt, cwd=cwd, state_dir=state), on_event=on_event)
+    total = time.perf_counter() - started
+    stop.set()
+    sampler.join()
+    assert result.ok, result.reason
+    return first[0], total, peak[0] / 2**20
+
+
+def spread(values: list[float], scale: float = 1.0, unit: str = "") -> str:
+    return (f"{min(values) * scale:.0f}/{statistics.median(values) * scale:.0f}/"
+            f"{max(values) * scale:.0f}{unit}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--agent", action="append", choices=AGENT_NAMES)
     args = parser.parse_args()
+    agents = args.agent or list(AGENT_NAMES)
+    summary = []
     with ModelServer() as server, tempfile.TemporaryDirectory() as tmp:
-        server.script("startup bench", [text("ready")])
-        env = hermetic_environ({
-            "ANTHROPIC_BASE_URL": server.url, "ANTHROPIC_API_KEY": "test-key",
-            "IS_SANDBOX": "1", "CLAUDE_CONFIG_DIR": str(Path(tmp) / "config"),
-            "CLAUDE_CODE_MAX_RETRIES": "1", "DISABLE_AUTOUPDATER": "1",
-            "DISABLE_TELEMETRY": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        })
-        runner = ClaudeCodeRunner(str(CLAUDE_BIN), base_env=env)
-        firsts: list[float] = []
-        totals: list[float] = []
-        rss: list[float] = []
-        for i in range(args.runs):
-            first: list[float] = []
-            started = time.perf_counter()
-
-            def on_event(event: AgentEvent, first: list[float] = first,
-                         started: float = started) -> None:
-                if not first:
-                    first.append(time.perf_counter() - started)
-
-            peaks: dict[int, int] = {}
-            stop = threading.Event()
-            sampler = threading.Thread(target=child_peak_rss, args=(stop, peaks), daemon=True)
-            sampler.start()
-            result = runner.run(RunRequest(prompt=f"startup bench {i}", cwd=Path(tmp)),
-                                on_event=on_event)
-            total = time.perf_counter() - started
-            stop.set()
-            sampler.join()
-            assert result.ok, result.reason
-            peak_mb = max(peaks.values(), default=0) / 2**20
-            firsts.append(first[0])
-            totals.append(total)
-            rss.append(peak_mb)
-            print(f"run {i + 1:2d}: first event {first[0] * 1000:6.0f} ms, "
-                  f"result {total * 1000:6.0f} ms, claude peak RSS {peak_mb:5.0f} MB")
-        print(f"median over {args.runs} runs: first event {statistics.median(firsts) * 1000:.0f} ms,"
-              f" whole run {statistics.median(totals) * 1000:.0f} ms,"
-              f" claude peak RSS {statistics.median(rss):.0f} MB (max {max(rss):.0f} MB)")
+        server.default([text("ready")])
+        for agent in agents:
+            home = Path(tmp) / f"home-{agent}"
+            cwd = Path(tmp) / f"work-{agent}"
+            cwd.mkdir()
+            runner = runner_for(agent, server, home)
+            warm = one_run(runner, f"startup bench {agent} warm-up", cwd, Path(tmp) / "state")
+            print(f"{agent:9s} warm-up: first event {warm[0] * 1000:6.0f} ms, "
+                  f"result {warm[1] * 1000:6.0f} ms, peak RSS {warm[2]:5.0f} MB")
+            firsts, totals, rss = [], [], []
+            for i in range(args.runs):
+                first, total, peak = one_run(runner, f"startup bench {agent} {i}", cwd,
+                                             Path(tmp) / "state")
+                firsts.append(first)
+                totals.append(total)
+                rss.append(peak)
+                print(f"{agent:9s} run {i + 1:2d}: first event {first * 1000:6.0f} ms, "
+                      f"result {total * 1000:6.0f} ms, peak RSS {peak:5.0f} MB")
+            summary.append(f"{agent:9s} first event {spread(firsts, 1000, ' ms'):>18s}   "
+                           f"whole run {spread(totals, 1000, ' ms'):>18s}   "
+                           f"peak RSS {spread(rss, 1, ' MB'):>14s}")
+    print(f"\nmin/median/max over {args.runs} runs per agent (after one warm-up):")
+    print("\n".join(summary))
 
 
 if __name__ == "__main__":

@@ -208,7 +208,7 @@ class Store:
 
     def move_plan(self, plan_id: str, to: PlanStatus, expect: Iterable[PlanStatus] | None = None,
                   **fields: Any) -> Plan:
-        """Move a plan to another status folder: one ``rename``, then the fields are updated.
+        """Move a plan to another status folder: the fields are written, then one ``rename``.
 
         ``expect`` lists the statuses the plan may be in; anything else is a
         :class:`Conflict`, so two racing requests cannot both win.
@@ -309,7 +309,7 @@ class Store:
 
     def create_task(self, title: str, content: str, task_type: TaskType | str = TaskType.feature,
                     plan_id: str | None = None, staged: bool = False, files: list[str] | None = None,
-                    depends_on: list[str] | None = None) -> Task:
+                    depends_on: list[str] | None = None, agent: str | None = None) -> Task:
         """Write a new task file.
 
         ``staged`` tasks go to ``tasks/.staging/<plan_id>/`` where no worker
@@ -319,7 +319,7 @@ class Store:
             validate_id(plan_id, "plan")
         task = Task(id=new_id(), title=title,
                     content=content, task_type=TaskType(task_type), plan_id=plan_id,
-                    files=list(files or []), depends_on=list(depends_on or []))
+                    files=list(files or []), depends_on=list(depends_on or []), agent=agent)
         with self.lock:
             if staged:
                 if plan_id is None:

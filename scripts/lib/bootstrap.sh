@@ -4,6 +4,10 @@
 
 SHIPYARD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CLAUDE_CODE_VERSION="2.1.197"   # the version claude-code-notes.md was measured on
+# the versions agent-cli-notes.md was measured on
+CODEX_VERSION="0.169.0"
+GEMINI_CLI_VERSION="0.61.0"
+OPENCODE_VERSION="1.18.33"
 PYTHON="${PYTHON:-python3}"
 
 say() { printf '\033[1m[shipyard]\033[0m %s\n' "$*" >&2; }
@@ -45,6 +49,36 @@ ensure_claude_cli() {
     npm install --silent --no-audit --no-fund --prefix "$SHIPYARD_ROOT/.tools" \
         "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" >/dev/null
     "$bin" --version >/dev/null
+}
+
+# ensure_agent_clis: the pinned Codex CLI, Gemini CLI and opencode in .tools/, like Claude Code.
+# Their native binaries come inside registry packages, so nothing is downloaded at install time.
+# Install scripts are skipped (Gemini's node-pty/keytar builds are not needed headless); opencode's
+# postinstall only links its platform binary, so it is run by hand, offline. Each binary must then
+# answer --version without the network.
+ensure_agent_clis() {
+    local bin="$SHIPYARD_ROOT/.tools/node_modules/.bin"
+    local mods="$SHIPYARD_ROOT/.tools/node_modules"
+    # quick check (the binaries' own --version takes seconds each): installed package versions
+    if [ -x "$bin/codex" ] && [ -x "$bin/gemini" ] && [ -x "$mods/opencode-ai/bin/opencode.exe" ] \
+        && grep -q "\"version\": \"$CODEX_VERSION\"" "$mods/@openai/codex/package.json" 2>/dev/null \
+        && grep -q "\"version\": \"$GEMINI_CLI_VERSION\"" "$mods/@google/gemini-cli/package.json" 2>/dev/null \
+        && grep -q "\"version\": \"$OPENCODE_VERSION\"" "$mods/opencode-ai/package.json" 2>/dev/null \
+        && [ "$(stat -c %s "$mods/opencode-ai/bin/opencode.exe")" -gt 1000000 ]; then  # linked, not the stub
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        say "npm is needed to install Codex, Gemini CLI and opencode (install Node.js 20+)."
+        return 1
+    fi
+    say "installing Codex $CODEX_VERSION, Gemini CLI $GEMINI_CLI_VERSION and opencode $OPENCODE_VERSION into .tools/ (npm)"
+    mkdir -p "$SHIPYARD_ROOT/.tools"
+    npm install --silent --no-audit --no-fund --ignore-scripts --prefix "$SHIPYARD_ROOT/.tools" \
+        "@openai/codex@$CODEX_VERSION" "@google/gemini-cli@$GEMINI_CLI_VERSION" \
+        "opencode-ai@$OPENCODE_VERSION" >/dev/null
+    (cd "$SHIPYARD_ROOT/.tools/node_modules/opencode-ai" && node postinstall.mjs >/dev/null)
+    "$bin/codex" --version >/dev/null && "$bin/gemini" --version >/dev/null \
+        && "$bin/opencode" --version >/dev/null
 }
 
 # ensure_chromium: Debian's chromium for the browser tests (Playwright cannot download one here).

@@ -17,6 +17,7 @@ Loaded as a plugin by ``tests/conftest.py`` (``pytest_plugins``). The pieces:
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,3 +132,101 @@ def claude_environ(
 def claude_runner(claude_bin: str, claude_env: dict[str, str]) -> ClaudeCodeRunner:
     """A runner for the pinned CLI whose inherited environment is hermetic."""
     return ClaudeCodeRunner(claude_bin, base_env=hermetic_environ(claude_env), grace_s=5.0)
+
+
+# ------------------------------------------------------------------ the other agent CLIs
+
+TOOLS_BIN = REPO_ROOT / ".tools" / "node_modules" / ".bin"
+#: Variables that would send the other CLIs somewhere other than the fake.
+OTHER_FOREIGN_ENV_VARS: tuple[str, ...] = (
+    "OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_HOME", "GEMINI_API_KEY", "GOOGLE_API_KEY",
+    "GOOGLE_GEMINI_BASE_URL", "GOOGLE_GENAI_USE_VERTEXAI", "GEMINI_CLI_HOME", "OPENCODE_CONFIG",
+    "OPENCODE_PERMISSION",
+)
+
+
+def agent_bin(agent: str) -> str:
+    """The pinned CLI of ``agent`` in .tools; missing means the test bed is not installed: fail."""
+    path = TOOLS_BIN / ("claude" if agent == "claude" else agent)
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"{agent} CLI not found at {path}: run scripts/test (it installs the pinned "
+                    "versions into .tools/)")
+    return str(path)
+
+
+def agent_env(agent: str, server: ModelServer, home: Path) -> dict[str, str]:
+    """Variables that point ``agent`` at the scripted model server (and keep it offline).
+
+    ``home`` is a folder the test bed owns and every agent's ``HOME``: Codex
+    runs commands in a login shell, which would otherwise source the machine's
+    own profile (pyenv's rehash there can wait a minute for a lock), and a warm
+    opencode home starts in 3 s instead of 13. Everything else (Codex's
+    CODEX_HOME and config, Gemini's settings) is the product's job.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    common = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", "IS_SANDBOX": "1",
+              "HOME": str(home)}
+    if agent == "claude":
+        raise ValueError("use the claude_env fixture for Claude Code")
+    if agent == "codex":
+        return {**common, "OPENAI_BASE_URL": f"{server.url}/v1", "OPENAI_API_KEY": "sk-test"}
+    if agent == "gemini":
+        return {**common, "GEMINI_API_KEY": "test-key", "GOOGLE_GEMINI_BASE_URL": server.url}
+    if agent == "opencode":
+        config = home / f"opencode-{server.port}.json"
+        config.write_text(json.dumps({
+            "$schema": "https://opencode.ai/config.json",
+            "provider": {"local": {"npm": "@ai-sdk/openai-compatible", "name": "scripted",
+                                   "options": {"baseURL": f"{server.url}/v1", "apiKey": "test-key"},
+                                   "models": {"scripted": {"name": "scripted"}}}},
+            "model": "local/scripted", "autoupdate": False, "share": "disabled",
+        }))
+        return {**common, "OPENCODE_CONFIG": str(config),
+                "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local/share"),
+                "XDG_CACHE_HOME": str(home / ".cache"), "XDG_STATE_HOME": str(home / ".local/state")}
+    raise ValueError(agent)
+
+
+def hermetic_agent_environ(agent: str, server: ModelServer, home: Path) -> dict[str, str]:
+    """``os.environ`` without foreign variables, plus ``agent_env``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in FOREIGN_ENV_VARS and k not in NESTED_SESSION_ENV_VARS
+           and k not in OTHER_FOREIGN_ENV_VARS}
+    env.update(agent_env(agent, server, home))
+    return env
+
+
+@pytest.fixture(scope="session")
+def agent_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One HOME for opencode across the session, so only the first run pays its cold start."""
+    return tmp_path_factory.mktemp("agent-home")
+
+
+@pytest.fixture(scope="module")
+def agents_model_server() -> Iterator[ModelServer]:
+    """One scripted model for a module of agent tests; each test scripts its own prompts."""
+    with ModelServer() as server:
+        yield server
+    assert not server.errors, f"the scripted model server failed: {server.errors}"
+
+
+@pytest.fixture
+def all_agents_env(agents_model_server: ModelServer, agent_home: Path, tmp_path: Path, claude_bin: str,
+                   monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A Shipyard server environment (applied to os.environ too) pointing every agent at the fake."""
+    server = agents_model_server
+    for name in (*FOREIGN_ENV_VARS, *OTHER_FOREIGN_ENV_VARS, *NESTED_SESSION_ENV_VARS):
+        monkeypatch.delenv(name, raising=False)
+    values = {
+        "ANTHROPIC_BASE_URL": server.url, "ANTHROPIC_API_KEY": "test-key",
+        "CLAUDE_CONFIG_DIR": str(tmp_path / "claude-config"), "CLAUDE_CODE_MAX_RETRIES": "1",
+        "DISABLE_AUTOUPDATER": "1", "DISABLE_TELEMETRY": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "SHIPYARD_CLAUDE_BIN": claude_bin, "SHIPYARD_MAX_PARALLEL_WORKERS": "4",
+    }
+    for agent in ("codex", "gemini", "opencode"):
+        values.update(agent_env(agent, server, agent_home))
+        values[f"SHIPYARD_{agent.upper()}_BIN"] = agent_bin(agent)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values

@@ -76,6 +76,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes.dialects import DIALECTS, dialect_for
+
 __all__ = [
     "ModelServer",
     "RecordedRequest",
@@ -96,6 +98,7 @@ __all__ = [
     "thinking",
     "tool",
     "tool_calls",
+    "unfinished",
     "write",
 ]
 
@@ -296,6 +299,15 @@ def http_error(
     )
 
 
+def unfinished(answer: str) -> Turn:
+    """A text answer whose stream ends without its finish marker (other APIs only).
+
+    Responses: no ``response.completed``; Chat: no ``finish_reason``; Gemini: no
+    ``finishReason``, which Gemini CLI retries and then reports with exit 0.
+    """
+    return Turn(kind="message", blocks=(answer,), stop_reason="unfinished")
+
+
 def stall() -> Turn:
     """Send headers and ``message_start``, then hang until the server stops."""
     return Turn(kind="stall")
@@ -342,13 +354,21 @@ class RecordedRequest:
     position: int | None = None
     #: What was served, e.g. "text", "tool_use Write", "error 401", "stall".
     served: str | None = None
+    #: Which API the request spoke: "anthropic", "responses", "chat" or "gemini".
+    api: str = "anthropic"
+
+    @property
+    def _dialect(self) -> Any:
+        return DIALECTS.get(self.api)
 
     @property
     def session_id(self) -> str | None:
-        """Claude Code's session id, from its header or the request metadata."""
+        """The agent's session id, from its header or the request body (per CLI)."""
         for key, value in self.headers.items():
-            if key.lower() == "x-claude-code-session-id":
+            if key.lower() in _SESSION_HEADERS:
                 return value
+        if isinstance(self.body, dict) and isinstance(self.body.get("prompt_cache_key"), str):
+            return self.body["prompt_cache_key"]
         if isinstance(self.body, dict):
             user_id = (self.body.get("metadata") or {}).get("user_id")
             if isinstance(user_id, str):
@@ -374,11 +394,15 @@ class RecordedRequest:
     @property
     def system_text(self) -> str:
         """The system prompt as one string (the API allows a string or text blocks)."""
+        if self._dialect is not None:
+            return str(self._dialect.system_text(self._body()))
         return _text_of(self._body().get("system"))
 
     @property
     def tools(self) -> list[str]:
         """Names of the tools offered to the model."""
+        if self._dialect is not None:
+            return list(self._dialect.tools(self._body()))
         return [t.get("name", "") for t in self._body().get("tools") or [] if isinstance(t, dict)]
 
     def tool_schema(self, name: str) -> dict[str, Any] | None:
@@ -390,16 +414,27 @@ class RecordedRequest:
 
     @property
     def messages(self) -> list[dict[str, Any]]:
+        """The messages (other APIs: normalized ``{"role", "text"}`` items)."""
+        if self._dialect is not None:
+            return list(self._dialect.items(self._body()))
         return list(self._body().get("messages") or [])
 
     @property
     def assistant_turns(self) -> int:
         """Number of assistant messages so far: the conversation position."""
+        if self._dialect is not None:
+            return int(self._dialect.position(self._body()))
         return sum(1 for m in self.messages if m.get("role") == "assistant")
 
     @property
     def first_user_text(self) -> str:
-        """All text of the first user message (Claude Code prepends reminders to it)."""
+        """All text of the first user message (Claude Code prepends reminders to it).
+
+        Other APIs: every user text before the first model turn (their CLIs send
+        context messages before the prompt).
+        """
+        if self._dialect is not None:
+            return str(self._dialect.opening_text(self._body()))
         for m in self.messages:
             if m.get("role") == "user":
                 return _text_of(m.get("content"))
@@ -407,11 +442,15 @@ class RecordedRequest:
 
     @property
     def user_texts(self) -> list[str]:
+        if self._dialect is not None:
+            return list(self._dialect.user_texts(self._body()))
         return [_text_of(m.get("content")) for m in self.messages if m.get("role") == "user"]
 
     @property
     def tool_results(self) -> list[dict[str, Any]]:
         """The ``tool_result`` blocks of the last user message (what the tools returned)."""
+        if self._dialect is not None:
+            return list(self._dialect.tool_results(self._body()))
         for m in reversed(self.messages):
             if m.get("role") != "user":
                 continue
@@ -424,6 +463,10 @@ class RecordedRequest:
     def contains(self, needle: str) -> bool:
         """True when ``needle`` occurs in the first user message or the system prompt."""
         return needle in self.first_user_text or needle in self.system_text
+
+
+_SESSION_HEADERS = ("x-claude-code-session-id", "session_id", "session-id", "conversation_id",
+                    "x-session-id", "x-opencode-session")
 
 
 def _text_of(content: Any) -> str:
@@ -653,7 +696,8 @@ class ModelServer:
 
     def _choose(self, req: RecordedRequest) -> Turn | None:
         """Pick the scripted turn for a messages request, or None when auxiliary."""
-        side_call = _auxiliary_answer(req)
+        dialect = DIALECTS.get(req.api)
+        side_call = dialect.auxiliary(req) if dialect is not None else _auxiliary_answer(req)
         if side_call is not None:
             label, turn = side_call
             req.auxiliary = True
@@ -770,7 +814,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.owner._record(req)
             self._send_json(200, {"input_tokens": _estimate_tokens(body)})
             return
-        if path != "/v1/messages":
+        dialect = dialect_for(path)
+        if dialect is not None:
+            req.api = dialect.name
+            if path.endswith(":countTokens"):
+                req.kind = "count_tokens"
+                req.auxiliary = True
+                self.owner._record(req)
+                self._send_json(200, {"totalTokens": _estimate_tokens(body)})
+                return
+        elif path != "/v1/messages":
             req.auxiliary = True
             self.owner._record(req)
             self._send_json(404, _error_body(404, "not_found_error", f"no such path: {req.path}"))
@@ -795,6 +848,10 @@ class _Handler(BaseHTTPRequestHandler):
     # -- answering ---------------------------------------------------------------
     def _answer(self, turn: Turn, req: RecordedRequest) -> None:
         if turn.delay_s and not self.owner._wait(turn.delay_s):
+            return
+        dialect = DIALECTS.get(req.api)
+        if dialect is not None:
+            self._answer_dialect(dialect, turn, req)
             return
         if turn.kind == "error":
             assert turn.error_type and turn.error_message
@@ -842,6 +899,29 @@ class _Handler(BaseHTTPRequestHandler):
         })
         self._event("message_stop", {"type": "message_stop"})
         self.wfile.flush()
+
+    def _answer_dialect(self, dialect: Any, turn: Turn, req: RecordedRequest) -> None:
+        """Answer a Codex / opencode / Gemini request in its own API's format."""
+        if turn.kind == "error":
+            assert turn.error_message
+            self._send_json(turn.status, dialect.error_body(turn.status, turn.error_message),
+                            turn.headers)
+            return
+        if dialect.name == "gemini" and ":streamGenerateContent" not in req.path:
+            self._send_json(200, dialect.answer_object(turn, req))
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
+        def write(data: str) -> None:
+            self.wfile.write(data.encode())
+            self.wfile.flush()
+
+        dialect.stream(write, turn, req, self.owner._wait)
 
     def _event(self, name: str, payload: dict[str, Any]) -> None:
         self.wfile.write(f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode())

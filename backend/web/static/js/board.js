@@ -9,7 +9,8 @@
  * panel). renderBoard() looks only at what store.js marked dirty.
  */
 import { $, fill, h, icon, patch, statusBadge } from "./dom.js";
-import { enc, fmtCost, fmtDuration } from "./format.js";
+import { agentChip } from "./agents.js";
+import { enc, fmtCost, fmtCount, fmtDuration } from "./format.js";
 import { renderDispatcher } from "./header.js";
 import { navigate } from "./router.js";
 import { PLAN_LABEL, S, TASK_COLUMNS, TASK_LABEL, changedNothing, dirty, isOrchestrating, planStats } from "./store.js";
@@ -67,7 +68,8 @@ function waitLine(t) {
 function taskSig(t) {
   const plan = t.plan_id ? S.plans.get(t.plan_id) : null;
   return [t.title, t.status, t.outcome, t.task_type, plan ? plan.title : t.plan_id, t.attempts, t.error,
-    t.run && t.run.cost_usd, t.run && t.run.duration_ms, S.activity.get(`task:${t.id}`), waitLine(t)].join("\u0001");
+    t.run && t.run.cost_usd, t.run && t.run.duration_ms, S.activity.get(`task:${t.id}`), waitLine(t), t.agent,
+    t.run && t.run.model, t.run && t.run.output_tokens].join("\u0001");
 }
 function fillTaskCard(el, t) {
   const plan = t.plan_id ? S.plans.get(t.plan_id) : null;
@@ -82,13 +84,14 @@ function fillTaskCard(el, t) {
       changedNothing(t) ? h("span", { class: "badge", "data-status": "no_changes",
         title: "The agent changed nothing; it can be rerun" }, "no changes") : null,
       t.attempts > 1 ? h("span", { class: "chip", title: "attempts" }, `try ${t.attempts}`) : null,
+      agentChip(t.agent || (t.run && t.run.agent), t.run && t.run.model),
       h("span", { class: "card-id" }, t.id)),
     h("div", { class: "card-title" }, t.title),
     (plan || t.plan_id || t.run) ? h("div", { class: "card-meta" },
       t.plan_id ? h("span", { class: "plan-ref", title: plan ? `Plan: ${plan.title}` : "plan" }, icon("plan"),
         plan ? plan.title : t.plan_id) : null,
       h("span", { class: "grow" }),
-      t.run && t.run.cost_usd ? h("span", { title: "cost" }, fmtCost(t.run.cost_usd)) : null,
+      runCost(t.run),
       t.run && t.run.duration_ms && t.status !== "in_progress" ? h("span", { title: "duration" },
         fmtDuration(t.run.duration_ms)) : null) : null,
     t.status === "in_progress" && activity ? h("div", { class: "card-activity", title: activity }, activity) : null,
@@ -97,11 +100,20 @@ function fillTaskCard(el, t) {
   );
 }
 
+/** Cost, or "—" with the tokens when the agent reports no cost (Codex, Gemini CLI). */
+function runCost(run) {
+  if (!run) return null;
+  if (run.cost_usd) return h("span", { title: "cost" }, fmtCost(run.cost_usd));
+  const tokens = (run.input_tokens || 0) + (run.output_tokens || 0);
+  return tokens ? h("span", { class: "no-cost", title: "the agent reports no cost: tokens in + out" },
+    `— · ${fmtCount(tokens)} tok`) : null;
+}
+
 function planSig(p) {
   const s = planStats(p.id);
   return [p.title, p.summary, p.status, isOrchestrating(p), p.error, s.pending, s.in_progress, s.completed,
     s.failed, s.total, s.cost.toFixed(4), isOrchestrating(p) ? S.activity.get(`plan:${p.id}`) : "",
-    filterPlan === p.id].join("\u0001");
+    filterPlan === p.id, p.agent, p.orchestrator_agent].join("\u0001");
 }
 function fillPlanCard(el, p) {
   const s = planStats(p.id);
@@ -115,6 +127,8 @@ function fillPlanCard(el, p) {
     h("div", { class: "card-top" },
       statusBadge(p.status, PLAN_LABEL[p.status], orch),
       filterPlan === p.id ? h("span", { class: "chip", title: "the board shows this plan's tasks" }, "filtered") : null,
+      p.agent_per_task ? h("span", { class: "chip agent-chip", title: "the orchestrator picks an agent per task" },
+        "agents: per task") : agentChip(p.agent),
       h("span", { class: "card-id" }, p.id)),
     h("div", { class: "card-title" }, p.title),
     p.summary ? h("div", { class: "card-summary" }, p.summary) : null,

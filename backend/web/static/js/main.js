@@ -31,9 +31,9 @@ performance.mark("shipyard:boot");
 addRoute("plan", (id) => (id ? new PlanView(id) : null));
 addRoute("task", (id) => (id ? new TaskView(id) : null));
 addRoute("new", (chatId) => new EditorView(null, chatId || null)); // #new/<chat id> once the chat has started
-addRoute("new-task", () => new TaskEditorView());
 addRoute("edit", (id) => (id ? new EditorView(id) : null));
 addRoute("review", (id) => (id ? new ReviewView(id) : null));
+addRoute("new-task", () => new TaskEditorView());
 
 initBoard();
 initHeader();

@@ -9,6 +9,7 @@
  * saved from a chat is linked to it (POST /agent/chats/<id>/save), and "Save &
  * start" starts it right away.
  */
+import { agentSelect, defaultAgent, defaultOrchestrator } from "./agents.js";
 import { api } from "./api.js";
 import { ChatPane } from "./chat.js";
 import { h, mdBlock, patch } from "./dom.js";
@@ -42,6 +43,10 @@ export class EditorView {
       "aria-controls": "plan-content", onclick: () => this.showTab("write") }, "Write");
     this.tabPreview = h("button", { type: "button", role: "tab", id: "tab-preview", "aria-selected": "false",
       "aria-controls": "plan-preview", tabindex: "-1", onclick: () => this.showTab("preview") }, "Preview");
+    this.agent = agentSelect({ id: "plan-agent", name: "agent", fallback: defaultAgent() });
+    this.orchestrator = agentSelect({ id: "plan-orchestrator", name: "orchestrator_agent",
+      fallback: defaultOrchestrator() });
+    this.perTask = h("input", { id: "plan-agent-per-task", name: "agent_per_task", type: "checkbox" });
     this.titleError = h("div", { class: "invalid", role: "alert" });
     this.messageEl = h("div", { "aria-live": "polite" });
     this.saveBtn = h("button", { class: "btn primary", type: "submit", "data-action": "save" },
@@ -64,6 +69,12 @@ export class EditorView {
         this.summary),
       h("div", { class: "field" }, h("label", { for: "plan-content" }, "Plan", h("span", { class: "hint" }, "markdown")),
         tablist, this.content, this.preview),
+      h("div", { class: "field-row" },
+        h("div", { class: "field" }, h("label", { for: "plan-agent" }, "Agent for its tasks"), this.agent),
+        h("div", { class: "field" }, h("label", { for: "plan-orchestrator" }, "Orchestrator",
+          h("span", { class: "hint" }, "read-only")), this.orchestrator)),
+      h("label", { class: "check" }, this.perTask,
+        " Let the orchestrator choose an agent for each task"),
       h("div", { class: "form-actions" }, this.saveBtn, this.startBtn,
         h("button", { class: "btn", type: "button", onclick: () => this.leave() }, "Cancel"),
         h("span", { class: "hint" }, "Ctrl+Enter to save")));
@@ -97,6 +108,9 @@ export class EditorView {
       this.title.value = p.title;
       this.summary.value = p.summary || "";
       this.content.value = p.content || "";
+      this.agent.value = p.agent || "";
+      this.orchestrator.value = p.orchestrator_agent || "";
+      this.perTask.checked = Boolean(p.agent_per_task);
       this.attachChat(p.chat_id || null);
       if (p.status !== "draft" && p.status !== "ready") {
         this.message = { kind: "error", text: `This plan is ${p.status}; only draft and ready plans can be edited.` };
@@ -155,7 +169,9 @@ export class EditorView {
     if (this.chat) this.chat.onChat(type, data);
   }
   values() {
-    return { title: this.title.value, summary: this.summary.value, content: this.content.value };
+    return { title: this.title.value, summary: this.summary.value, content: this.content.value,
+      agent: this.agent.value || null, orchestrator_agent: this.orchestrator.value || null,
+      agent_per_task: this.perTask.checked };
   }
   isDirty() {
     return this.initial && JSON.stringify(this.values()) !== JSON.stringify(this.initial);

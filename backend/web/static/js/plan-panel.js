@@ -7,6 +7,7 @@
  * the plan's shape (shape.js: waves, dependency and overlap edges, live status); Land merges the plan's integration branch into
  * its base branch and shows the server's answer in the panel.
  */
+import { agentChip, agentLabel, agentSelect, defaultAgent } from "./agents.js";
 import { api } from "./api.js";
 import { h, icon, mdBlock, patch, statusBadge } from "./dom.js";
 import { enc, fmtCost, fmtCount, fmtDuration, fmtWhen, fullTime, shortSha } from "./format.js";
@@ -22,6 +23,15 @@ import { toast } from "./toast.js";
 import { DetailView } from "./view.js";
 
 export class PlanView extends DetailView {
+  /** The agent choice shown next to Start (made on first use: the base class renders early). */
+  get startAgent() {
+    if (!this._startAgent) {
+      this._startAgent = agentSelect({ id: "start-agent", name: "agent", fallback: defaultAgent(),
+        label: "Agent for the plan's tasks" });
+      this._startAgent.addEventListener("change", () => { this.startAgentTouched = true; });
+    }
+    return this._startAgent;
+  }
   constructor(id) {
     super("plan", id, {
       actionsLabel: "Plan actions",
@@ -86,6 +96,11 @@ export class PlanView extends DetailView {
       s.total, blocked].join("|"), () => {
       const out = [];
       const startable = p.status === "draft" || p.status === "ready";
+      if (startable && !orch) {
+        if (!this.startAgentTouched) this.startAgent.value = p.agent || "";
+        out.push(h("label", { class: "start-agent", title: "the agent that carries out the plan's tasks" },
+          "Tasks run with", this.startAgent));
+      }
       if (startable || p.status === "executing") {
         out.push(actionButton(this, "start", "Start", {
           kind: startable && !orch && !blocked ? "primary" : "",
@@ -184,6 +199,7 @@ export class PlanView extends DetailView {
           stat("Tokens", `${fmtCount(o.input_tokens)} / ${fmtCount(o.output_tokens)}`,
             { title: "orchestrator tokens: input / output" }),
           stat("Turns", o.num_turns == null ? "—" : String(o.num_turns)),
+          stat("Planned by", o.agent ? agentLabel(o.agent) : "—", o.model ? { title: `model ${o.model}` } : undefined),
           stat("Duration", fmtDuration(o.duration_ms), { title: "orchestrator run time" }));
       }
       const out = [h("dl", { class: "stats plan-stats" }, items)];
@@ -228,7 +244,7 @@ export class PlanView extends DetailView {
     const ids = planTaskIds(p);
     const rows = ids.map((tid) => S.tasks.get(tid) || (this.detail && (this.detail.task_details || []).find((x) => x.id === tid)))
       .filter(Boolean);
-    patch(this.tasksEl, JSON.stringify([orch, rows.map((t) => [t.id, t.title, t.status, t.run && t.run.cost_usd])]), () => {
+    patch(this.tasksEl, JSON.stringify([orch, rows.map((t) => [t.id, t.title, t.status, t.run && t.run.cost_usd, t.agent])]), () => {
       if (!rows.length) {
         return h("div", { class: "empty-hint" }, orch ? "The orchestrator is reading the plan; its tasks will appear here."
           : p.status === "failed" ? "No tasks were created." : "Start the plan to split it into tasks.");
@@ -237,6 +253,7 @@ export class PlanView extends DetailView {
         h("a", { href: `#task/${enc(t.id)}`, "data-task-id": t.id },
           statusBadge(t.status, TASK_LABEL[t.status], t.status === "in_progress"),
           h("span", { class: "t-title" }, t.title),
+          agentChip(t.agent || (t.run && t.run.agent)),
           t.run && t.run.cost_usd ? h("span", { class: "t-cost" }, fmtCost(t.run.cost_usd)) : null))));
     });
   }
@@ -254,8 +271,10 @@ export class PlanView extends DetailView {
     if (this.shapeEl.firstChild && this.shapeEl.firstChild._dispose) this.shapeEl.firstChild._dispose();
   }
   async start(review = false) {
+    const choice = this.startAgent.value;
+    const body = { ...(review ? { review: true } : {}), ...(choice ? { agent: choice } : {}) };
     const r = await runAction(this, review ? "start-review" : "start", () => api("POST",
-      `/agent/plans/${enc(this.id)}/start`, review ? { review: true } : undefined));
+      `/agent/plans/${enc(this.id)}/start`, Object.keys(body).length ? body : undefined));
     if (r) this.orchestratorStarted();
   }
   async approve() {

@@ -1,10 +1,12 @@
 /*
- * The new-task form (#new-task): a standalone task, outside any plan.
+ * The new-task form (#new-task): a standalone task, outside any plan, with its agent.
  *
- * Owns: title, type and description, and creating the task. A standalone task
- * starts as soon as a worker is free and integrates into the shipyard/tasks
- * branch, which its panel offers to land on the base branch.
+ * Owns: title, type, agent and description, and creating the task (POST /agent/tasks).
+ * A standalone task starts as soon as a worker is free and integrates into the
+ * shipyard/tasks branch, which its panel offers to land on the base branch
+ * (standalone.js). The agent select's first option follows the project's setting.
  */
+import { agentSelect, defaultAgent } from "./agents.js";
 import { api } from "./api.js";
 import { h, patch } from "./dom.js";
 import { enc } from "./format.js";
@@ -25,6 +27,7 @@ export class TaskEditorView {
     this.title = h("input", { id: "task-title", name: "title", type: "text", required: true, maxlength: "200",
       autocomplete: "off", placeholder: "e.g. Fix the typo in the README" });
     this.type = h("select", { id: "task-type", name: "task_type" }, TYPES.map((t) => h("option", { value: t }, t)));
+    this.agent = agentSelect({ id: "task-agent", name: "agent", fallback: defaultAgent() });
     this.content = h("textarea", { id: "task-content", name: "content", class: "code", rows: "12",
       spellcheck: "false", placeholder: "What the agent should do, and how to tell it is done." });
     this.error = h("div", { class: "invalid", role: "alert" });
@@ -33,7 +36,9 @@ export class TaskEditorView {
     this.form = h("form", { class: "form", novalidate: true },
       this.messageEl,
       h("div", { class: "field" }, h("label", { for: "task-title" }, "Title"), this.title),
-      h("div", { class: "field" }, h("label", { for: "task-type" }, "Type"), this.type),
+      h("div", { class: "field-row" },
+        h("div", { class: "field" }, h("label", { for: "task-type" }, "Type"), this.type),
+        h("div", { class: "field" }, h("label", { for: "task-agent" }, "Agent"), this.agent)),
       h("div", { class: "field" }, h("label", { for: "task-content" }, "Task", h("span", { class: "hint" }, "markdown")),
         this.content, this.error),
       h("div", { class: "form-actions" }, this.saveBtn,
@@ -54,10 +59,14 @@ export class TaskEditorView {
     this.focusTarget = this.title;
   }
   isDirty() {
-    return Boolean(this.title.value || this.content.value);
+    return Boolean(this.title.value.trim() || this.content.value.trim());
+  }
+  /** Asked by the router before it leaves this view (Escape, another route). */
+  confirmLeave() {
+    return Boolean(this.busy) || !this.isDirty() || window.confirm("Discard this task?");
   }
   leave() {
-    if (this.isDirty() && !window.confirm("Discard this task?")) return;
+    if (!this.confirmLeave()) return;
     this.title.value = this.content.value = "";
     closePanel();
   }
@@ -69,7 +78,8 @@ export class TaskEditorView {
   }
   async save() {
     if (this.busy) return;
-    const body = { title: this.title.value.trim(), content: this.content.value, task_type: this.type.value };
+    const body = { title: this.title.value.trim(), content: this.content.value, task_type: this.type.value,
+      agent: this.agent.value || null };
     if (!body.title || !body.content.trim()) {
       this.error.textContent = "A task needs a title and a description.";
       (body.title ? this.content : this.title).focus();

@@ -6,6 +6,7 @@
  * every second, the diff reloads when the run ends or the agent commits, and a
  * failed task shows its reason and error log.
  */
+import { agentLabel } from "./agents.js";
 import { api } from "./api.js";
 import { h, icon, mdBlock, patch, statusBadge } from "./dom.js";
 import { renderDiff } from "./diff.js";
@@ -153,14 +154,16 @@ export class TaskView extends DetailView {
           + "that is not what you expected." })
         : t.status === "completed" && t.result ? messageNotice({ kind: "ok", text: `Completed: ${t.result}` }) : null);
     const run = t.run || {};
-    patch(this.statsEl, JSON.stringify([run, t.branch, t.base_commit, t.started, t.finished, t.status]), () => {
+    patch(this.statsEl, JSON.stringify([run, t.branch, t.base_commit, t.started, t.finished, t.status, t.agent]), () => {
       const running = t.status === "in_progress" && t.started;
       this.durationEl = h("dd", { title: "duration" },
         running ? fmtDuration(Date.now() - new Date(t.started).getTime()) : fmtDuration(run.duration_ms));
       const ran = Boolean(t.run || running);
       return [
         ran ? h("dl", { class: "stats task-stats" },
-          stat("Cost", fmtCost(run.cost_usd)),
+          stat("Agent", (run.agent || t.agent) ? agentLabel(run.agent || t.agent) + (run.model ? ` · ${run.model}` : "")
+            : "—"),
+          stat("Cost", fmtCost(run.cost_usd), run.cost_usd == null ? { title: "this agent reports no cost" } : undefined),
           stat("Tokens", `${fmtCount(run.input_tokens)} / ${fmtCount(run.output_tokens)}`,
             { title: "input / output tokens" }),
           stat("Turns", run.num_turns == null ? "—" : String(run.num_turns)),

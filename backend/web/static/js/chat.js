@@ -260,7 +260,9 @@ export class ChatPane {
   async send() {
     const text = this.input.value.trim();
     if (!text || this.busy || this.running) return;
-    const values = this.hooks.values();
+    // the chat's draft is the plan text only (the editor also holds the agent choices)
+    const { title, summary, content } = this.hooks.values();
+    const values = { title, summary, content };
     const hasDraft = Boolean(values.title.trim() || values.summary.trim() || values.content.trim());
     this.busy = "send";
     this.message = null;

@@ -138,7 +138,7 @@ export class EditorView {
       setDraft: (draft) => this.setDraft(draft),
       loaded: (chat) => {
         // reopening #new/<chat>: the chat's draft fills an empty form
-        if (!this.id && chat.draft && !Object.values(this.values()).some((v) => v.trim())) {
+        if (!this.id && chat.draft && !this.hasText()) {
           this.setDraft(chat.draft);
           this.initial = this.values();
         }
@@ -172,6 +172,11 @@ export class EditorView {
     return { title: this.title.value, summary: this.summary.value, content: this.content.value,
       agent: this.agent.value || null, orchestrator_agent: this.orchestrator.value || null,
       agent_per_task: this.perTask.checked };
+  }
+  /** Whether the form holds any plan text (the agent choices alone are not a draft). */
+  hasText() {
+    const { title, summary, content } = this.values();
+    return [title, summary, content].some((v) => v.trim());
   }
   isDirty() {
     return this.initial && JSON.stringify(this.values()) !== JSON.stringify(this.initial);
@@ -230,7 +235,13 @@ export class EditorView {
     try {
       let plan;
       if (this.id) plan = await api("PATCH", `/agent/plans/${enc(this.id)}`, values);
-      else if (this.chatId) plan = (await api("POST", `/agent/chats/${enc(this.chatId)}/save`, { draft: values })).plan;
+      else if (this.chatId) {
+        // the chat keeps the plan text; the agent choices go onto the saved plan afterwards
+        const { title, summary, content, ...choices } = values;
+        plan = (await api("POST", `/agent/chats/${enc(this.chatId)}/save`, { draft: { title, summary, content } })).plan;
+        const picked = Object.fromEntries(Object.entries(choices).filter(([, v]) => v !== null && v !== false));
+        if (Object.keys(picked).length) plan = await api("PATCH", `/agent/plans/${enc(plan.id)}`, picked);
+      }
       else plan = await api("POST", "/agent/plans", values);
       setPlan(planRecord(plan));
       let startError = null;

@@ -49,6 +49,7 @@ import tempfile
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -585,7 +586,7 @@ def _truthy(value: str | None) -> bool:
 # ------------------------------------------------------------------ per-agent parts
 
 
-class StreamParser:
+class StreamParser(ABC):
     """One run's reading of an agent's JSONL stream: events as they come, the verdict at the end.
 
     A driver subclasses this. :meth:`events` turns one decoded JSON object into
@@ -603,20 +604,22 @@ class StreamParser:
         self.finished = False
         self.session_id: str | None = None
 
+    @abstractmethod
     def events(self, obj: dict[str, Any]) -> list[AgentEvent]:
-        raise NotImplementedError
+        ...
 
     def recover(self, head: str, tail: str) -> dict[str, Any] | None:
         """An object to go on with when a huge line could not be rebuilt (None: skip it)."""
         return None
 
+    @abstractmethod
     def verdict(self, result: RunResult, lingered: bool) -> None:
         """Fill ``result`` (ok, outcome, reason, text, usage ...) from what the stream said.
 
         ``result`` arrives with ``outcome="failed"``, the exit code or signal
         and the stderr tail set; a successful run sets ``ok`` and ``finished``.
         """
-        raise NotImplementedError
+        ...
 
     # helpers for drivers ----------------------------------------------------------
     def rel(self, path: Any) -> str:
@@ -635,7 +638,7 @@ class StreamParser:
                          + (f": {clue}" if clue else ""))
 
 
-class AgentDriver:
+class AgentDriver(ABC):
     """What one agent CLI needs that the others do not: argv, environment, files, its stream.
 
     Subclasses set ``name`` (the setting value, e.g. ``codex``), ``label`` (for
@@ -670,11 +673,13 @@ class AgentDriver:
         env.update(request.env)
         return env
 
+    @abstractmethod
     def build_argv(self, request: RunRequest, binary: str, home: Path | None) -> list[str]:
-        raise NotImplementedError
+        ...
 
     def prepare(self, request: RunRequest, env: dict[str, str], home: Path) -> None:
-        """Write the config files the agent reads (called once ``home`` exists)."""
+        """Write the config files the agent reads (called once ``home`` exists); none by default."""
+        return None
 
     def preflight(self, request: RunRequest, env: Mapping[str, str], argv: list[str]) -> str | None:
         """Why the run cannot start, checked before anything is spawned; None if it can."""
@@ -686,8 +691,9 @@ class AgentDriver:
         """What to write on the agent's stdin (then closed); None: no stdin at all."""
         return None
 
+    @abstractmethod
     def parser(self, request: RunRequest) -> StreamParser:
-        raise NotImplementedError
+        ...
 
 
 def prompt_with_instructions(request: RunRequest) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -50,21 +51,24 @@ def _text(content: Any) -> str:
     return str(content)
 
 
-class Dialect:
+class Dialect(ABC):
     """How one API's requests read and its answers are written."""
 
     name = "?"
 
     # -- reading ---------------------------------------------------------------
+    @abstractmethod
     def items(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         """The conversation as ``{"role": user|model|tool, "text": str, ...}`` items in order."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def system_text(self, body: dict[str, Any]) -> str:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def tools(self, body: dict[str, Any]) -> list[str]:
-        raise NotImplementedError
+        ...
 
     def position(self, body: dict[str, Any]) -> int:
         """Model turns already in the conversation: runs of consecutive model items."""
@@ -107,9 +111,10 @@ class Dialect:
         return {"error": {"message": message, "type": "invalid_request_error" if status < 500
                           else "server_error", "code": status}}
 
+    @abstractmethod
     def stream(self, write: Callable[[str], None], turn: Turn, req: RecordedRequest,
                wait: Callable[[float], bool]) -> None:
-        raise NotImplementedError
+        ...
 
 
 def _tool_call_id(req: RecordedRequest, index: int) -> str:

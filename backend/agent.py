@@ -36,6 +36,7 @@ from backend.config import Settings
 from backend.doctor import start_problems
 from backend.errors import Conflict, Invalid, NotFound, ShipyardError, describe_exception
 from backend.events import Event, EventBus
+from backend.executors import AttemptHandle, make_executor
 from backend.git_ops import GitError, GitRepo
 from backend.guardian import Guardian
 from backend.holdpoints import hold
@@ -67,6 +68,8 @@ log = logging.getLogger(__name__)
 
 READ_ONLY_TOOLS = ["Read", "Grep", "Glob"]
 WRITE_TOOLS = ["Write", "Edit", "MultiEdit", "NotebookEdit", "Bash"]
+#: Seconds between looks at an executor that cannot start attempts (e.g. the Ray head is down).
+EXECUTOR_RETRY_S = 5.0
 
 
 @dataclass
@@ -93,6 +96,10 @@ class Dispatcher:
         # one worktree per worker, plus one for test_command runs on integrated results
         self.worktrees = WorktreePool(self.git, self.worktrees_dir, settings.max_parallel_workers + 1)
         self.integration_lock = threading.Lock()
+        #: Where attempts run: this machine, or a Ray cluster (backend/executors/).
+        self.executor = make_executor(settings, store)
+        self._executor_problem: str | None = None
+        self._retry_pending = False
         self._ensured: set[str] = set()
         # plans
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="orchestrator")
@@ -152,6 +159,7 @@ class Dispatcher:
             with contextlib.suppress(Exception):
                 future.result(timeout=max(0.1, deadline - time.monotonic()))
         self._workers.shutdown(wait=False, cancel_futures=True)
+        self.executor.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._guardian is not None and not self._running and not self._active_orchestrations:
             self._guardian.stop()  # else it outlives us and sweeps what is left when we exit
@@ -196,6 +204,8 @@ class Dispatcher:
             "active_orchestrations": sorted(self._active_orchestrations),
             "trust_required": not self.trust.trusted,
             "worktree_pool": self.worktrees.status(),
+            "executor": self.executor.name,
+            "executor_problem": self._executor_problem,
         }
 
     def _warm_worktrees(self) -> None:
@@ -941,6 +951,8 @@ class Dispatcher:
         overlapping or depended-on task would already have blocked it), so one list serves
         the whole pass; the claims' own events bring the next pass.
         """
+        if not self._executor_ready():
+            return
         for task_id in self.scheduler.runnable():
             with self._wake:
                 if (not self._accepting or self._closing
@@ -958,9 +970,37 @@ class Dispatcher:
                     self._running[task.id] = running
             running.future = self._workers.submit(self._run_task, task, running)
 
-    def _run_task(self, task: Task, running: _Running) -> None:
+    def _executor_ready(self) -> bool:
+        """False (and a banner in the status) while the executor cannot start attempts, e.g. the
+        Ray head is unreachable: tasks stay pending, nothing is lost, and it is asked again soon."""
+        problem = self.executor.problem()
+        if problem != self._executor_problem:
+            self._executor_problem = problem
+            if problem:
+                log.warning("not starting tasks: %s", problem)
+            self.bus.publish("dispatcher.status", self.status())
+        if problem is None:
+            return True
+        with self._wake:
+            if self._retry_pending:
+                return False
+            self._retry_pending = True
+        timer = threading.Timer(EXECUTOR_RETRY_S, self._retry_claiming)
+        timer.daemon = True
+        timer.start()
+        return False
+
+    def _retry_claiming(self) -> None:
+        with self._wake:
+            self._retry_pending = False
+            self._dirty = True
+            self._wake.notify_all()
+
+    def _run_task(self, task: Task, running: _Running, reattached: AttemptHandle | None = None) -> None:
         try:
-            TaskRun(self, task, running.stop).execute()
+            run = TaskRun(self, task, running.stop)
+            run.reattached = reattached
+            run.execute()
         except Exception as exc:
             log.exception("task %s: the run could not record how it ended", task.id)
             self._settle(task.id, f"the run could not record how it ended: {describe_exception(exc)}")

@@ -175,6 +175,26 @@ class Settings(BaseModel):
         description="Shell command run on the integrated result; a failure rejects the task.",
     )
     test_timeout_s: float = Field(default=600, gt=0, description="Limit for test_command.")
+    executor: str = Field(
+        default="local",
+        description="Where task agents run: local (this machine, worktrees under the state dir) or "
+        "ray (one Ray actor per attempt on a cluster node that offers the shipyard resource; needs "
+        "pip install 'shipyard[ray]', see docs/ray.md).",
+    )
+    ray_address: str = Field(
+        default="auto",
+        description="Ray cluster the ray executor joins: auto (a head started on this machine with "
+        "ray start), host:port of the head's GCS, or ray://host:10001.",
+    )
+    ray_worker_url: str | None = Field(
+        default=None,
+        description="URL at which Ray workers reach this server for git and the model pass-through "
+        "(default: the server's own address; the server must listen where workers can reach it).",
+    )
+    ray_max_lost_attempts: int = Field(
+        default=3, ge=1, le=20,
+        description="How many times a task whose worker node died is requeued before it fails.",
+    )
 
     #: Commands that came from a shipyard.yaml tracked by git (see backend/trust.py).
     _committed_commands: dict[str, Any] = PrivateAttr(default_factory=dict)
@@ -201,6 +221,14 @@ class Settings(BaseModel):
             if text.startswith("["):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("executor")
+    @classmethod
+    def _known_executor(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("local", "ray"):
+            raise ValueError(f"unknown executor {value!r}: choose local or ray")
         return value
 
     @field_validator("access_token")

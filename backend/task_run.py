@@ -11,6 +11,7 @@ refs (see :mod:`backend.git_ops`) and tests run in a worktree of their own.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backend.errors import NotFound, ShipyardError, describe_exception
+from backend.executors.base import AttemptHandle, AttemptOutcome, AttemptSpec
 from backend.git_ops import GitError
 from backend.holdpoints import hold
 from backend.models import RunStats, Task, TaskStatus, dump, utcnow
@@ -117,7 +119,11 @@ class TaskRun:
         self.worktree = disp.worktrees_dir / task.id
         self.log_path = self.store.task_log_path(task.id)
         self.target = self.base_ref = ""
+        self.base_commit = ""
         self.agent = disp.task_agent(task)
+        #: Set by recovery when the attempt is still running on a cluster node (see Dispatcher.recover).
+        self.reattached: AttemptHandle | None = None
+        self.remote_tip: str | None = None
 
     def _target(self) -> tuple[str, str]:
         """(branch to integrate into, ref the task starts from)."""
@@ -152,11 +158,17 @@ class TaskRun:
             except ShipyardError as exc:
                 raise TaskFailure(exc.detail, keep_branch=False) from exc
             base_commit = self.git.rev_parse(self.base_ref)
+            if self.reattached is not None and task.base_commit:
+                base_commit = task.base_commit  # the attempt started from it before the restart
+            self.base_commit = base_commit or ""
             if base_commit is None:
                 raise TaskFailure(f"the base branch {self.base_ref} has no commits yet: make a first commit.",
                                   keep_branch=False)
-            self._prepare(base_commit)
-            result = self._run_agent()
+            outcome = self._run_attempt(base_commit)
+            if outcome.lost:
+                self._lost(outcome.lost)
+                return
+            result = outcome.result
             self._record(result)
             if not result.ok:
                 if result.outcome == "cancelled":
@@ -174,6 +186,49 @@ class TaskRun:
         except Exception as exc:  # anything unexpected still ends in a valid state
             log.exception("task %s crashed", task.id)
             self._fail(TaskFailure(describe_exception(exc)))
+
+    def _run_attempt(self, base_commit: str) -> AttemptOutcome:
+        """Run the agent through the dispatcher's executor (here, or on a cluster node)."""
+        executor = self.disp.executor
+        spec = AttemptSpec(
+            task_id=self.task.id, attempt=self.task.attempts, agent=self.agent, branch=self.branch,
+            base_commit=base_commit, request=self._request(self._previous_error(), resume=None),
+            run_here=self._run_here, setup_command=self.settings.setup_command)
+        if executor.remote:
+            self.store.update_task(self.task.id, branch=self.branch, base_commit=base_commit, agent=self.agent)
+        handle = self.reattached or executor.start(spec)
+        if executor.remote:
+            self.note(f"attempt {self.task.attempts} runs on node {handle.node}", kind="node", node=handle.node)
+        outcome = handle.wait(self._on_remote_event if executor.remote else self._on_event, self.stop.event)
+        self.remote_tip = outcome.tip
+        return outcome
+
+    def _run_here(self, _on_event: Any, _cancel: threading.Event) -> RunResult:
+        """The local executor's attempt: a worktree from the pool, setup, the agent (events and
+        cancel go through ``self``, the same objects the executor was given)."""
+        self._prepare(self.base_commit)
+        return self._run_agent()
+
+    def _on_remote_event(self, event: AgentEvent) -> None:
+        """An event a remote attempt streamed back: into the run log, then to the browser."""
+        with open(self.log_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(event.to_dict(), ensure_ascii=False, default=str) + "\n")
+        self._on_event(event)
+
+    def _lost(self, reason: str) -> None:
+        """The machine running the attempt went away: requeue (bounded), the reason in the log."""
+        limit = self.settings.ray_max_lost_attempts
+        if self.task.attempts >= limit:
+            self._fail(TaskFailure(f"attempt {self.task.attempts} was lost ({reason}) and the task has "
+                                   f"had {limit} attempts (ray_max_lost_attempts)", keep_branch=False))
+            return
+        self.note(f"attempt {self.task.attempts} lost: {reason}; the task goes back to pending",
+                  kind="lost", reason=reason)
+        with contextlib.suppress(GitError):
+            self.git.delete_branch(self.branch)
+        self.store.move_task(self.task.id, TaskStatus.pending, expect=[TaskStatus.in_progress],
+                             started=None, finished=None, branch=None,
+                             error=f"attempt {self.task.attempts} lost: {reason}")
 
     def _prepare(self, base_commit: str) -> None:
         if self.worktree.exists():  # a leftover of an earlier attempt: back to the pool first
@@ -227,7 +282,7 @@ class TaskRun:
         resumed (no result and no turns), the attempt starts a fresh session.
         opencode, and a rerun with another agent, always start fresh.
         """
-        previous = self.task.error if self.task.attempts > 1 else None
+        previous = self._previous_error()
         run = self.task.run
         same_agent = run is not None and (run.agent or "claude") == self.agent
         session = run.session_id if (previous and run and same_agent
@@ -240,8 +295,15 @@ class TaskRun:
             self.note(f"could not resume ({result.reason}); starting a fresh session", kind="warning")
         return self._run_once(previous, resume=None)
 
+    def _previous_error(self) -> str | None:
+        return self.task.error if self.task.attempts > 1 else None
+
     def _run_once(self, previous: str | None, resume: str | None) -> RunResult:
-        request = RunRequest(
+        request = self._request(previous, resume)
+        return self.disp.runner_for(self.agent).run(request, on_event=self._on_event, cancel=self.stop.event)
+
+    def _request(self, previous: str | None, resume: str | None) -> RunRequest:
+        return RunRequest(
             prompt=build_prompt(self.disp, self.task, previous),
             cwd=self.worktree,
             append_system_prompt=AGENT_INSTRUCTIONS.format(project=self.settings.name, branch=self.branch),
@@ -255,7 +317,6 @@ class TaskRun:
             log_path=self.log_path,
             resume=resume,
         )
-        return self.disp.runner_for(self.agent).run(request, on_event=self._on_event, cancel=self.stop.event)
 
     def _record(self, result: RunResult) -> None:
         usage = result.usage or {}
@@ -279,10 +340,11 @@ class TaskRun:
         return "\n".join(lines)
 
     def _finish(self, base_commit: str) -> None:
-        committed = self.git.commit_all(self.worktree, f"{self.task.title}\n\nShipyard task {self.task.id} "
-                                        "(changes the agent left uncommitted)")
-        if committed:
-            self.note("committed changes the agent left uncommitted")
+        if not self.disp.executor.remote:  # a remote attempt commits on its worker and pushes
+            committed = self.git.commit_all(self.worktree, f"{self.task.title}\n\nShipyard task "
+                                            f"{self.task.id} (changes the agent left uncommitted)")
+            if committed:
+                self.note("committed changes the agent left uncommitted")
         tip = self.git.rev_parse(self.branch)
         if tip is None or tip == base_commit:
             self._complete("no changes: the agent finished without changing any file", keep_branch=False,

@@ -115,6 +115,10 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     app.add_middleware(SecurityHeadersMiddleware)  # added last = outermost: refusals get the headers too
     _install_error_handlers(app)
     install_openapi(app)
+    if disp.executor.name == "ray":  # git and the model pass-through for Ray workers
+        from backend.executors.worker_api import install_worker_routes
+
+        install_worker_routes(app, disp.executor)  # type: ignore[arg-type]
 
     # ---------------------------------------------------------------- health
     @app.get("/agent/health", tags=["health"])
@@ -131,6 +135,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
             "problems": [{"path": p, "reason": r} for p, r in sorted(store.problems.items())],
             "checks": checks.current(),
             "dispatcher": disp.status(),
+            "nodes": disp.executor.nodes(),
             "trust": disp.trust.to_dict(),
             "agents": {"default": settings.agent, "orchestrator": settings.planner_agent,
                        "available": [{"name": n, "label": agent_label(n)} for n in AGENT_NAMES]},

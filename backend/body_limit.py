@@ -42,7 +42,8 @@ class BodyLimitMiddleware:
             status_code=413, headers={"Connection": "close"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        # git pushes from Ray workers stream through (backend/executors/worker_api.py)
+        if scope["type"] != "http" or scope.get("path", "").startswith("/worker/git/"):
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:

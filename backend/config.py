@@ -191,6 +191,11 @@ class Settings(BaseModel):
         description="URL at which Ray workers reach this server for git and the model pass-through "
         "(default: the server's own address; the server must listen where workers can reach it).",
     )
+    ray_worker_dir: str = Field(
+        default="~/.cache/shipyard-worker",
+        description="Folder on each Ray worker node for the project's git mirror and attempt worktrees "
+        "(~ is the worker's home).",
+    )
     ray_max_lost_attempts: int = Field(
         default=3, ge=1, le=20,
         description="How many times a task whose worker node died is requeued before it fails.",

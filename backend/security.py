@@ -43,6 +43,10 @@ def _host_name(host_header: str) -> str:
     return urlsplit(f"//{host_header}").hostname or ""
 
 
+#: Paths Ray workers call with their attempt token (backend/executors/worker_api.py checks it).
+WORKER_PREFIX = "/worker/"
+
+
 class GuardMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings, throttle: GuessThrottle | None = None) -> None:
         self.app = app
@@ -69,6 +73,8 @@ class GuardMiddleware:
         if self.settings.is_loopback and not is_loopback_host(_host_name(host)):
             return JSONResponse({"detail": f"Host {host!r} is not allowed: this server only "
                                  "answers on loopback addresses."}, status_code=403)
+        if request.url.path.startswith(WORKER_PREFIX):  # Ray workers: the attempt's own token, checked there
+            return None
         if request.method in UNSAFE_METHODS and not self._same_origin(request, host):
             return JSONResponse({"detail": "cross-origin request refused: changes can only be "
                                  "made from Shipyard's own pages or the CLI."}, status_code=403)

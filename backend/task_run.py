@@ -193,12 +193,10 @@ class TaskRun:
         spec = AttemptSpec(
             task_id=self.task.id, attempt=self.task.attempts, agent=self.agent, branch=self.branch,
             base_commit=base_commit, request=self._request(self._previous_error(), resume=None),
-            run_here=self._run_here, setup_command=self.settings.setup_command)
+            run_here=self._run_here, setup_command=self.settings.setup_command, title=self.task.title)
         if executor.remote:
             self.store.update_task(self.task.id, branch=self.branch, base_commit=base_commit, agent=self.agent)
         handle = self.reattached or executor.start(spec)
-        if executor.remote:
-            self.note(f"attempt {self.task.attempts} runs on node {handle.node}", kind="node", node=handle.node)
         outcome = handle.wait(self._on_remote_event if executor.remote else self._on_event, self.stop.event)
         self.remote_tip = outcome.tip
         return outcome

@@ -38,6 +38,7 @@ class AttemptSpec:
     request: RunRequest
     run_here: Callable[[EventSink, threading.Event], RunResult]
     setup_command: str | None = None
+    title: str = ""
 
 
 @dataclass

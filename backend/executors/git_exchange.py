@@ -21,16 +21,16 @@ EXCHANGE_DIR = "exchange.git"
 ALLOWED_REF_ENV = "SHIPYARD_ALLOWED_REF"
 TIMEOUT_S = 300.0
 
-PRE_RECEIVE = f"""#!/bin/sh
+PRE_RECEIVE = """#!/bin/sh
 # Shipyard: a worker may push only the branch of its own attempt (fencing; see git_exchange.py).
 while read old new ref; do
-    if [ -z "${ALLOWED_REF_ENV}" ] || [ "$ref" != "${ALLOWED_REF_ENV}" ]; then
-        echo "shipyard: this attempt may push only ${ALLOWED_REF_ENV:-nothing}, not $ref" >&2
+    if [ -z "$ALLOWED" ] || [ "$ref" != "$ALLOWED" ]; then
+        echo "shipyard: this attempt may push only ${ALLOWED:-nothing}, not $ref" >&2
         exit 1
     fi
 done
 exit 0
-"""
+""".replace("ALLOWED", ALLOWED_REF_ENV)
 
 
 def base_ref(task_id: str, attempt: int) -> str:

@@ -76,7 +76,8 @@ class AttemptWorker:
 
             node_ip = ray.util.get_node_ip_address()
             node_id = ray.get_runtime_context().get_node_id()
-        return {"node": f"{socket.gethostname()} ({node_ip})" if node_ip else socket.gethostname(),
+        where = ", ".join(filter(None, [node_ip, node_id and f"node {node_id[:8]}"]))
+        return {"node": f"{socket.gethostname()} ({where})" if where else socket.gethostname(),
                 "node_ip": node_ip, "node_id": node_id, "pid": os.getpid(), "shipyard_version": __version__}
 
     def poll(self, after: int, timeout: float) -> dict[str, Any]:
@@ -172,7 +173,10 @@ class AttemptWorker:
                    f"({time.monotonic() - started:.2f} s)", node=self.info()["node"])
 
     def _env(self) -> dict[str, str]:
-        return {**self.spec.get("env", {}), MARK: self.mark, RUN_MARK: f"task-{self.task_id}"}
+        env = {**self.spec.get("env", {}), MARK: self.mark, RUN_MARK: f"task-{self.task_id}"}
+        if self.spec["agent"] == "claude" and "CLAUDE_CONFIG_DIR" not in env:  # not the node user's own
+            env["CLAUDE_CONFIG_DIR"] = str(self.root / "agents" / "claude-config")
+        return env
 
     def _setup(self, command: str) -> None:
         self._emit("setup", f"setup: {command}")

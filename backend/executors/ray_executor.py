@@ -168,7 +168,7 @@ class RayExecutor(Executor):
                           if not k.startswith("SHIPYARD_")}  # the host's marks mean nothing there
         worker_spec = {
             "task_id": spec.task_id, "attempt": spec.attempt, "agent": spec.agent, "branch": spec.branch,
-            "base_commit": spec.base_commit, "title": spec.request.prompt.splitlines()[0][:200],
+            "base_commit": spec.base_commit, "title": spec.title,
             "git_url": f"{self._worker_url()}/worker/git", "token": token,
             "base_ref": base_ref(spec.task_id, spec.attempt), "push_ref": attempt_ref(spec.task_id, spec.attempt),
             "work_root": self.settings.ray_worker_dir, "project_key": self.key,
@@ -250,6 +250,8 @@ class RayAttempt(AttemptHandle):
         try:
             try:
                 self._place(cancel)
+                on_event(AgentEvent("node", time.time(), f"attempt {self.attempt} runs on node {self.node}",
+                                    {"node": self.node, "node_id": self.node_id}))
                 while True:
                     if cancel.is_set():
                         raise _Cancelled()

@@ -29,6 +29,7 @@ import psutil
 from filelock import FileLock
 
 from backend import __version__
+from backend.guardian import Guardian
 from backend.reaper import MARK, RUN_MARK, kill_marked
 from backend.runners.core import AgentEvent, RunRequest, RunResult
 from backend.runners.registry import make_runner
@@ -118,6 +119,11 @@ class AttemptWorker:
 
     def _main(self) -> None:
         tip: str | None = None
+        # if this worker process dies (its node's raylet was killed, ray.kill), the guardian stops
+        # every process of the attempt: the agent's own tools run in sessions of their own and
+        # would otherwise live on, reparented to PID 1. Started from this thread, which lives as
+        # long as the attempt (the parent-death signal follows the thread that started it).
+        guardian = Guardian(Path(self.mark))
         try:
             self._checkout()
             if self.spec.get("setup_command"):
@@ -135,6 +141,7 @@ class AttemptWorker:
             self._finish({"result": RunResult(ok=False, outcome="failed", reason=reason).to_dict(), "tip": None})
         finally:
             self._cleanup()
+            guardian.stop()
 
     def _git(self, *args: str, cwd: Path | None = None, auth: bool = False,
              what: str = "run git") -> str:
@@ -163,9 +170,11 @@ class AttemptWorker:
             self._git("--git-dir", str(self.mirror), "fetch", "--quiet", "--no-tags", self.spec["git_url"],
                       f"+{self.spec['base_ref']}:{local_base}", auth=True,
                       what="fetch the base from the Shipyard host")
-            if self.worktree.exists():
-                shutil.rmtree(self.worktree, ignore_errors=True)
-                self._git("--git-dir", str(self.mirror), "worktree", "prune", what="prune worktrees")
+            # an earlier attempt of this task on this node is superseded (and fenced): its worktree
+            # would hold the task's branch, so it goes
+            for stale in self.worktree.parent.glob(f"{self.task_id}-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            self._git("--git-dir", str(self.mirror), "worktree", "prune", what="prune worktrees")
             self._git("--git-dir", str(self.mirror), "worktree", "add", "--quiet", "-f", "-B",
                       self.spec["branch"], str(self.worktree), self.spec["base_commit"],
                       what="create the attempt's worktree")

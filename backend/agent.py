@@ -37,6 +37,7 @@ from backend.doctor import start_problems
 from backend.errors import Conflict, Invalid, NotFound, ShipyardError, describe_exception
 from backend.events import Event, EventBus
 from backend.executors import AttemptHandle, make_executor
+from backend.executors.base import last_seq
 from backend.git_ops import GitError, GitRepo
 from backend.guardian import Guardian
 from backend.holdpoints import hold
@@ -289,7 +290,7 @@ class Dispatcher:
                 self.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.review], proposals=None)
                 log.warning("recovery: plan %s was approved; marked done", plan.id)
         for task in self.store.list_tasks(TaskStatus.in_progress)[TaskStatus.in_progress.value]:
-            if task.id in self._running:
+            if task.id in self._running or self._reattach(task):
                 continue
             landed = self._already_integrated(task)
             self._cleanup_task_git(task.id)
@@ -305,6 +306,20 @@ class Dispatcher:
                                  started=None, branch=None, head_commit=None)
             log.warning("recovery: task %s was in progress; returned to pending", task.id)
         self._remove_stray_worktrees()
+
+    def _reattach(self, task: Task) -> bool:
+        """Pick up a task whose attempt still runs on a cluster node (remote executors only)."""
+        if not self.executor.remote:
+            return False
+        handle = self.executor.reattach(task.id, task.attempts, last_seq(self.store.task_log_path(task.id)))
+        if handle is None:
+            return False
+        log.warning("recovery: task %s attempt %d still runs on the cluster; reattached", task.id, task.attempts)
+        running = _Running(task.id, Stop())
+        with self._wake:
+            self._running[task.id] = running
+        running.future = self._workers.submit(self._run_task, task, running, handle)
+        return True
 
     def _already_integrated(self, task: Task) -> tuple[str, str, str] | None:
         """(target branch, commit, task head) when the task's work is already on its target.

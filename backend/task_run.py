@@ -150,8 +150,12 @@ class TaskRun:
     # -------------------------------------------------------------- steps
     def execute(self) -> None:
         task = self.task
-        self.note(f"attempt {task.attempts}: starting {agent_label(self.agent)} on {self.branch}",
-                  agent=self.agent)
+        if self.reattached is not None:
+            self.note(f"Shipyard restarted: reattached to attempt {task.attempts}, still running on "
+                      f"{self.reattached.node}", kind="reattached")
+        else:
+            self.note(f"attempt {task.attempts}: starting {agent_label(self.agent)} on {self.branch}",
+                      agent=self.agent)
         try:
             try:
                 self.target, self.base_ref = self._target()

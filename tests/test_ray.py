@@ -253,3 +253,36 @@ def test_server_process_is_a_ray_driver_only_when_asked(git_repo: Path, start_se
         health = http.get("/agent/health").json()
         assert health["dispatcher"]["executor"] == "local"
         assert http.get("/worker/git/info/refs").status_code in (401, 404)
+
+
+def test_a_restarted_shipyard_reattaches_to_the_running_attempt(
+        git_repo: Path, env: dict, start_server, model_server: ModelServer, worker_dir: Path,
+        tmp_path: Path) -> None:
+    # the agent waits in a Bash command (for a file the test makes once Shipyard is back)
+    # while Shipyard is killed and started again
+    gate = tmp_path / "go"
+    model_server.script("# Task: Patient", [bash(f"while [ ! -e {gate} ]; do sleep 0.1; done", timeout_ms=120000),
+                                            write("patient.txt", "waited\n"), text("done")])
+    server = start_server(git_repo, env)
+    with server.client() as http:
+        task = http.post("/agent/tasks", json={"title": "Patient", "content": "x", "task_type": "chore"}).json()
+        wait_for(lambda: any(e["kind"] == "tool_use"
+                             for e in http.get(f"/agent/tasks/{task['id']}/log").json()["events"]),
+                 timeout=90, message="the agent to start waiting")
+    agents = worker_processes(worker_dir)
+    port = server.url.rsplit(":", 1)[1]
+    server.kill()  # kill -9: no shutdown, the detached actor and its agent live on
+    assert agents and all(p.is_running() for p in agents)
+    server = start_server(git_repo, env, args=["--port", port])  # where the workers know to find it
+    gate.touch()
+    with server.client() as http:
+        done = wait_for(lambda: (t := http.get(f"/agent/tasks/{task['id']}").json())["status"] in DONE and t,
+                        timeout=90, message="the reattached attempt to finish")
+        log = http.get(f"/agent/tasks/{task['id']}/log").json()["events"]
+    assert done["status"] == "completed", done.get("error_log")
+    assert done["attempts"] == 1  # not run again
+    assert any(e["kind"] == "reattached" for e in log)
+    assert len({r.session_id for r in model_server.requests_for("# Task: Patient")}) == 1
+    seqs = [e["data"]["seq"] for e in log if "seq" in e.get("data", {})]
+    assert seqs == list(range(1, len(seqs) + 1))  # every event once, in order, across the restart
+    assert git(git_repo, "show", "shipyard/tasks:patient.txt") == "waited\n"

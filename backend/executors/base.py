@@ -8,10 +8,12 @@ to carry the agent run out somewhere and say how it ended.
 
 from __future__ import annotations
 
+import json
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from backend.runners.core import AgentEvent, RunRequest, RunResult
@@ -113,3 +115,26 @@ class NodeView:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "address": self.address, "slots": self.slots,
                 "running": list(self.running), "alive": self.alive}
+
+
+def last_seq(log_path: Path) -> int:
+    """The number of the last event of the current remote attempt already in the run log.
+
+    A reattached attempt is read from there on, so no event is written twice. The
+    attempt's events follow its ``node`` event (numbering restarts per attempt).
+    """
+    seq = 0
+    try:
+        with open(log_path, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if event.get("kind") == "node":
+                    seq = 0
+                elif isinstance(event.get("data"), dict) and isinstance(event["data"].get("seq"), int):
+                    seq = max(seq, event["data"]["seq"])
+    except OSError:
+        return 0
+    return seq

@@ -191,7 +191,9 @@ class RayExecutor(Executor):
             log.info("task %s attempt %d: no live actor to reattach to (%s)", task_id, attempt, exc)
             return None
         try:
-            return self._handle(actor, task_id, attempt, after=after_seq)
+            handle = self._handle(actor, task_id, attempt, after=after_seq)
+            handle._place(threading.Event(), timeout=30)  # alive, and where
+            return handle
         except Exception as exc:
             log.warning("task %s attempt %d: its actor does not answer (%s)", task_id, attempt, exc)
             return None
@@ -222,12 +224,15 @@ class RayAttempt(AttemptHandle):
         self.node_id = ""
         self._placed = False
 
-    def _place(self, cancel: threading.Event) -> None:
+    def _place(self, cancel: threading.Event, timeout: float | None = None) -> None:
         """Wait until Ray has placed the actor; learn its node and check its Shipyard version."""
         import ray
         from ray.exceptions import GetTimeoutError
 
+        if self._placed:
+            return
         ref = self.actor.info.remote()
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if cancel.is_set():
                 raise _Cancelled()
@@ -235,6 +240,8 @@ class RayAttempt(AttemptHandle):
                 info = ray.get(ref, timeout=1.0)
                 break
             except GetTimeoutError:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise
                 continue
         self.node, self.node_id = info["node"], info.get("node_id", "")
         self._placed = True
@@ -249,9 +256,11 @@ class RayAttempt(AttemptHandle):
         ended = False
         try:
             try:
+                fresh = not self._placed
                 self._place(cancel)
-                on_event(AgentEvent("node", time.time(), f"attempt {self.attempt} runs on node {self.node}",
-                                    {"node": self.node, "node_id": self.node_id}))
+                if fresh:  # (a reattached attempt's node event is in the log already)
+                    on_event(AgentEvent("node", time.time(), f"attempt {self.attempt} runs on node {self.node}",
+                                        {"node": self.node, "node_id": self.node_id}))
                 while True:
                     if cancel.is_set():
                         raise _Cancelled()

@@ -11,6 +11,7 @@ import { $, h, icon, patch } from "./dom.js";
 import { S, dirty } from "./store.js";
 import { scheduleFlush } from "./stream.js";
 import { toast } from "./toast.js";
+import { renderNodes } from "./nodes.js";
 import { renderTrust } from "./trust.js";
 
 let healthProblems = [];
@@ -38,6 +39,7 @@ export async function refreshHealth() {
     proj.title = health.project_dir || "";
     document.title = name ? `${name} · Shipyard` : "Shipyard";
     renderBanners();
+    renderNodes(health);
     renderDispatcher();
     scheduleFlush();
   } catch (err) {

@@ -38,7 +38,7 @@ from backend.errors import Conflict, Invalid, NotFound, ShipyardError, describe_
 from backend.events import Event, EventBus
 from backend.executors import AttemptHandle, make_executor
 from backend.executors.base import last_seq
-from backend.git_ops import GitError, GitRepo
+from backend.git import GitError, GitRepo
 from backend.guardian import Guardian
 from backend.holdpoints import hold
 from backend.models import Plan, PlanStatus, RunStats, Task, TaskStatus, TaskType, dump, utcnow

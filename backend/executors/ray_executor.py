@@ -12,7 +12,7 @@
   the same run log and SSE stream as a local run's.
 * Cancel: Ray's own cancel does not stop a running actor call, so the actor
   stops its agent's process tree itself, then the actor is killed.
-* Git and model credentials: see :mod:`backend.executors.git_exchange`,
+* Git and model credentials: see :mod:`backend.git.exchange`,
   :mod:`backend.executors.grants` and :mod:`backend.executors.worker_api`.
 """
 
@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 from backend import __version__
 from backend.executors.base import AttemptHandle, AttemptOutcome, AttemptSpec, EventSink, Executor
-from backend.executors.git_exchange import GitExchange, attempt_ref, base_ref
 from backend.executors.grants import AttemptGrants
-from backend.git_ops import GitRepo
+from backend.git import GitRepo
+from backend.git.exchange import GitExchange, attempt_ref, base_ref
 from backend.runners.core import AgentEvent, RunResult
 
 if TYPE_CHECKING:

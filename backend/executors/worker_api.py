@@ -26,7 +26,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from backend.executors.git_exchange import ALLOWED_REF_ENV, EXCHANGE_DIR, attempt_ref
+from backend.git.exchange import ALLOWED_REF_ENV, EXCHANGE_DIR, attempt_ref
 
 if TYPE_CHECKING:
     from backend.executors.ray_executor import RayExecutor

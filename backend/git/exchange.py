@@ -13,8 +13,13 @@ attempt's branch is brought into the project with a ref-only ``git fetch``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from backend.git_ops import GitError, GitRepo, _run, repo_lock
+from backend.git.command import GitError, repo_lock
+from backend.git.command import run as _run
+
+if TYPE_CHECKING:
+    from backend.git import GitRepo
 
 EXCHANGE_DIR = "exchange.git"
 #: The environment variable the pre-receive hook reads: the one ref this push may update.
@@ -22,7 +27,7 @@ ALLOWED_REF_ENV = "SHIPYARD_ALLOWED_REF"
 TIMEOUT_S = 300.0
 
 PRE_RECEIVE = """#!/bin/sh
-# Shipyard: a worker may push only the branch of its own attempt (fencing; see git_exchange.py).
+# Shipyard: a worker may push only the branch of its own attempt (fencing; see backend/git/exchange.py).
 while read old new ref; do
     if [ -z "$ALLOWED" ] || [ "$ref" != "$ALLOWED" ]; then
         echo "shipyard: this attempt may push only ${ALLOWED:-nothing}, not $ref" >&2

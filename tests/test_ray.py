@@ -286,3 +286,22 @@ def test_a_restarted_shipyard_reattaches_to_the_running_attempt(
     seqs = [e["data"]["seq"] for e in log if "seq" in e.get("data", {})]
     assert seqs == list(range(1, len(seqs) + 1))  # every event once, in order, across the restart
     assert git(git_repo, "show", "shipyard/tasks:patient.txt") == "waited\n"
+
+
+def test_an_unreachable_head_keeps_tasks_pending_with_a_reason(
+        git_repo: Path, claude_environ: dict, claude_bin: str, start_server, tmp_path: Path) -> None:
+    """Nothing listens at ray_address: the server starts, says why nothing runs, and loses nothing."""
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin, "SHIPYARD_EXECUTOR": "ray",
+           "SHIPYARD_RAY_ADDRESS": f"127.0.0.1:{port}", "SHIPYARD_RAY_WORKER_DIR": str(tmp_path / "worker")}
+    server = start_server(git_repo, env)
+    with server.client() as http:
+        task = http.post("/agent/tasks", json={"title": "Later", "content": "x", "task_type": "chore"}).json()
+        problem = wait_for(lambda: http.get("/agent/health").json()["dispatcher"]["executor_problem"],
+                           timeout=30, message="the executor problem in health")
+        assert f"127.0.0.1:{port}" in problem and "pending" in problem
+        assert http.get(f"/agent/tasks/{task['id']}").json()["status"] == "pending"

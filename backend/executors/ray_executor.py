@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 NAMESPACE = "shipyard"
 RESOURCE = "shipyard"
 POLL_S = 0.5
+#: How long start-up recovery waits for the cluster before giving up on reattaching.
+REATTACH_CONNECT_S = 20.0
 #: Non-secret variables of this server passed on to remote agents (behaviour switches only).
 FORWARDED_ENV = ("IS_SANDBOX", "NO_PROXY", "no_proxy", "PYENV_REHASH_TIMEOUT")
 FORWARDED_PREFIXES = ("CLAUDE_CODE_", "DISABLE_")
@@ -72,6 +74,10 @@ class RayExecutor(Executor):
         self.grants = AttemptGrants(settings.state_path, store, lifetime_s=settings.task_timeout_s + 3600)
         self.exchange = GitExchange(settings.state_path, GitRepo(settings.project_dir))
         self._lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._connecting = False
+        self._connect_started = time.monotonic()
+        self._attempt_done = threading.Event()
         self._connected = False
         self._connect_error: str | None = None
         self._running: dict[str, RayAttempt] = {}
@@ -104,13 +110,42 @@ class RayExecutor(Executor):
         return (f"cannot reach the Ray cluster at {address} (ray_address): {text}. Start a head with "
                 "'ray start --head' or fix ray_address; tasks wait until it answers (docs/ray.md).")
 
+    def _connect_in_background(self) -> None:
+        """Start one connection attempt that may hang (``ray.init`` waits for an absent head for
+        minutes and cannot be interrupted), so neither the task loop nor start-up waits on it."""
+        with self._state_lock:
+            if self._connected or self._connecting:
+                return
+            self._connecting = True
+            self._connect_started = time.monotonic()
+            done = self._attempt_done = threading.Event()
+
+        def attempt() -> None:
+            try:
+                self._connect()
+                self._connect_error = None
+            except Exception as exc:
+                self._connect_error = str(exc)
+            finally:
+                self._connecting = False
+                done.set()
+
+        threading.Thread(target=attempt, name="ray-connect", daemon=True).start()
+
+    def _wait_connected(self, timeout: float) -> bool:
+        self._connect_in_background()
+        self._attempt_done.wait(timeout)
+        return self._connected
+
     def problem(self) -> str | None:
-        try:
-            self._connect()
-        except Exception as exc:
-            self._connect_error = str(exc)
-            return self._connect_error
-        self._connect_error = None
+        if not self._connected:
+            self._connect_in_background()
+            if self._connect_error and not self._connecting:
+                return self._connect_error
+            if not self._connected:
+                waited = time.monotonic() - self._connect_started
+                return (f"waiting for the Ray cluster at {self.settings.ray_address} (ray_address) to "
+                        f"answer ({waited:.0f} s so far); tasks stay pending until it does (docs/ray.md).")
         if self._nodes and not any(n["alive"] and n["slots"] for n in self._nodes):
             return ("no live Ray node offers the shipyard resource: join one with "
                     "ray start --address <head> --resources '{\"shipyard\": 4}' (docs/ray.md).")
@@ -184,8 +219,11 @@ class RayExecutor(Executor):
     def reattach(self, task_id: str, attempt: int, after_seq: int = 0) -> AttemptHandle | None:
         import ray
 
+        if not self._wait_connected(REATTACH_CONNECT_S):  # start-up must not hang on an absent head
+            log.warning("task %s: the Ray cluster does not answer; cannot reattach (%s)", task_id,
+                        self._connect_error or "no answer")
+            return None
         try:
-            self._connect()
             actor = ray.get_actor(actor_name(self.key, task_id, attempt), namespace=NAMESPACE)
         except Exception as exc:
             log.info("task %s attempt %d: no live actor to reattach to (%s)", task_id, attempt, exc)

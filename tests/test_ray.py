@@ -305,3 +305,35 @@ def test_an_unreachable_head_keeps_tasks_pending_with_a_reason(
                            timeout=30, message="the executor problem in health")
         assert f"127.0.0.1:{port}" in problem and "pending" in problem
         assert http.get(f"/agent/tasks/{task['id']}").json()["status"] == "pending"
+
+
+@pytest.mark.browser
+def test_the_dashboard_shows_the_nodes_and_where_a_task_runs(
+        git_repo: Path, env: dict, start_server, model_server: ModelServer, tmp_path: Path) -> None:
+    from tests.web_support import dashboard, launch_browser
+
+    gate = tmp_path / "go"
+    model_server.script("# Task: Visible", [bash(f"while [ ! -e {gate} ]; do sleep 0.1; done", timeout_ms=120000),
+                                            text("done")])
+    server = start_server(git_repo, env)
+    with server.client() as http:
+        task = http.post("/agent/tasks", json={"title": "Visible", "content": "x", "task_type": "chore"}).json()
+        wait_for(lambda: any(task["id"] in n["running"] for n in http.get("/agent/health").json()["nodes"]),
+                 timeout=90, message="health to show the task on a node")
+        with launch_browser() as browser, dashboard(browser, server.url) as d:
+            page = d.open()
+            strip = page.locator("#nodes")
+            busy = strip.locator(".node-chip", has_text="1/1 agents")
+            busy.wait_for()
+            assert busy.locator(f'a[href="#task/{task["id"]}"]').count() == 1
+            assert strip.locator(".node-chip", has_text="0/1 agents").count() == 1  # the idle node
+            assert strip.locator(".node-chip").count() == 2  # the head has no slots: not listed
+            d.shot("ray-nodes-1440")
+            page.set_viewport_size({"width": 1280, "height": 800})
+            d.shot("ray-nodes-1280")
+            page.set_viewport_size({"width": 1920, "height": 1000})
+            d.shot("ray-nodes-1920")
+            d.check()
+        gate.touch()
+        wait_for(lambda: http.get(f"/agent/tasks/{task['id']}").json()["status"] in DONE, timeout=90,
+                 message="the task to finish")

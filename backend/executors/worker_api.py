@@ -70,6 +70,8 @@ def install_worker_routes(app: FastAPI, executor: RayExecutor) -> None:
     async def model_pass_through(path: str, request: Request) -> Response:
         if executor.grants.check(_token(request)) is None:
             return _refused("model access refused")
+        if not path.startswith("v1/"):  # the Messages API and its kin only, not the upstream host at large
+            return JSONResponse({"detail": f"no such model endpoint: {path}"}, status_code=404)
         base = os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com").rstrip("/")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP}
         if os.environ.get("ANTHROPIC_API_KEY"):

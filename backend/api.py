@@ -136,6 +136,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
             "agents": {"default": settings.agent, "orchestrator": settings.planner_agent,
                        "available": [{"name": n, "label": agent_label(n)} for n in AGENT_NAMES]},
             "load": {**gate.report(), **ConnectionLimits.report()},
+            "limits": {"max_plan_cost_usd": settings.max_plan_cost_usd, "max_turns": settings.max_turns},
         }
 
     # ---------------------------------------------------------------- trust

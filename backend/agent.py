@@ -705,7 +705,7 @@ class Dispatcher:
 
     def approve_plan(self, plan_id: str) -> Plan:
         """Publish a reviewed plan's proposals as tasks, all at once, exactly as orchestration does."""
-        if self.replans.in_review(self._review_plan(plan_id)):
+        if self.replans.in_review(self._review_plan(plan_id)):  # checked again under the lock
             return self.replans.approve(plan_id)
         with self._plan_lock:
             plan = self._review_plan(plan_id)

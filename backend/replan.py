@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from backend.budget import money
 from backend.doctor import start_problems
 from backend.errors import Conflict, Invalid, NotFound, ShipyardError, describe_exception
+from backend.holdpoints import hold
 from backend.models import Plan, PlanStatus, Replan, Task, TaskStatus, dump, utcnow
 from backend.orchestrator import OrchestrationError, TaskSpec, check_tasks
 
@@ -182,12 +183,15 @@ class Replanner:
         return next((r for r in plan.replans if r.number == number), None)
 
     def _set(self, plan_id: str, number: int, plan_fields: dict[str, Any] | None = None,
-             **fields: Any) -> Plan:
+             move: tuple[PlanStatus, PlanStatus] | None = None, **fields: Any) -> Plan:
         """Change fields of one re-plan record, and ``plan_fields`` of the plan, in one write
-        (read and written under the store's lock)."""
+        (read and written under the store's lock); ``move`` (from, to) moves the plan with it."""
         with self.store.lock:
             plan = self.store.get_plan(plan_id)
-            replans = [dump(r) | (fields if r.number == number else {}) for r in plan.replans]
+            replans = [_with(r, fields) if r.number == number else dump(r) for r in plan.replans]
+            if move is not None:
+                return self.store.move_plan(plan_id, move[1], expect=[move[0]], replans=replans,
+                                            **(plan_fields or {}))
             return self.store.update_plan(plan_id, replans=replans, **(plan_fields or {}))
 
     def _note(self, plan_id: str, summary: str, kind: str = "replan", **data: Any) -> None:
@@ -215,10 +219,11 @@ class Replanner:
                 raise OrchestrationError(disp._stopped_reason())
             if review:
                 proposals = [_proposal(spec) for spec in answer.tasks]
-                self._set(plan_id, number, state="review")
                 self._note(plan_id, f"re-plan {number}: {len(proposals)} replacement task(s) await review: "
                            "edit them, then Approve or Discard", kind="review", proposals=proposals)
-                self.store.move_plan(plan_id, PlanStatus.review, expect=[PlanStatus.done], proposals=proposals)
+                with disp._plan_lock:  # the plan and its re-plan enter review in one write
+                    self._set(plan_id, number, {"proposals": proposals},
+                              move=(PlanStatus.done, PlanStatus.review), state="review")
                 return
             self._publish(plan_id, number, answer.tasks)
         except OrchestrationError as exc:
@@ -285,11 +290,26 @@ class Replanner:
         return _clip_head(stat, STAT_LIMIT)
 
     # ------------------------------------------------------------------ publishing
-    def _publish(self, plan_id: str, number: int, specs: list[TaskSpec], from_review: bool = False) -> Plan:
-        """Create the replacement tasks, record them, publish them, supersede what they replace."""
+    def _publish(self, plan_id: str, number: int, specs: list[TaskSpec] | None, from_review: bool = False) -> Plan:
+        """Create the replacement tasks, record them, publish them, supersede what they replace.
+
+        ``specs`` None: the plan's reviewed proposals, read and validated under the lock (so a
+        concurrent edit or a second Approve cannot publish anything twice or stale).
+        """
         disp = self.disp
         with disp._plan_lock:
             plan = self.store.get_plan(plan_id)
+            if specs is None:
+                checked = check_tasks(plan.proposals or [], disp.settings.max_tasks, agent_choice=True)
+                if checked.problems:
+                    raise Invalid("the proposals are invalid: "
+                                  + "; ".join(p.sentence() for p in checked.problems) + ".")
+                specs = checked.tasks
+            record = self._record(plan, number)
+            wanted = "review" if from_review else "orchestrating"
+            if record is None or record.state != wanted or (from_review and not self.in_review(plan)):
+                raise Conflict(f"re-plan {number} of plan {plan_id} is "
+                               f"{record.state if record else 'unknown'}; its tasks cannot be published now.")
             branch = plan.integration_branch
             if not branch or not disp.git.branch_exists(branch):
                 raise Conflict(f"the plan branch {branch or '(none)'} no longer exists; the replacement "
@@ -306,6 +326,7 @@ class Replanner:
             except Exception:
                 self.store.discard_staged(plan_id)
                 raise
+            hold("replan.recorded")  # crash tests: recovery must publish them, exactly once
             self.store.publish_staged(plan_id, ids)
             plan = self._finish(plan_id, number)
         self._note(plan_id, f"re-plan {number}: created {len(ids)} replacement task(s)"
@@ -319,9 +340,9 @@ class Replanner:
         assert record is not None
         for task_id in record.replaces:
             self._supersede(task_id, number)
-        if plan.status == PlanStatus.review:
-            self.store.move_plan(plan_id, PlanStatus.done, expect=[PlanStatus.review], proposals=None)
-        return self._set(plan_id, number, state="done", finished=utcnow())
+        move = (PlanStatus.review, PlanStatus.done) if plan.status == PlanStatus.review else None
+        return self._set(plan_id, number, {"proposals": None} if move else None, move=move,
+                         state="done", finished=utcnow())
 
     def _supersede(self, task_id: str, number: int) -> None:
         try:
@@ -347,10 +368,7 @@ class Replanner:
         plan = self.store.get_plan(plan_id)
         if not self.in_review(plan):
             raise Conflict(f"plan {plan_id} has no re-plan in review.")
-        checked = check_tasks(plan.proposals or [], self.disp.settings.max_tasks, agent_choice=True)
-        if checked.problems:
-            raise Invalid("the proposals are invalid: " + "; ".join(p.sentence() for p in checked.problems) + ".")
-        return self._publish(plan_id, plan.replans[-1].number, checked.tasks, from_review=True)
+        return self._publish(plan_id, plan.replans[-1].number, None, from_review=True)
 
     def discard(self, plan_id: str) -> Plan:
         """Drop a re-plan's proposals: the plan is done again, its failed tasks as they were."""
@@ -361,8 +379,8 @@ class Replanner:
             number = plan.replans[-1].number
             self._note(plan_id, f"re-plan {number}: discarded {len(plan.proposals or [])} proposed task(s); "
                        "the failed tasks stay as they were", kind="discarded", proposals=plan.proposals or [])
-            self.store.move_plan(plan_id, PlanStatus.done, expect=[PlanStatus.review], proposals=None)
-            return self._set(plan_id, number, state="discarded", finished=utcnow())
+            return self._set(plan_id, number, {"proposals": None}, move=(PlanStatus.review, PlanStatus.done),
+                             state="discarded", finished=utcnow())
 
     # ------------------------------------------------------------------ the rest
     def check_rerun(self, task: Task) -> None:
@@ -393,6 +411,10 @@ class Replanner:
                                 record.number, plan.id)
             except ShipyardError as exc:
                 log.warning("recovery: re-plan %d of plan %s: %s", record.number, plan.id, exc.detail)
+
+
+def _with(record: Replan, fields: dict[str, Any]) -> dict[str, Any]:
+    return {**dump(record), **fields}
 
 
 def _proposal(spec: TaskSpec) -> dict[str, Any]:

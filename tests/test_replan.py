@@ -10,6 +10,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -295,3 +296,41 @@ def test_max_turns_reaches_the_agent(server: ServerProcess, http: httpx.Client,
     limits = [e for e in log if e["kind"] == "limits"]
     assert limits and limits[0]["summary"] == f"limits: --max-turns {SETTING_MAX_TURNS}"
     assert json.dumps(limits[0]["data"]) == json.dumps({"max_turns": SETTING_MAX_TURNS, "max_budget_usd": None})
+
+
+# ---------------------------------------------------------------------------------------- crash safety
+
+def test_crash_while_a_replan_publishes_is_finished_by_recovery(git_repo: Path, claude_environ: dict[str, str],
+                                                                claude_bin: str, start_server,
+                                                                model_server: ModelServer) -> None:
+    env = {**claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin}
+    model_server.script(replan_of("Sturdy", 1), [structured({"tasks": [
+        {"title": "Replacement part", "content": "Write part.txt", "task_type": "feature"}]})])
+    model_server.script("# Plan: Sturdy", [structured({"tasks": [
+        {"title": "Solid part", "content": "Write solid.txt", "task_type": "feature"},
+        {"title": "Fragile part", "content": "Write part.txt", "task_type": "feature"},
+    ]})])
+    commits(model_server, "Solid part", "echo solid > solid.txt")
+    model_server.script("# Task: Fragile part", [http_error(401)])
+    commits(model_server, "Replacement part", "echo part > part.txt")
+    first = start_server(git_repo, {**env, "SHIPYARD_TEST_HOLD": "replan.recorded"})
+    with first.client() as http:
+        plan_id = http.post("/agent/plans", json={"title": "Sturdy", "content": "x"}).json()["id"]
+        http.post(f"/agent/plans/{plan_id}/start")
+        settled(http, plan_id, {"Solid part": "completed", "Fragile part": "failed"})
+        assert http.post(f"/agent/plans/{plan_id}/replan").status_code == 202
+        wait_for(lambda: "shipyard: holding at replan.recorded" in "".join(first.output), timeout=90,
+                 message="the server to hold at replan.recorded")
+        held = http.get(f"/agent/plans/{plan_id}").json()
+        assert held["replans"][0]["state"] == "publishing" and len(held["tasks"]) == 3
+    first.kill()
+    second = start_server(git_repo, env)
+    with second.client() as http:
+        done = settled(http, plan_id, {"Replacement part": "completed"})
+        plan = http.get(f"/agent/plans/{plan_id}").json()
+        assert plan["replans"][0]["state"] == "done"
+        assert done["Fragile part"]["superseded_by"] == 1
+        mine = [t for ts in http.get("/agent/tasks").json().values() for t in ts if t["plan_id"] == plan_id]
+        assert sorted(t["title"] for t in mine) == ["Fragile part", "Replacement part", "Solid part"]  # no duplicate
+    assert git(git_repo, "show", f"shipyard/plan-{plan_id}:part.txt") == "part\n"
+    assert len(model_server.requests_for(replan_of("Sturdy", 1))) == 1  # the orchestrator ran once

@@ -284,7 +284,7 @@ class Replanner:
         if tip is None:
             return ""
         try:
-            stat = git._out("diff", "--stat=120", plan.base_commit, tip, what="the plan branch's changes")
+            stat = git.diff_stat(plan.base_commit, tip)
         except ShipyardError as exc:
             return f"(could not compute: {exc.detail})"
         return _clip_head(stat, STAT_LIMIT)

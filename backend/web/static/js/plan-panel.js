@@ -200,7 +200,7 @@ export class PlanView extends DetailView {
         stat("Total cost", fmtCost(s.cost), { title: "orchestrator, re-plans and all tasks" }),
       ];
       if (budget.limit != null) {
-        items.push(stat(budget.reached ? "Budget (reached)" : "Budget", money(budget.limit), {
+        items.push(stat("Budget", money(budget.limit), {
           title: `${money(budget.spent)} of ${money(budget.limit)} spent${budget.reached
             ? ": waiting tasks do not start" : ""}` }));
       }

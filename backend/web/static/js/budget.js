@@ -22,9 +22,16 @@ export function money(usd) {
 
 /** What a plan's own runs cost: its orchestration and every re-plan. */
 export function planningCost(plan) {
-  let cost = plan && plan.orchestration && plan.orchestration.cost_usd ? plan.orchestration.cost_usd : 0;
+  const latest = plan && plan.orchestration && plan.orchestration.cost_usd ? plan.orchestration.cost_usd : 0;
+  let cost = Math.max(latest, (plan && plan.orchestration_cost_usd) || 0); // every orchestration, where summed
   for (const r of (plan && plan.replans) || []) if (r.run && r.run.cost_usd) cost += r.run.cost_usd;
   return cost;
+}
+
+/** What a task has cost: its cumulative total where it keeps a run history, else its latest run. */
+export function taskCost(t) {
+  if (t.run_history && t.run_history.length) return t.total_cost_usd || 0;
+  return t.run && t.run.cost_usd ? t.run.cost_usd : 0;
 }
 
 /** {limit, spent, reached} of a plan from the client state (limit null: no limit). */
@@ -34,7 +41,7 @@ export function planBudget(plan) {
   let spent = planningCost(plan);
   for (const id of plan.tasks || []) {
     const t = S.tasks.get(id);
-    if (t && t.run && t.run.cost_usd) spent += t.run.cost_usd;
+    if (t) spent += taskCost(t);
   }
   return { limit, spent, reached: limit != null && spent >= limit };
 }

@@ -19,7 +19,7 @@ import { PLAN_LABEL, S, TASK_LABEL, dirty, dropPlan, isOrchestrating, planRecord
   setPlan } from "./store.js";
 import { computeWaits, planItems, shapeView, taskLink } from "./shape.js";
 import { budgetNotice, money, planBudget } from "./budget.js";
-import { replanAction, replanNotice, replanSig } from "./replan.js";
+import { afterDiscard, inReplanReview, replanAction, replanNotice, replanSig } from "./replan.js";
 import { scheduleFlush } from "./stream.js";
 import { toast } from "./toast.js";
 import { DetailView } from "./view.js";
@@ -131,7 +131,7 @@ export class PlanView extends DetailView {
           onclick: () => this.approve(),
         }));
         out.push(actionButton(this, "discard", "Discard", {
-          kind: "danger", busyLabel: "Discarding…", title: "Drop the proposals; the plan goes back to ready",
+          kind: "danger", busyLabel: "Discarding…", title: `Drop the proposals; ${afterDiscard(p)}`,
           onclick: () => this.discard(),
         }));
       }
@@ -223,10 +223,11 @@ export class PlanView extends DetailView {
       }
       return out;
     });
-    patch(this.reviewEl, JSON.stringify([p.status, (p.proposals || []).length]), () => p.status === "review"
+    patch(this.reviewEl, JSON.stringify([p.status, (p.proposals || []).length, inReplanReview(p)]), () => p.status === "review"
       ? h("div", { class: "notice info review-notice", role: "status" }, icon("info"),
-        h("div", { class: "notice-body" }, h("strong", null, `${(p.proposals || []).length} proposed task(s) await your review`),
-          "Nothing runs until you approve. Review them to edit, drop or add tasks; Discard sends the plan back to ready."))
+        h("div", { class: "notice-body" }, h("strong", null, `${(p.proposals || []).length} ${inReplanReview(p)
+          ? "replacement" : "proposed"} task(s) await your review`),
+          `Nothing runs until you approve. Review them to edit, drop or add tasks; on Discard ${afterDiscard(p)}.`))
       : null);
     patch(this.replanEl, JSON.stringify([orch, (p.replans || []).slice(-1)]), () => replanNotice(p, orch));
     patch(this.budgetEl, JSON.stringify([budget, this.busy, s.pending]), () => budgetNotice(this, p));

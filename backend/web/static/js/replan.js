@@ -76,3 +76,14 @@ export function replanNotice(plan, orchestrating) {
   }
   return null;
 }
+
+/** True while a re-plan's replacement tasks await review (Approve or Discard). */
+export function inReplanReview(plan) {
+  const last = (plan.replans || [])[(plan.replans || []).length - 1];
+  return plan.status === "review" && Boolean(last) && last.state === "review";
+}
+
+/** Where Discard leaves a plan in review, in words. */
+export function afterDiscard(plan) {
+  return inReplanReview(plan) ? "the plan stays as it was (done, its failed tasks kept)" : "the plan goes back to ready";
+}

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from backend.budget import run_limits
 from backend.errors import NotFound, ShipyardError, describe_exception
 from backend.executors.base import AttemptHandle, AttemptOutcome, AttemptSpec
 from backend.git import GitError
@@ -196,7 +197,8 @@ class TaskRun:
         executor = self.disp.executor
         spec = AttemptSpec(
             task_id=self.task.id, attempt=self.task.attempts, agent=self.agent, branch=self.branch,
-            base_commit=base_commit, request=self._request(self._previous_error(), resume=None),
+            base_commit=base_commit,
+            request=self._request(self._previous_error(), resume=None, announce=executor.remote),
             run_here=self._run_here, setup_command=self.settings.setup_command, title=self.task.title)
         if executor.remote:
             self.store.update_task(self.task.id, branch=self.branch, base_commit=base_commit, agent=self.agent)
@@ -304,8 +306,20 @@ class TaskRun:
         request = self._request(previous, resume)
         return self.disp.runner_for(self.agent).run(request, on_event=self._on_event, cancel=self.stop.event)
 
-    def _request(self, previous: str | None, resume: str | None) -> RunRequest:
+    def _request(self, previous: str | None, resume: str | None, announce: bool = True) -> RunRequest:
+        """The agent's request; ``announce`` writes the run's limits (turns, budget) to the log."""
+        limits = run_limits(self.disp.budget, self.settings, self.task, self.agent)
+        notes = limits.pop("notes")
+        if announce:
+            for note in notes:
+                self.note(note, kind="warning")
+            if limits["max_turns"] is not None or limits["max_budget_usd"] is not None:
+                self.note("limits: " + ", ".join(
+                    f"{flag} {value:g}" for flag, value in (("--max-turns", limits["max_turns"]),
+                                                           ("--max-budget-usd", limits["max_budget_usd"]))
+                    if value is not None), kind="limits", **limits)
         return RunRequest(
+            **limits,
             prompt=build_prompt(self.disp, self.task, previous),
             cwd=self.worktree,
             append_system_prompt=AGENT_INSTRUCTIONS.format(project=self.settings.name, branch=self.branch),

@@ -335,10 +335,14 @@ class RayAttempt(AttemptHandle):
                 return AttemptOutcome(RunResult(ok=False, outcome="lost", reason=first), node=self.node,
                                       lost=f"its worker on node {self.node} died ({first[:300]})")
         finally:
-            if ended:
-                with contextlib.suppress(Exception):
-                    ray.kill(self.actor, no_restart=True)
-                self.executor.finished(self)
+            # however the wait ended (an unexpected error too), the attempt is over for Shipyard:
+            # no actor may outlive it with a valid token
+            if not ended:
+                log.warning("task %s attempt %d: stopping its actor after an unexpected error",
+                            self.task_id, self.attempt)
+            with contextlib.suppress(Exception):
+                ray.kill(self.actor, no_restart=True)
+            self.executor.finished(self)
 
     def _cancel(self) -> int:
         """Stop the agent's process tree inside the actor, then the actor itself."""

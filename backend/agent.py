@@ -33,6 +33,7 @@ from typing import Any
 import watchfiles
 
 from backend.config import Settings
+from backend.costs import task_cost
 from backend.doctor import start_problems
 from backend.errors import Conflict, Invalid, NotFound, ShipyardError, describe_exception
 from backend.events import Event, EventBus
@@ -384,8 +385,7 @@ class Dispatcher:
             progress[task.status.value] += 1
             if _changed_nothing(task):
                 progress["no_changes"] += 1
-            if task.run and task.run.cost_usd:
-                cost += task.run.cost_usd
+            cost += task_cost(task)
             if not brief:
                 tasks.append({"id": task.id, "title": task.title, "status": task.status.value,
                               "task_type": task.task_type.value, "error": task.error,
@@ -832,7 +832,7 @@ class Dispatcher:
             self.git.delete_branch(branch_for(task_id))
         return self.store.move_task(task_id, TaskStatus.pending, expect=[task.status],
                                     started=None, finished=None, branch=None, head_commit=None,
-                                    outcome=None, result=None)
+                                    outcome=None, result=None, repair=None, repairs=[])
 
     def delete_task(self, task_id: str, cascade: bool = False) -> list[str]:
         """Delete a task that is not running (an orphaned ``in_progress`` one too).

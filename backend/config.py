@@ -175,6 +175,11 @@ class Settings(BaseModel):
         description="Shell command run on the integrated result; a failure rejects the task.",
     )
     test_timeout_s: float = Field(default=600, gt=0, description="Limit for test_command.")
+    repair_attempts: int = Field(
+        default=1, ge=0, le=5,
+        description="How often a task whose integration conflicts or fails test_command is handed "
+        "back to its agent (session resumed, merge in progress) before it fails; 0: fail at once.",
+    )
 
     #: Commands that came from a shipyard.yaml tracked by git (see backend/trust.py).
     _committed_commands: dict[str, Any] = PrivateAttr(default_factory=dict)

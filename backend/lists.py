@@ -18,6 +18,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
+from backend.costs import task_cost
 from backend.errors import Invalid, ShipyardError
 from backend.models import PlanStatus, TaskStatus, dump
 from backend.store import Store
@@ -117,8 +118,7 @@ def plan_item(store: Store, entry: Entry, active: frozenset[str] | set[str]) -> 
         if task is None:
             continue
         progress[task.status] += 1
-        run = task.summary.get("run") or {}
-        cost += run.get("cost_usd") or 0.0
+        cost += task_cost(task.summary)
     progress["total"] = len(entry.links)
     data["progress"] = progress
     data["total_cost_usd"] = round(cost, 6)

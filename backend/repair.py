@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from backend.errors import NotFound
 from backend.git import GitError
-from backend.models import RepairState, TaskStatus, dump
+from backend.models import RepairState, dump
 from backend.runners.core import RunResult
 from backend.task_run import (
     RESUMABLE_AGENTS,
@@ -211,7 +211,9 @@ class Repair:
         except GitError:
             return []
         candidates = []
-        for entry in run.store.task_index.snapshot(TaskStatus.completed.value):
+        # every status: a task that has just integrated may not be "completed" yet; having
+        # its head commit in the target's new history is what counts
+        for entry in run.store.task_index.snapshot():
             head = entry.summary.get("head_commit")
             if head in commits and entry.id != run.task.id:
                 candidates.append(entry)

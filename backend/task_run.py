@@ -66,11 +66,12 @@ class Stop:
 class TaskFailure(Exception):
     """A task cannot be completed; ``summary`` is the one-line reason, ``details`` the log text."""
 
-    def __init__(self, summary: str, details: str = "", keep_branch: bool = True) -> None:
+    def __init__(self, summary: str, details: str = "", keep_branch: bool = True, output: str = "") -> None:
         super().__init__(summary)
         self.summary = summary
         self.details = details
         self.keep_branch = keep_branch
+        self.output = output  # a failed command's output tail (for a repair prompt)
 
 
 class IntegrationFailure(TaskFailure):
@@ -82,11 +83,10 @@ class IntegrationFailure(TaskFailure):
 
     def __init__(self, summary: str, details: str, *, kind: str, target_tip: str,
                  paths: list[str] | None = None, output: str = "") -> None:
-        super().__init__(summary, details, keep_branch=True)
+        super().__init__(summary, details, keep_branch=True, output=output)
         self.kind = kind
         self.target_tip = target_tip
         self.paths = paths or []
-        self.output = output
 
 
 def task_trailer(task_id: str) -> str:
@@ -232,7 +232,7 @@ class TaskRun:
                   exit_code=proc.returncode)
         if proc.returncode != 0:
             raise TaskFailure(f"the {label} command failed (exit code {proc.returncode}): {command}",
-                              f"output (last 4000 characters):\n{tail}")
+                              f"output (last 4000 characters):\n{tail}", output=tail)
 
     def _run_agent(self) -> RunResult:
         """Run the agent; a rerun resumes the task's own session when the agent can.
@@ -381,7 +381,7 @@ class TaskRun:
                 raise IntegrationFailure(
                     f"tests failed on the integrated result: {failure.summary}",
                     failure.details + f"\nThe integration was not kept; {self.branch} was kept.",
-                    kind="tests", target_tip=target_tip, output=failure.details) from failure
+                    kind="tests", target_tip=target_tip, output=failure.output or failure.details) from failure
         except IntegrationFailure:
             raise
         except TaskFailure as failure:

@@ -151,14 +151,15 @@ def test_same_line_conflict_fails_the_later_task(git_repo: Path, env: dict, star
                                              text("done")])
     model_server.script("# Task: Retitle 2", [delay(1.5, bash("echo '# second title' > README.md && "
                                                               "git commit -qam two")), text("done")])
-    server = start_server(git_repo, env)
+    server = start_server(git_repo, {**env, "SHIPYARD_REPAIR_ATTEMPTS": "0"})  # no repair: fail at once
     with server.client() as http:
         current, by_id = run_plan(http, plan)
     statuses = sorted(t["status"] for t in by_id.values())
     assert statuses == ["completed", "failed"]
     failed = next(t for t in by_id.values() if t["status"] == "failed")
     assert "merge conflict" in failed["error"] and "README.md" in failed["error"]
-    assert "README.md" in failed["error_log"]
+    assert "README.md" in failed["error_log"] and "repair" not in failed["error"]
+    assert not failed["repairs"] and [h["kind"] for h in failed["run_history"]] == ["run"]
     assert git(git_repo, "rev-parse", "--verify", "-q", f"shipyard/task-{failed['id']}").strip()  # kept
     assert git(git_repo, "show", f"{current['integration_branch']}:README.md") == "# first title\n"
 
@@ -218,7 +219,8 @@ def test_failing_test_command_rejects_the_integration(git_repo: Path, env: dict,
                                                       model_server: ModelServer) -> None:
     plan = plan_with(model_server, "Tested", [{"title": "Break it", "content": "x", "task_type": "bugfix"}])
     agent_writes(model_server, "Break it", "broken.txt", "bad\n")
-    server = start_server(git_repo, {**env, "SHIPYARD_TEST_COMMAND": "test ! -f broken.txt"})
+    server = start_server(git_repo, {**env, "SHIPYARD_TEST_COMMAND": "test ! -f broken.txt",
+                                     "SHIPYARD_REPAIR_ATTEMPTS": "0"})
     with server.client() as http:
         current, by_id = run_plan(http, plan)
     task = next(iter(by_id.values()))

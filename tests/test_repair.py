@@ -13,6 +13,7 @@ at the same time on one server (one set-up for the module's expensive part):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -191,3 +192,47 @@ def test_the_card_line_and_the_output_tail() -> None:
     long = "\n".join(f"line {n}" for n in range(1000))
     assert tail(long).splitlines()[-1] == "line 999" and len(tail(long).splitlines()) == 80
     assert len(tail("x" * 100_000)) == 6000
+
+
+@pytest.mark.browser
+def test_the_card_and_the_task_panel_show_the_repair(git_repo: Path, claude_environ: dict, claude_bin: str,
+                                                     start_server, model_server: ModelServer) -> None:
+    from playwright.sync_api import expect
+
+    from tests.web_support import dashboard, launch_browser
+
+    # the repair takes a few seconds (the scripted model waits), long enough to be seen
+    model_server.script(repairing("Retitle"), [
+        delay(5.0, bash("echo '# retitled by Retitle 1 and Retitle 2' > README.md && git add -A && "
+                        "git commit -q --no-edit")),
+        text("resolved")], resumed=True, name="repair Retitle")
+    plan = two_tasks_on_one_line(model_server, "Retitle", "Retitle", "README.md", "demo project")
+    server = start_server(git_repo, {**claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin})
+    with server.client() as http, launch_browser() as browser, dashboard(browser, server.url) as d:
+        plan_id = start_plan(http, plan)
+        page = d.open("/")
+        page.set_viewport_size({"width": 1920, "height": 1000})
+        card = d.card("in_progress").filter(has=page.locator(".card-repair"))
+        expect(card.locator(".card-repair")).to_have_text("repairing conflict on README.md (attempt 1 of 1)",
+                                                          timeout=60_000)
+        expect(card.locator(".card-repair code")).to_have_text("README.md")
+        d.shot("repair-10-card-wide")
+        page.set_viewport_size({"width": 1280, "height": 800})
+        d.shot("repair-11-card-1280")
+        card.click()
+        notice = d.panel.locator(".task-repair")
+        expect(notice).to_contain_text("repairing conflict on README.md (attempt 1 of 1)")
+        expect(notice).to_contain_text("Met the work of: Retitle")
+        d.shot("repair-12-panel-live")
+        # once repaired: completed, the attempt and how it ended stay in the panel, the cost adds up
+        expect(d.panel.locator(".panel-sub .badge").first).to_have_attribute("data-status", "completed",
+                                                                            timeout=60_000)
+        expect(notice.locator(".repair-attempts li")).to_have_text(
+            "Conflict on README.md (attempt 1 of 1): repaired")
+        _current, tasks = finished_plan(http, plan_id)
+        repaired = next(t for t in tasks if t["repairs"])
+        cost = d.panel.locator(".task-stats .stat").filter(has_text="Cost").locator("dd")
+        expect(cost).to_have_attribute("title", re.compile(r"^total of run \$[\d.]+ · repair \$[\d.]+$"))
+        assert cost.inner_text() == f"${repaired['total_cost_usd']:.4f}"
+        d.shot("repair-13-panel-repaired")
+        d.check()

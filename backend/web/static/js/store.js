@@ -8,6 +8,7 @@
  * (board.js) reads S and clears `dirty`. Events carry whole records, so applying
  * one twice is harmless and the state converges after a reconnect.
  */
+import { taskCost } from "./repair.js";
 export const TASK_COLUMNS = ["pending", "in_progress", "completed", "failed"];
 export const TASK_LABEL = { pending: "pending", in_progress: "in progress", completed: "completed", failed: "failed" };
 /** A completed task whose agent changed nothing: its own outcome, shown apart and rerunnable. */
@@ -44,7 +45,7 @@ export function planStats(planId) {
       if (!t) continue;
       stats[t.status] = (stats[t.status] || 0) + 1;
       stats.total++;
-      if (t.run && t.run.cost_usd) stats.cost += t.run.cost_usd;
+      stats.cost += taskCost(t) || 0;
     }
   }
   if (plan && plan.tasks && plan.tasks.length > stats.total) stats.total = plan.tasks.length;

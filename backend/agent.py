@@ -33,7 +33,7 @@ from typing import Any
 import watchfiles
 
 from backend.config import Settings
-from backend.costs import task_cost
+from backend.costs import orchestration_cost, record_orchestration, task_cost
 from backend.doctor import start_problems
 from backend.errors import Conflict, Invalid, NotFound, ShipyardError, describe_exception
 from backend.events import Event, EventBus
@@ -375,7 +375,7 @@ class Dispatcher:
         data["orchestrating"] = plan.id in self._active_orchestrations
         data["review_enabled"] = self.review_enabled(plan)
         progress = {s.value: 0 for s in TaskStatus} | {"no_changes": 0}  # no_changes ⊂ completed
-        cost = plan.orchestration.cost_usd if plan.orchestration and plan.orchestration.cost_usd else 0.0
+        cost = orchestration_cost(plan)
         tasks = []
         for task_id in plan.tasks:
             try:
@@ -579,7 +579,7 @@ class Dispatcher:
                          input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"),
                          num_turns=result.num_turns, duration_ms=result.duration_ms,
                          session_id=result.session_id)
-        self.store.update_plan(plan.id, orchestration=dump(stats))
+        record_orchestration(self.store, plan.id, stats)
         # A run that ended normally but answered in text instead of through StructuredOutput is
         # not a failure here: the answer may still be in the text (fenced JSON or a bare object).
         in_text = answered_in_text(result)

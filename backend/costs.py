@@ -6,6 +6,10 @@ a fresh session when a resume could not continue (a retry), and integration repa
 would forget what earlier runs spent. Every run is therefore appended to
 ``Task.run_history`` and added to ``Task.total_cost_usd``, the task's cumulative cost.
 Plan totals (and plan budgets) add up ``total_cost_usd`` through :func:`task_cost`.
+
+A plan's orchestrator can run more than once too (Retry after a failed orchestration):
+``Plan.orchestration`` is the latest run, ``Plan.orchestration_cost_usd`` the sum of all of
+them (:func:`record_orchestration`, :func:`orchestration_cost`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from backend.models import RunRecord, RunStats, Task, dump, utcnow
+from backend.models import Plan, RunRecord, RunStats, Task, dump, utcnow
 from backend.store import Store
 
 #: Why a run happened (``RunRecord.kind``).
@@ -51,3 +55,22 @@ def task_cost(task: Task | Mapping[str, Any]) -> float:
         return float(data.get("total_cost_usd") or 0.0)
     run = data.get("run") or {}
     return float(run.get("cost_usd") or 0.0)
+
+
+def record_orchestration(store: Store, plan_id: str, stats: RunStats) -> Plan:
+    """Store ``stats`` as the plan's latest orchestration and add its cost to the plan's sum."""
+    plan = store.get_plan(plan_id)
+    total = round(orchestration_cost(plan) + (stats.cost_usd or 0.0), 6)
+    return store.update_plan(plan_id, orchestration=dump(stats), orchestration_cost_usd=total)
+
+
+def orchestration_cost(plan: Plan | Mapping[str, Any]) -> float:
+    """What every orchestration of a plan (a Plan or its stored summary) cost.
+
+    A plan recorded before this sum existed has only its latest run's cost.
+    """
+    if isinstance(plan, Plan):
+        latest = (plan.orchestration.cost_usd or 0.0) if plan.orchestration else 0.0
+        return max(plan.orchestration_cost_usd, latest)
+    latest = float((plan.get("orchestration") or {}).get("cost_usd") or 0.0)
+    return max(float(plan.get("orchestration_cost_usd") or 0.0), latest)

@@ -18,7 +18,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
-from backend.costs import task_cost
+from backend.costs import orchestration_cost, task_cost
 from backend.errors import Invalid, ShipyardError
 from backend.models import PlanStatus, TaskStatus, dump
 from backend.store import Store
@@ -110,8 +110,7 @@ def plan_item(store: Store, entry: Entry, active: frozenset[str] | set[str]) -> 
     data = dict(entry.summary)
     data["orchestrating"] = entry.id in active
     progress = dict.fromkeys((s.value for s in TaskStatus), 0)
-    orchestration = data.get("orchestration") or {}
-    cost = orchestration.get("cost_usd") or 0.0
+    cost = orchestration_cost(data)
     tasks = store.task_index
     for task_id in entry.links:
         task = tasks.get(task_id)

@@ -175,6 +175,9 @@ class Plan(BaseModel):
     tasks: list[str] = Field(default_factory=list)
     error: str | None = None
     orchestration: RunStats | None = None
+    #: Sum of the cost of every orchestration of this plan (``orchestration`` is the latest; a
+    #: Retry runs the orchestrator again). See backend/costs.py.
+    orchestration_cost_usd: float = 0.0
     integration_branch: str | None = None
     base_branch: str | None = None
     base_commit: str | None = None

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.costs import record_run, task_cost
+from backend.costs import orchestration_cost, record_orchestration, record_run, task_cost
 from backend.models import RunStats
 from backend.repair import PROMPT_HEADING, describe, tail
 from backend.store import Store
@@ -182,6 +182,14 @@ def test_costs_add_up_across_runs_reruns_retries_and_repairs(tmp_path: Path) -> 
     assert again.run is not None and again.run.cost_usd == 0.125  # the latest run alone
     # a task stored before costs were cumulative still counts its one known run
     assert task_cost({"run": {"cost_usd": 0.3}}) == pytest.approx(0.3)
+    # a plan's orchestrations add up too (a Retry runs the orchestrator again)
+    plan = store.create_plan("Costly plan")
+    for cost in (0.5, 0.25):
+        record_orchestration(store, plan.id, RunStats(agent="claude", outcome="finished", cost_usd=cost))
+    again_plan = Store(tmp_path / "state").get_plan(plan.id)
+    assert again_plan.orchestration is not None and again_plan.orchestration.cost_usd == 0.25
+    assert orchestration_cost(again_plan) == pytest.approx(0.75)
+    assert orchestration_cost({"orchestration": {"cost_usd": 0.2}}) == pytest.approx(0.2)  # stored before
 
 
 def test_the_card_line_and_the_output_tail() -> None:

@@ -37,7 +37,7 @@ export function isOrchestrating(plan) {
 export function planStats(planId) {
   const plan = S.plans.get(planId);
   const stats = { pending: 0, in_progress: 0, completed: 0, failed: 0, total: 0, cost: 0 };
-  if (plan && plan.orchestration && plan.orchestration.cost_usd) stats.cost += plan.orchestration.cost_usd;
+  if (plan) stats.cost += Math.max(plan.orchestration_cost_usd || 0, (plan.orchestration && plan.orchestration.cost_usd) || 0);
   const ids = S.byPlan.get(planId);
   if (ids) {
     for (const id of ids) {

@@ -206,6 +206,11 @@ def test_cancel_and_rerun(git_repo: Path, env: dict, start_server, model_server:
         done = task_finished(http, task_id)
         assert done["status"] == "completed", done["error_log"]
         assert done["attempts"] == 2
+        # both runs are counted (the cancelled one may have reported no cost before it was stopped)
+        assert [h["kind"] for h in done["run_history"]] == ["run", "rerun"]
+        assert done["total_cost_usd"] == pytest.approx(sum(h["cost_usd"] or 0 for h in done["run_history"]),
+                                                       abs=1e-6)
+        assert done["total_cost_usd"] >= done["run"]["cost_usd"] > 0
     assert git(git_repo, "show", "shipyard/tasks:later.txt") == "ok\n"
     # the rerun resumed the agent's own session (same session id) and was told what went wrong; the
     # earlier messages are in that session only if Claude Code flushed its transcript before the cancel

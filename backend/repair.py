@@ -184,7 +184,8 @@ class Repair:
         else:
             lines += [
                 f"Your work on the task \"{run.task.title}\" was merged with the current {run.target} "
-                f"({failure.target_tip[:10]}), but the test command failed on the merged result:",
+                f"({failure.target_tip[:10]}), but the test command failed on the merged result "
+                f"({failure.summary.removeprefix('tests failed on the integrated result: ')}):",
                 f"    {run.settings.test_command}",
                 "",
             ]

@@ -27,7 +27,7 @@ The hook in :mod:`backend.task_run` is one call: ``Repair(run, base, failure).ru
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from backend.errors import NotFound
 from backend.git import GitError
@@ -104,11 +104,10 @@ class Repair:
                 continue
             merged, tip = outcome
             self._end(state, "repaired")
-            self.run.note(f"repaired: {state.summary.removeprefix('repairing ')} resolved, "
-                          "integrating", kind="repaired")
+            self.run.note(f"repaired: {state.summary.removeprefix('repairing ')} resolved and "
+                          "integrated", kind="repaired")
             return merged, tip
         self._give_up()
-        raise AssertionError("unreachable")  # _give_up raises
 
     def _attempt(self, state: RepairState,
                  failure: IntegrationFailure) -> tuple[str | None, str] | IntegrationFailure | str:
@@ -270,7 +269,7 @@ class Repair:
         if committed:
             run.note(f"committed what the repair left uncommitted ({committed[:10]})")
 
-    def _give_up(self) -> None:
+    def _give_up(self) -> NoReturn:
         first = self.first
         reasons = [f"integration: {first.summary}"] + [
             f"repair attempt {h.attempt} of {h.of} ({h.kind}"

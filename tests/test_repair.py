@@ -24,6 +24,7 @@ from backend.costs import orchestration_cost, record_orchestration, record_run, 
 from backend.models import RunStats
 from backend.repair import PROMPT_HEADING, describe, tail
 from backend.store import Store
+from tests.fakes.agent_tools import shell
 from tests.fakes.model_server import ModelServer, RecordedRequest, bash, delay, structured, text
 from tests.support import git, wait_for
 
@@ -244,3 +245,49 @@ def test_the_card_and_the_task_panel_show_the_repair(git_repo: Path, claude_envi
         assert cost.inner_text() == f"${repaired['total_cost_usd']:.4f}"
         d.shot("repair-13-panel-repaired")
         d.check()
+
+
+@pytest.mark.agents
+@pytest.mark.parametrize("agent", ["codex", "opencode"])
+def test_other_agents_repair_a_conflict(agent: str, agents_model_server: ModelServer, all_agents_env: dict,
+                                        git_repo: Path, start_server) -> None:
+    """Codex resumes its own session (``exec resume``); opencode starts a fresh one with the context."""
+    server = agents_model_server
+    prefix = f"Edit by {agent}"
+    server.script(repairing(prefix), [
+        shell(agent, f"printf '%s\\n' '# demo project from both {agent} tasks' > README.md && git add -A && "
+                     "git commit -q --no-edit"),
+        text("resolved")], resumed=True, name=f"repair {agent}")
+    for n in (1, 2):
+        change = shell(agent, f"sed -i 's/demo project/demo project from {agent} {n}/' README.md && "
+                              f"git commit -qam 'edit {n}'")
+        server.script(f"# Task: {prefix} {n}", [change, text("done")])
+    shipyard = start_server(git_repo, all_agents_env)
+    with shipyard.client() as http:
+        # one after the other (two cold opencode processes race on their own database); a
+        # standalone task starts from the base branch, so the second still meets the first's work
+        ids, tasks = [], []
+        for n in (1, 2):
+            ids.append(http.post("/agent/tasks", json={"title": f"{prefix} {n}", "content": "edit README.md",
+                                                       "agent": agent}).json()["id"])
+
+            def settled(task_id: str = ids[-1]) -> dict | None:
+                task = http.get(f"/agent/tasks/{task_id}").json()
+                return task if task["status"] in DONE else None
+
+            tasks.append(wait_for(settled, timeout=180, message=f"task {n} to finish"))
+        logs = {i: log_of(http, i) for i in ids}
+    assert [t["status"] for t in tasks] == ["completed", "completed"], [t["error_log"] for t in tasks]
+    assert git(git_repo, "show", "shipyard/tasks:README.md") == f"# demo project from both {agent} tasks\n"
+    assert not tasks[0]["repairs"]
+    task = tasks[1]
+    assert task["repairs"][0]["result"] == "repaired" and task["repairs"][0]["paths"] == ["README.md"]
+    assert task["repairs"][0]["met"] == [f"{prefix} 1"]
+    assert [h["kind"] for h in task["run_history"]] == ["run", "repair"]
+    notes = [e["summary"] for e in logs[task["id"]] if e["kind"] == "repair"]
+    if agent == "codex":
+        assert any(n.startswith("resuming the agent's session") for n in notes), notes
+    else:  # opencode cannot resume: a fresh session gets the task and the repair context
+        assert not any(n.startswith("resuming") for n in notes), notes
+        first = server.requests_for(repairing(prefix))[0]
+        assert f"# Task: {task['title']}" in first.first_user_text and PROMPT_HEADING in first.first_user_text

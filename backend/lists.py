@@ -110,7 +110,9 @@ def plan_item(store: Store, entry: Entry, active: frozenset[str] | set[str]) -> 
     data = dict(entry.summary)
     data["orchestrating"] = entry.id in active
     progress = dict.fromkeys((s.value for s in TaskStatus), 0)
-    cost = orchestration_cost(data)
+    # the orchestrations and every re-plan (backend/budget.py planning_cost), then the tasks
+    cost = orchestration_cost(data) + sum(float((r.get("run") or {}).get("cost_usd") or 0.0)
+                                          for r in data.get("replans") or [])
     tasks = store.task_index
     for task_id in entry.links:
         task = tasks.get(task_id)

@@ -224,7 +224,7 @@ class Verifier:
         passed = exit_code == 0
         tail = output[-OUTPUT_TAIL_CHARS:]
         if reason is None and not passed:
-            reason = f"{command} exited with code {exit_code} on {tip[:10]}"
+            reason = f"{command} exited with code {exit_code}"
         result = Verification(status="passed" if passed else "failed", commit=tip, command=command,
                               started=started_at, finished=utcnow(), duration_s=duration,
                               exit_code=exit_code, output_tail=tail, reason=None if passed else reason,

@@ -88,7 +88,8 @@ def test_verification_beside_land_then_land_anyway(browser: Browser, tmp_path: P
         expect(badge).to_have_attribute("data-lifecycle", "landed")
         expect(card.locator(".badge")).to_have_text("landed")
         head = git(repo, "rev-parse", "main").strip()
-        expect(d.panel.locator(".panel-sub .lifecycle-detail")).to_contain_text(f"as {head[:10]} (forced past verification)")
+        detail = d.panel.locator(".panel-sub .lifecycle-detail")
+        expect(detail).to_contain_text(f"as {head[:10]} (forced past verification)")
         expect(d.action("land")).to_have_count(0)  # a landed plan offers no Land
         expect(d.panel.locator(".kv").first).to_contain_text("(deleted after Land)")
         page.set_viewport_size({"width": 1280, "height": 900})

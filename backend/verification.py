@@ -70,6 +70,9 @@ class Verifier:
         self._forced: set[str] = set()  # asked by a person: run even if this tip was verified
         self._procs: dict[str, subprocess.Popen[str]] = {}
         self._closing = threading.Event()
+        # requests wait for startup(): recovery must have settled the worktrees first
+        self._started = threading.Event()
+        self._deferred: set[str] = set()
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
 
     # ------------------------------------------------------------ state
@@ -99,7 +102,13 @@ class Verifier:
             self.request(plan_id)
 
     def startup(self) -> None:
-        """Run again the verifications a stopped server left running (from the in-memory index)."""
+        """Start verifying: what arrived during recovery, and the verifications a stopped server
+        left running (found in the in-memory index)."""
+        with self._lock:
+            self._started.set()
+            deferred, self._deferred = self._deferred, set()
+        for plan_id in deferred:
+            self.request(plan_id)
         for entry in self.store.plan_index.snapshot(PlanStatus.done.value):
             verification = entry.summary.get("verification") or {}
             if verification.get("status") == "running" and not entry.summary.get("landed"):
@@ -111,6 +120,11 @@ class Verifier:
         if self._closing.is_set():
             return False
         with self._lock:
+            if not self._started.is_set():
+                self._deferred.add(plan_id)
+                if force:
+                    self._forced.add(plan_id)
+                return True
             if force:
                 self._forced.add(plan_id)
             if plan_id in self._queued:
@@ -220,6 +234,8 @@ class Verifier:
                              status="running", commit=tip, command=command)
         started = time.monotonic()
         exit_code, output, reason = self._run(plan.id, tip, command)
+        if self._closing.is_set():
+            return  # stopped by a shutdown: left "running", so the next start-up verifies again
         duration = round(time.monotonic() - started, 3)
         passed = exit_code == 0
         tail = output[-OUTPUT_TAIL_CHARS:]

@@ -177,3 +177,29 @@ def test_lifecycle_and_land_refused_until_verified_or_forced(
     assert "forced" in plan["lifecycle"]["detail"]
     assert git(repo, "branch", "--list", branch).strip() == ""
     assert (repo / "quick.txt").read_text() == "quick\n" and (repo / "slow.txt").read_text() == "slow\n"
+
+
+def test_a_verification_interrupted_by_a_crash_runs_again_at_start_up(
+        repo: Path, env: dict, start_server, model_server: ModelServer, tmp_path: Path) -> None:
+    gate = tmp_path / "verify-gate"
+    model_server.script("Plan: Crashy", [structured({"tasks": [
+        {"title": "Only one", "content": "x", "task_type": "feature"}]})])
+    agent_writes(model_server, "Only one", "one.txt", "one\n")
+    server_env = {**env, "SHIPYARD_VERIFY_COMMAND": f"until [ -f {gate} ]; do sleep 0.05; done; echo verified-ok"}
+    first = start_server(repo, server_env)
+    with first.client() as http:
+        plan_id = http.post("/agent/plans", json={"title": "Crashy", "content": "x"}).json()["id"]
+        assert http.post(f"/agent/plans/{plan_id}/start").status_code == 202
+        plan = wait_for(lambda: (p := http.get(f"/agent/plans/{plan_id}").json())["verification"]
+                        and p["verification"]["status"] == "running" and p, timeout=90, message="verify to run")
+        assert plan["lifecycle"]["state"] == "verifying"
+    first.kill()
+    gate.touch()
+    second = start_server(repo, server_env)
+    with second.client() as http:
+        plan = state_becomes(http, plan_id, "ready_to_land")
+        assert plan["verification"]["status"] == "passed"
+        assert "verified-ok" in plan["verification"]["output_tail"]
+        runs = [e for e in plan_log(http, plan_id) if e["kind"] == "verification"
+                and e["data"].get("status") == "running"]
+        assert len(runs) == 2  # the interrupted one, and the one after the restart

@@ -226,8 +226,12 @@ export class PlanView extends DetailView {
       : null);
     this.updateShape(p);
     patch(this.landEl, JSON.stringify([this.landResult, this.busy]), () => landNotice(this.landResult, () => this.land(true)));
-    patch(this.verifyEl, JSON.stringify([p.verification, p.fixup_rounds, lc.state, this.busy]), () =>
-      p.status === "done" ? verificationSection(this, p, lc) : null);
+    // list summaries leave the verification's output out: the fetched detail has it for the same run
+    const dv = this.detail && this.detail.verification;
+    const pv = p.verification && !("output_tail" in p.verification) && dv && dv.started === p.verification.started
+      ? { ...p, verification: dv } : p;
+    patch(this.verifyEl, JSON.stringify([pv.verification, p.fixup_rounds, lc.state, this.busy]), () =>
+      p.status === "done" ? verificationSection(this, pv, lc) : null);
     this.diff.update(p, lc);
     // content: open by default while the plan can still be edited
     if (this.contentEl._status === undefined) {

@@ -1,6 +1,6 @@
 """Landing a plan, and the combined diff a person reads before doing so.
 
-Land merges the plan branch into the base branch (:meth:`backend.git_ops.GitRepo.land`
+Land merges the plan branch into the base branch (:meth:`backend.git.GitRepo.land`
 does the merge safely, through refs or a fast-forward of a clean checkout). Around it,
 this module adds the plan-level rules of issue 10:
 
@@ -18,7 +18,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from backend.errors import Conflict
-from backend.git_ops import GitError
+from backend.git import GitError
 from backend.models import Landed, Plan, PlanStatus, TaskStatus, dump
 from backend.verification import land_refusal
 

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from backend.errors import Conflict, NotFound, ShipyardError, describe_exception
 from backend.events import Event
-from backend.git_ops import GitError
+from backend.git import GitError
 from backend.models import Plan, PlanStatus, TaskStatus, TaskType, Verification, dump, utcnow
 
 if TYPE_CHECKING:

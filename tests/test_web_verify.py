@@ -96,5 +96,28 @@ def test_verification_beside_land_then_land_anyway(browser: Browser, tmp_path: P
         d.shot("verify-05-landed-1280")
         page.set_viewport_size({"width": 1920, "height": 1080})
         d.shot("verify-06-landed-1920")
+        assert (repo / "alpha.txt").read_text() == "alpha.txt\n"
+
+        # a plan whose whole passes (it adds the glue main now lacks): ready to land, "Verified at …"
+        # beside a primary Land
+        model_server.script("Plan: Glue", [structured({"tasks": [
+            {"title": "Add the glue", "content": "create compat.txt", "task_type": "bugfix"}]})])
+        model_server.script("# Task: Add the glue", [write("compat.txt", "glue\n"),
+                                                     bash("git add -A && git commit -qm 'Add glue'"), text("done")])
+        with server.client() as http:
+            glue = http.post("/agent/plans", json={"title": "Glue", "content": "Fix main."}).json()["id"]
+            assert http.post(f"/agent/plans/{glue}/start").status_code == 202
+        page.goto(f"{server.url}/#plan/{glue}")
+        expect(d.card("plans", "Glue")).to_have_attribute("data-lifecycle", "ready_to_land")
+        expect(badge).to_have_text("ready to land")
+        expect(line).to_have_attribute("data-verification", "passed")
+        expect(line).to_contain_text("Verified at")
+        expect(d.action("land")).to_have_class("btn primary")
+        page.set_viewport_size({"width": 1280, "height": 900})
+        d.shot("verify-07-ready-to-land-1280")
+        page.set_viewport_size({"width": 1920, "height": 1080})
+        d.shot("verify-08-ready-to-land-1920")
+        d.action("land").click()
+        expect(badge).to_have_attribute("data-lifecycle", "landed")
         d.check()
-    assert (repo / "alpha.txt").read_text() == "alpha.txt\n"
+    assert (repo / "compat.txt").read_text() == "glue\n"

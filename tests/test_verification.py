@@ -141,6 +141,8 @@ def test_lifecycle_and_land_refused_until_verified_or_forced(
         assert summary["lifecycle"]["label"] == "running (1 of 2)"  # lists agree with the detail
         refused = http.post(f"/agent/plans/{plan_id}/land")
         assert refused.status_code == 409 and "still pending or running" in refused.json()["detail"]
+        early = http.post(f"/agent/plans/{plan_id}/verify")
+        assert early.status_code == 409 and "still pending or running" in early.json()["detail"]
 
         task_gate.touch()
         plan = state_becomes(http, plan_id, "verifying")
@@ -162,6 +164,12 @@ def test_lifecycle_and_land_refused_until_verified_or_forced(
         detail = refused.json()["detail"]
         assert "verification failed" in detail and "force" in detail
         assert not (repo / "quick.txt").exists()
+        # verify again by hand: the same tip runs again (and fails again)
+        assert http.post(f"/agent/plans/{plan_id}/verify").status_code == 202
+        first = verification["started"]
+        plan = wait_for(lambda: (p := http.get(f"/agent/plans/{plan_id}").json())["verification"]["started"] != first
+                        and p["verification"]["status"] == "failed" and p, timeout=60, message="a second verification")
+        assert plan["lifecycle"]["state"] == "needs_attention"
         branch = plan["integration_branch"]
         tip = git(repo, "rev-parse", branch).strip()
 

@@ -39,7 +39,12 @@ def land_plan(disp: Dispatcher, plan_id: str, force: bool = False) -> dict[str, 
     if unfinished:
         raise Conflict(f"{len(unfinished)} task(s) of plan {plan_id} are still pending or running; "
                        "land once they have finished.")
+    if disp.settings.plan_verify_command is None and disp.verifier.is_active(plan_id):
+        # nothing to run: the pass only records "skipped" (milliseconds after the last task) — wait for it
+        disp.verifier.wait_idle(plan_id, timeout=10)
+        plan = disp.store.get_plan(plan_id)
     branch = plan.integration_branch
+    assert branch is not None
     tip = disp.git.rev_parse(branch)
     if tip is None:
         raise Conflict(f"the plan branch {branch} is gone; there is nothing to land.")

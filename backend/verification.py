@@ -65,6 +65,7 @@ class Verifier:
         self.store = disp.store
         self.settings = disp.settings
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified whenever a plan's pass ends
         self._queued: set[str] = set()  # waiting for, or inside, a verification pass
         self._again: set[str] = set()  # asked again while a pass ran: check once more after it
         self._forced: set[str] = set()  # asked by a person: run even if this tip was verified
@@ -84,6 +85,11 @@ class Verifier:
     def is_active(self, plan_id: str) -> bool:
         with self._lock:
             return plan_id in self._queued
+
+    def wait_idle(self, plan_id: str, timeout: float) -> bool:
+        """Wait until no pass for ``plan_id`` is queued or running; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: plan_id not in self._queued, timeout)
 
     # ------------------------------------------------------------ triggers
     def on_event(self, event: Event) -> None:
@@ -192,11 +198,13 @@ class Verifier:
                 with self._lock:
                     if plan_id not in self._again:
                         self._queued.discard(plan_id)
+                        self._idle.notify_all()
                         break
         except Exception:
             log.exception("plan %s: verification pass failed", plan_id)
             with self._lock:
                 self._queued.discard(plan_id)
+                self._idle.notify_all()
         self.disp.bus.publish("plan.verification", {"plan_id": plan_id, "active": False})
 
     def _check(self, plan_id: str, forced: bool) -> None:
@@ -406,18 +414,17 @@ def fixup_content(plan: Plan, failed: Verification, titles: list[str]) -> str:
 def land_refusal(plan: Plan, tip: str, command: str | None, verifying: bool) -> str | None:
     """Why Land should refuse this plan for want of a verification (None: it is verified).
 
-    ``command`` is the verify command now configured: a plan verified by nothing while there
-    is none (or recorded as skipped) may land.
+    ``command`` is the verify command now configured (named in the refusal); a verification
+    recorded as skipped (there was no command) does not stand in the way.
     """
     v = plan.verification
     hint = " Land with force to land it anyway."
     if verifying or (v is not None and v.status == "running"):
         return f"plan {plan.id} is being verified; land once the verification has finished.{hint}"
-    if v is None:
-        if command is None:
-            return None
-        return (f"plan {plan.id} has not been verified: verify it first (POST /agent/plans/{plan.id}/verify "
-                f"or `shipyard plan verify {plan.id}`).{hint}")
+    if v is None:  # without a command, verifying records "skipped" at once: still a step to take
+        what = f"`{command}`" if command else "the verify step (no command is set: it passes at once)"
+        return (f"plan {plan.id} has not been verified: run {what} with POST /agent/plans/{plan.id}/verify "
+                f"or `shipyard plan verify {plan.id}`.{hint}")
     if v.commit != tip:
         return (f"plan {plan.id}'s branch moved since it was verified ({str(v.commit)[:10]} verified, tip "
                 f"is {tip[:10]}); verify it again.{hint}")

@@ -105,7 +105,7 @@ export function verificationSection(view, p, lc) {
   const again = !failedTasks(lc) && canVerify && !p.landed
     ? h("button", { class: "btn", type: "button", "data-action": "verify", disabled: Boolean(view.busy),
       title: "Run the verify command on the plan branch's tip again", onclick: () => verifyAgain(view) },
-    icon("refresh"), "Verify again") : null;
+    icon("refresh"), v ? "Verify again" : "Verify") : null;
   if (!v) {
     return h("section", { class: "section plan-verification", "aria-label": "Verification" },
       h("div", { class: "section-head" }, "Verification", again),

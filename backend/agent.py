@@ -39,7 +39,7 @@ from backend.events import Event, EventBus
 from backend.git import GitError, GitRepo
 from backend.guardian import Guardian
 from backend.holdpoints import hold
-from backend.landing import land_plan, plan_diff
+from backend.landing import land_plan, plan_diff, refuse_if_landed
 from backend.models import Plan, PlanStatus, RunStats, Task, TaskStatus, TaskType, dump, utcnow
 from backend.orchestrator import (
     OrchestrationError,
@@ -834,6 +834,7 @@ class Dispatcher:
         if not (task.status == TaskStatus.failed or _changed_nothing(task)):
             raise Conflict(f"task {task_id} is {task.status.value}; only a failed task, or one that "
                            "changed nothing, can be rerun.")
+        refuse_if_landed(self.store, task)
         with contextlib.suppress(GitError):
             self.git.delete_branch(branch_for(task_id))
         return self.store.move_task(task_id, TaskStatus.pending, expect=[task.status],

@@ -17,9 +17,10 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from backend.errors import Conflict
+from backend.errors import Conflict, NotFound
 from backend.git import GitError
-from backend.models import Landed, Plan, PlanStatus, TaskStatus, dump
+from backend.models import Landed, Plan, PlanStatus, Task, TaskStatus, dump
+from backend.store import Store
 from backend.verification import land_refusal
 
 if TYPE_CHECKING:
@@ -81,6 +82,19 @@ def land_plan(disp: Dispatcher, plan_id: str, force: bool = False) -> dict[str, 
             "forced": forced, "branch_deleted": deleted}
 
 
+def refuse_if_landed(store: Store, task: Task) -> None:
+    """A task of a landed plan is not run again: its work would go nowhere anyone lands it."""
+    if not task.plan_id:
+        return
+    try:
+        plan = store.get_plan(task.plan_id)
+    except NotFound:
+        return
+    if plan.landed is not None:
+        raise Conflict(f"task {task.id} belongs to plan {plan.id}, which was landed on {plan.landed.branch} "
+                       f"as {str(plan.landed.commit)[:10]}; create a new task for more work.")
+
+
 def plan_diff(disp: Dispatcher, plan: Plan) -> dict[str, Any]:
     """The whole plan's changes: its base commit to the plan branch tip (or the tip it landed)."""
     base = plan.base_commit
@@ -102,4 +116,4 @@ def plan_diff(disp: Dispatcher, plan: Plan) -> dict[str, Any]:
     return answer
 
 
-__all__ = ["land_plan", "plan_diff"]
+__all__ = ["land_plan", "plan_diff", "refuse_if_landed"]

@@ -211,3 +211,25 @@ def test_a_verification_interrupted_by_a_crash_runs_again_at_start_up(
         runs = [e for e in plan_log(http, plan_id) if e["kind"] == "verification"
                 and e["data"].get("status") == "running"]
         assert len(runs) == 2  # the interrupted one, and the one after the restart
+
+
+def test_without_a_command_the_plan_is_ready_at_once_and_a_landed_plans_task_is_not_rerun(
+        repo: Path, env: dict, start_server, model_server: ModelServer) -> None:
+    model_server.script("Plan: Plain", [structured({"tasks": [
+        {"title": "Write it", "content": "x", "task_type": "feature"},
+        {"title": "Look only", "content": "y", "task_type": "chore"}]})])
+    agent_writes(model_server, "Write it", "plain.txt", "plain\n")
+    model_server.script("# Task: Look only", [text("Nothing needed changing.")])
+    server = start_server(repo, env)
+    with server.client() as http:
+        plan_id = http.post("/agent/plans", json={"title": "Plain", "content": "x"}).json()["id"]
+        assert http.post(f"/agent/plans/{plan_id}/start").status_code == 202
+        plan = state_becomes(http, plan_id, "ready_to_land")
+        assert plan["verification"]["status"] == "skipped"
+        assert plan["verification"]["reason"] == "no verify_command or test_command is set"
+        landed = http.post(f"/agent/plans/{plan_id}/land")
+        assert landed.status_code == 200, landed.text
+        looked = next(t for t in plan["task_details"] if t["title"] == "Look only")
+        assert looked["outcome"] == "no_changes"  # rerunnable in a plan that is not landed
+        rerun = http.post(f"/agent/tasks/{looked['id']}/rerun")
+        assert rerun.status_code == 409 and "was landed" in rerun.json()["detail"]

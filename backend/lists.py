@@ -119,7 +119,8 @@ def plan_item(store: Store, entry: Entry, active: frozenset[str] | set[str],
         task = tasks.get(task_id)
         if task is None:
             continue
-        states.append({"status": task.status, "outcome": task.summary.get("outcome")})
+        if task.summary.get("superseded_by") is None:  # replaced by a re-plan: not the plan's work
+            states.append({"status": task.status, "outcome": task.summary.get("outcome")})
         progress[task.status] += 1
         run = task.summary.get("run") or {}
         cost += run.get("cost_usd") or 0.0

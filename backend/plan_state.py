@@ -44,8 +44,9 @@ def lifecycle(plan: Mapping[str, Any], tasks: Iterable[Mapping[str, Any]], *, or
     """``{"state", "label", "detail", "completed", "total", "failed"}`` (+ ``commit`` when landed).
 
     ``plan`` is a plan as JSON (``dump(plan)`` or an index summary); ``tasks`` the plan's
-    tasks that exist, each with at least ``status`` and ``outcome``; ``orchestrating`` and
-    ``verifying`` come from the dispatcher's memory (a run in this server process).
+    tasks that exist and that no re-plan superseded, each with at least ``status`` and
+    ``outcome``; ``orchestrating`` and ``verifying`` come from the dispatcher's memory (a run in
+    this server process).
     """
     tasks = list(tasks)
     total = len(tasks)

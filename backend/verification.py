@@ -172,7 +172,7 @@ class Verifier:
             return "it is already landed"
         if plan.status != PlanStatus.done or not plan.integration_branch:
             return f"it is {plan.status.value}, and only a done plan has an integrated branch"
-        statuses = [self._task_status(t) for t in plan.tasks]
+        statuses = [self._task_status(t) for t in plan.tasks]  # superseded ones (re-plan) left out
         unfinished = sum(1 for s in statuses if s in (TaskStatus.pending, TaskStatus.in_progress))
         failed = sum(1 for s in statuses if s == TaskStatus.failed)
         if unfinished:
@@ -182,10 +182,12 @@ class Verifier:
         return None
 
     def _task_status(self, task_id: str) -> TaskStatus | None:
+        """The task's status; None when it is gone or a re-plan superseded it (no longer the plan's work)."""
         try:
-            return self.store.get_task(task_id).status
+            task = self.store.get_task(task_id)
         except NotFound:
             return None
+        return None if task.superseded_by is not None else task.status
 
     def _pass(self, plan_id: str) -> None:
         try:

@@ -22,7 +22,8 @@ const LABELS = {
 
 /** {state, label, detail, completed, failed, total} — the same answer the API gives as `lifecycle`. */
 export function planLifecycle(p) {
-  const tasks = planTaskIds(p).map((id) => S.tasks.get(id)).filter(Boolean);
+  // tasks a re-plan superseded are no longer the plan's work (replan.js)
+  const tasks = planTaskIds(p).map((id) => S.tasks.get(id)).filter((t) => t && t.superseded_by == null);
   const total = tasks.length;
   const completed = tasks.filter((t) => t.status === "completed").length;
   const failed = tasks.filter((t) => t.status === "failed").length;

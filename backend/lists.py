@@ -18,8 +18,10 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
+from backend.costs import orchestration_cost, task_cost
 from backend.errors import Invalid, ShipyardError
 from backend.models import PlanStatus, TaskStatus, dump
+from backend.plan_state import lifecycle
 from backend.store import Store
 from backend.store.index import BadCursor, Entry, ItemIndex, Page
 
@@ -100,7 +102,8 @@ def task_items(store: Store, entries: list[Entry], full: bool) -> list[bytes]:
 
 
 # ------------------------------------------------------------------ plans
-def plan_item(store: Store, entry: Entry, active: frozenset[str] | set[str]) -> dict[str, Any]:
+def plan_item(store: Store, entry: Entry, active: frozenset[str] | set[str],
+              verifying: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
     """A plan's summary with what lists show about it: progress, cost, whether it is orchestrating.
 
     The same numbers :meth:`Dispatcher.describe_plan` computes from files, here from the
@@ -109,26 +112,32 @@ def plan_item(store: Store, entry: Entry, active: frozenset[str] | set[str]) -> 
     data = dict(entry.summary)
     data["orchestrating"] = entry.id in active
     progress = dict.fromkeys((s.value for s in TaskStatus), 0)
-    orchestration = data.get("orchestration") or {}
-    cost = orchestration.get("cost_usd") or 0.0
+    # the orchestrations and every re-plan (backend/budget.py planning_cost), then the tasks
+    cost = orchestration_cost(data) + sum(float((r.get("run") or {}).get("cost_usd") or 0.0)
+                                          for r in data.get("replans") or [])
     tasks = store.task_index
+    states = []
     for task_id in entry.links:
         task = tasks.get(task_id)
         if task is None:
             continue
+        if task.summary.get("superseded_by") is None:  # replaced by a re-plan: not the plan's work
+            states.append({"status": task.status, "outcome": task.summary.get("outcome")})
         progress[task.status] += 1
-        run = task.summary.get("run") or {}
-        cost += run.get("cost_usd") or 0.0
+        cost += task_cost(task.summary)
     progress["total"] = len(entry.links)
     data["progress"] = progress
     data["total_cost_usd"] = round(cost, 6)
+    data["lifecycle"] = lifecycle(data, states, orchestrating=data["orchestrating"],
+                                  verifying=entry.id in verifying)
     return data
 
 
 def plan_items(store: Store, entries: list[Entry], active: set[str],
-               describe: Callable[[str], dict[str, Any]] | None = None) -> list[bytes]:
+               describe: Callable[[str], dict[str, Any]] | None = None,
+               verifying: set[str] | frozenset[str] = frozenset()) -> list[bytes]:
     if describe is None:
-        return [_dumps(plan_item(store, e, active)) for e in entries]
+        return [_dumps(plan_item(store, e, active, verifying)) for e in entries]
     out = []
     for entry in entries:
         try:

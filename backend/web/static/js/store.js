@@ -8,6 +8,7 @@
  * (board.js) reads S and clears `dirty`. Events carry whole records, so applying
  * one twice is harmless and the state converges after a reconnect.
  */
+import { taskCost } from "./repair.js";
 export const TASK_COLUMNS = ["pending", "in_progress", "completed", "failed"];
 export const TASK_LABEL = { pending: "pending", in_progress: "in progress", completed: "completed", failed: "failed" };
 /** A completed task whose agent changed nothing: its own outcome, shown apart and rerunnable. */
@@ -22,6 +23,7 @@ export const S = {
   tasks: new Map(), // id -> task
   byPlan: new Map(), // plan id -> Set(task id)
   orchestrating: new Set(), // plan ids whose orchestrator runs
+  verifying: new Set(), // plan ids whose branch is being verified (plan-verify.js)
   activity: new Map(), // "task:<id>" / "plan:<id>" -> latest activity line (live only)
   health: null,
   dispatcher: null,
@@ -36,7 +38,7 @@ export function isOrchestrating(plan) {
 export function planStats(planId) {
   const plan = S.plans.get(planId);
   const stats = { pending: 0, in_progress: 0, completed: 0, failed: 0, total: 0, cost: 0 };
-  if (plan && plan.orchestration && plan.orchestration.cost_usd) stats.cost += plan.orchestration.cost_usd;
+  if (plan) stats.cost += Math.max(plan.orchestration_cost_usd || 0, (plan.orchestration && plan.orchestration.cost_usd) || 0);
   for (const r of (plan && plan.replans) || []) if (r.run && r.run.cost_usd) stats.cost += r.run.cost_usd;
   const ids = S.byPlan.get(planId);
   if (ids) {
@@ -46,7 +48,7 @@ export function planStats(planId) {
       if (t.superseded_by != null) stats.superseded = (stats.superseded || 0) + 1; // replaced by a re-plan
       else stats[t.status] = (stats[t.status] || 0) + 1;
       stats.total++;
-      if (t.run && t.run.cost_usd) stats.cost += t.run.cost_usd;
+      stats.cost += taskCost(t) || 0;
     }
   }
   if (plan && plan.tasks && plan.tasks.length > stats.total) stats.total = plan.tasks.length;
@@ -127,6 +129,7 @@ export function dropPlan(id) {
   if (!S.plans.has(id)) return;
   S.plans.delete(id);
   S.orchestrating.delete(id);
+  S.verifying.delete(id);
   dirty.plans.add(id);
   dirty.cols.add("plans");
   dirty.planOptions = true;
@@ -135,7 +138,7 @@ export function dropPlan(id) {
 
 /** A plan as stored here: the API's derived fields (computed here from the tasks) stripped. */
 export function planRecord(plan) {
-  const { orchestrating, progress, total_cost_usd, task_details, ...raw } = plan;
+  const { orchestrating, progress, total_cost_usd, task_details, lifecycle, ...raw } = plan;
   return raw;
 }
 
@@ -146,6 +149,8 @@ export function applySnapshot(plansGrouped, tasksGrouped) {
       planIds.add(plan.id);
       if (plan.orchestrating) S.orchestrating.add(plan.id);
       else S.orchestrating.delete(plan.id);
+      if (plan.lifecycle && plan.lifecycle.state === "verifying") S.verifying.add(plan.id);
+      else S.verifying.delete(plan.id);
       setPlan(planRecord(plan)); // derived fields: computed here
     }
   }

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from backend.git.exchange import ALLOWED_REF_ENV, EXCHANGE_DIR, attempt_ref
 
@@ -121,11 +122,15 @@ async def _http_backend(request: Request, path: str, project_root: Any, extra: d
     assert proc.stdin is not None and proc.stdout is not None
 
     async def feed() -> None:
+        """Copy the request body in. git may close its input first (it read what it needed, or
+        failed and says so in its output): that must not break the answer being streamed out."""
         assert proc.stdin is not None
         try:
             async for chunk in request.stream():
                 proc.stdin.write(chunk)
                 await proc.stdin.drain()
+        except (OSError, ClientDisconnect):
+            pass
         finally:
             with contextlib.suppress(Exception):
                 proc.stdin.close()
@@ -147,7 +152,10 @@ async def _http_backend(request: Request, path: str, project_root: Any, extra: d
         try:
             while chunk := await proc.stdout.read(64 * 1024):
                 yield chunk
-            await feeder
+            # an exception here would cut the chunked answer short (git: "transfer closed with
+            # outstanding read data remaining") although all of it was sent
+            with contextlib.suppress(Exception):
+                await feeder
         finally:
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):

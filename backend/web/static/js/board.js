@@ -10,6 +10,7 @@
  */
 import { $, fill, h, icon, patch, statusBadge } from "./dom.js";
 import { agentChip } from "./agents.js";
+import { filtering, pages, renderFooters, setQuery } from "./board-pages.js";
 import { enc, fmtCost, fmtCount, fmtDuration } from "./format.js";
 import { renderDispatcher } from "./header.js";
 import { navigate } from "./router.js";
@@ -216,6 +217,10 @@ function reorderColumn(col) {
   while (cursor) {
     const next = cursor.nextElementSibling;
     const id = cursor.dataset.id;
+    if (!id) { // the load-more footer (board-pages.js) stays last
+      cursor = next;
+      continue;
+    }
     const owner = col === "plans" ? S.plans.get(id) : S.tasks.get(id);
     if (!owner || (col !== "plans" && owner.status !== col)) cursor.remove();
     cursor = next;
@@ -230,11 +235,15 @@ function updateCounts() {
     total[t.status]++;
     if (taskMatches(t)) shown[t.status]++;
   }
-  const filtering = Boolean(filterText || filterPlan);
+  const anyFilter = Boolean(filterText || filterPlan);
   for (const col of Object.keys(columns)) {
     const c = columns[col];
-    const filteredHere = filtering && (col === "plans" ? Boolean(filterText) : true);
-    const text = filteredHere && shown[col] !== total[col] ? `${shown[col]} / ${total[col]}` : String(total[col]);
+    const filteredHere = anyFilter && (col === "plans" ? Boolean(filterText) : true);
+    // the server's figures (every item, not only the loaded pages) once they are in
+    if (pages.known && pages.total[col] != null) total[col] = Math.max(pages.total[col], total[col]);
+    const matching = filteredHere && pages.known && filtering(col) && pages.matching[col] != null
+      ? Math.max(pages.matching[col], shown[col]) : shown[col];
+    const text = filteredHere && matching !== total[col] ? `${matching} / ${total[col]}` : String(total[col]);
     if (c.count.textContent !== text) c.count.textContent = text;
     const empty = shown[col] === 0;
     if (col === "plans") renderPlansEmpty(empty, total.plans === 0);
@@ -300,6 +309,7 @@ export function renderBoard() {
   dirty.counts = false;
   if (changed) {
     updateCounts();
+    renderFooters();
     renderDispatcher();
   }
 }
@@ -307,6 +317,7 @@ export function renderBoard() {
 export function setFilter() {
   filterText = filterInput.value.trim().toLowerCase();
   filterPlan = planFilter.value;
+  setQuery(filterInput.value.trim(), filterPlan);
   dirty.filter = true;
   scheduleFlush();
 }
@@ -328,7 +339,7 @@ export function initBoard() {
   $("#board").addEventListener("keydown", (e) => {
     const card = e.target.closest && e.target.closest(".card");
     if (!card || e.altKey || e.ctrlKey || e.metaKey) return;
-    const visible = (container) => [...container.children].filter((c) => !c.hidden);
+    const visible = (container) => [...container.children].filter((c) => !c.hidden && c.classList.contains("card"));
     const colEl = card.closest(".column");
     const cards = visible(colEl.querySelector(".cards"));
     const index = cards.indexOf(card);

@@ -23,6 +23,7 @@ export const S = {
   byPlan: new Map(), // plan id -> Set(task id)
   orchestrating: new Set(), // plan ids whose orchestrator runs
   activity: new Map(), // "task:<id>" / "plan:<id>" -> latest activity line (live only)
+  planTotals: new Map(), // plan id -> {pending, …, total, cost} from the plan summaries (board-pages.js)
   health: null,
   dispatcher: null,
   synced: false,
@@ -36,6 +37,13 @@ export function isOrchestrating(plan) {
 export function planStats(planId) {
   const plan = S.plans.get(planId);
   const stats = { pending: 0, in_progress: 0, completed: 0, failed: 0, total: 0, cost: 0 };
+  const totals = S.planTotals.get(planId);
+  if (totals) { // the server's progress (its tasks need not be loaded), nudged by live events
+    for (const key of ["pending", "in_progress", "completed", "failed"]) stats[key] = totals[key] || 0;
+    stats.total = Math.max(totals.total || 0, plan && plan.tasks ? plan.tasks.length : 0);
+    stats.cost = totals.cost || 0;
+    return stats;
+  }
   if (plan && plan.orchestration && plan.orchestration.cost_usd) stats.cost += plan.orchestration.cost_usd;
   const ids = S.byPlan.get(planId);
   if (ids) {
@@ -118,6 +126,7 @@ export function setPlan(plan) {
 export function dropPlan(id) {
   if (!S.plans.has(id)) return;
   S.plans.delete(id);
+  S.planTotals.delete(id);
   S.orchestrating.delete(id);
   dirty.plans.add(id);
   dirty.cols.add("plans");
@@ -129,27 +138,6 @@ export function dropPlan(id) {
 export function planRecord(plan) {
   const { orchestrating, progress, total_cost_usd, task_details, ...raw } = plan;
   return raw;
-}
-
-export function applySnapshot(plansGrouped, tasksGrouped) {
-  const planIds = new Set();
-  for (const status of Object.keys(plansGrouped)) {
-    for (const plan of plansGrouped[status]) {
-      planIds.add(plan.id);
-      if (plan.orchestrating) S.orchestrating.add(plan.id);
-      else S.orchestrating.delete(plan.id);
-      setPlan(planRecord(plan)); // derived fields: computed here
-    }
-  }
-  for (const id of [...S.plans.keys()]) if (!planIds.has(id)) dropPlan(id);
-  const taskIds = new Set();
-  for (const status of Object.keys(tasksGrouped)) {
-    for (const task of tasksGrouped[status]) {
-      taskIds.add(task.id);
-      setTask(task);
-    }
-  }
-  for (const id of [...S.tasks.keys()]) if (!taskIds.has(id)) dropTask(id);
 }
 
 /** Latest activity line for a card: what the agent is doing right now. */

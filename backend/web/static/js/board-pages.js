@@ -1,0 +1,247 @@
+/*
+ * The board's data, a page at a time: what is visible is loaded, the rest live-updates.
+ *
+ * Why: loading every plan and task (the export) made a board of 10,000 tasks fetch
+ * megabytes and build 10,000 cards before the first paint. Instead each column asks
+ * the paged API (GET /agent/tasks?status=<col>&limit=…, GET /agent/plans?limit=…)
+ * for its first page, and the next page when its "load more" footer scrolls into
+ * view (or is clicked). The header counts come from the server's `counts` (every
+ * item, not just the loaded ones), plan progress from the plan summaries, and the
+ * filter box and plan filter become `q` and `plan_id` on the same queries.
+ *
+ * Live events (stream.js) still add, move and remove loaded cards at once; they
+ * also nudge the counts and plan progress right away, and a short, throttled
+ * re-read of the first pages (refreshSoon) puts the server's figures back in
+ * charge, so nothing drifts however many events arrive or were missed.
+ *
+ * Owns: per-column cursors, totals and the load-more footers; S.planTotals.
+ */
+import { api } from "./api.js";
+import { h } from "./dom.js";
+import { S, TASK_COLUMNS, dirty, dropPlan, dropTask, planRecord, setPlan, setTask } from "./store.js";
+import { scheduleFlush } from "./stream.js";
+
+export const PAGE_SIZE = 50;
+const REFRESH_MS = 1500; // at most one re-read of the first pages per this interval while events flow
+const ORDER = { plans: "desc", pending: "asc", in_progress: "asc", completed: "desc", failed: "desc" };
+const COLUMNS = ["plans", ...TASK_COLUMNS];
+
+/** Server-side figures per column: `total` (every item), `matching` (the current filter), cursors. */
+export const pages = {
+  total: {}, // column -> count over everything (the server's `counts`, nudged by live events)
+  matching: {}, // column -> items matching the filter (the page's `total`), when filtering
+  cursor: {}, // column -> next_cursor, or null when the column is fully loaded
+  loading: {}, // column -> a page request in flight
+  known: false, // the server's figures arrived at least once
+};
+let query = { q: "", plan: "" };
+let generation = 0; // a newer query makes older answers stale
+const footers = {};
+
+function tasksUrl(col, cursor) {
+  const params = new URLSearchParams({ status: col, limit: String(PAGE_SIZE), order: ORDER[col] });
+  if (query.q) params.set("q", query.q);
+  if (query.plan) params.set("plan_id", query.plan);
+  if (cursor) params.set("cursor", cursor);
+  return `/agent/tasks?${params}`;
+}
+function plansUrl(cursor) {
+  const params = new URLSearchParams({ limit: String(PAGE_SIZE), order: ORDER.plans });
+  if (query.q) params.set("q", query.q);
+  if (cursor) params.set("cursor", cursor);
+  return `/agent/plans?${params}`;
+}
+
+function applyPlans(items) {
+  for (const plan of items) {
+    if (plan.orchestrating) S.orchestrating.add(plan.id);
+    else S.orchestrating.delete(plan.id);
+    if (plan.progress) {
+      S.planTotals.set(plan.id, { ...plan.progress, cost: plan.total_cost_usd || 0 });
+      dirty.plans.add(plan.id);
+    }
+    setPlan(planRecord(plan));
+  }
+}
+function applyTasks(items) {
+  for (const task of items) setTask(task);
+}
+function takeCounts(col, page, counts) {
+  pages.cursor[col] = page.next_cursor;
+  pages.matching[col] = page.total;
+  if (col === "plans") pages.total.plans = Object.values(counts || {}).reduce((a, b) => a + b, 0);
+  else if (counts) for (const c of TASK_COLUMNS) pages.total[c] = counts[c] || 0;
+}
+
+/**
+ * Load every column's first page (first load, reconnect, filter change, refresh).
+ * `reset`: forget loaded items the pages do not contain (after a reconnect, events may
+ * have been missed); otherwise loaded items are kept and only updated.
+ */
+export async function loadFirstPages({ reset = false } = {}) {
+  const gen = ++generation;
+  const [plans, ...tasks] = await Promise.all([
+    api("GET", plansUrl()),
+    ...TASK_COLUMNS.map((col) => api("GET", tasksUrl(col))),
+  ]);
+  if (gen !== generation) return false;
+  if (reset) {
+    const keepPlans = new Set(plans.items.map((p) => p.id));
+    for (const id of [...S.plans.keys()]) if (!keepPlans.has(id)) dropPlan(id);
+    const keepTasks = new Set(tasks.flatMap((page) => page.items.map((t) => t.id)));
+    for (const id of [...S.tasks.keys()]) if (!keepTasks.has(id)) dropTask(id);
+  }
+  applyPlans(plans.items);
+  takeCounts("plans", plans, plans.counts);
+  TASK_COLUMNS.forEach((col, i) => {
+    applyTasks(tasks[i].items);
+    takeCounts(col, tasks[i], tasks[i].counts);
+  });
+  pages.known = true;
+  dirty.counts = true;
+  renderFooters();
+  return true;
+}
+
+/** The next page of one column (a footer came into view or was clicked). */
+export async function loadMore(col) {
+  const cursor = pages.cursor[col];
+  if (!cursor || pages.loading[col]) return;
+  const gen = generation;
+  pages.loading[col] = true;
+  renderFooter(col);
+  try {
+    const page = await api("GET", col === "plans" ? plansUrl(cursor) : tasksUrl(col, cursor));
+    if (gen !== generation) return;
+    if (col === "plans") applyPlans(page.items);
+    else applyTasks(page.items);
+    takeCounts(col, page, page.counts);
+    dirty.counts = true;
+    dirty.cols.add(col);
+  } catch (err) {
+    footers[col].textContent = `Could not load more: ${err.message}`;
+    return;
+  } finally {
+    pages.loading[col] = false;
+  }
+  renderFooter(col);
+  scheduleFlush();
+  // a tall screen can show the whole page: keep going while the footer is still in view
+  requestAnimationFrame(() => { if (footerVisible(col)) loadMore(col); });
+}
+
+let refreshTimer = null;
+/** Re-read the first pages soon (at most once per REFRESH_MS): counts and plan progress as the server has them. */
+export function refreshSoon() {
+  if (refreshTimer || !pages.known) return;
+  refreshTimer = setTimeout(async () => {
+    refreshTimer = null;
+    try {
+      if (await loadFirstPages()) scheduleFlush();
+    } catch (err) {
+      // the stream's reconnect reloads everything; nothing to show here
+    }
+  }, REFRESH_MS);
+}
+
+let filterTimer = null;
+/** The filter box (`q`) or the plan filter (`plan_id`) changed: ask the server for matching first pages. */
+export function setQuery(q, plan) {
+  if (q === query.q && plan === query.plan) return;
+  query = { q, plan };
+  clearTimeout(filterTimer);
+  filterTimer = setTimeout(() => {
+    loadFirstPages().then((current) => { if (current) scheduleFlush(); }).catch(() => {});
+  }, q ? 200 : 0);
+}
+/** Whether the counts shown are for a filter (then `matching` / `total`). */
+export function filtering(col) {
+  return col === "plans" ? Boolean(query.q) : Boolean(query.q || query.plan);
+}
+
+/**
+ * A live event, before store.js applies it: move the counts and plan progress now
+ * (the refresh that follows confirms them against the server).
+ */
+export function noteEvent(type, data) {
+  if (!pages.known) return;
+  if (type.startsWith("task.")) {
+    const task = data.task;
+    const old = task ? S.tasks.get(task.id) : S.tasks.get(data.task_id);
+    let from = null;
+    let to = null;
+    if (type === "task.created" && task && !old) to = task.status;
+    else if (type === "task.status" && data.from && data.to) [from, to] = [data.from, data.to];
+    else if (type === "task.deleted" && old) from = old.status;
+    if (from !== to) {
+      if (from && pages.total[from] != null) pages.total[from] = Math.max(0, pages.total[from] - 1);
+      if (to && pages.total[to] != null) pages.total[to] += 1;
+      const planId = (task || old || {}).plan_id;
+      const totals = planId ? S.planTotals.get(planId) : null;
+      if (totals) {
+        if (from && totals[from]) totals[from] -= 1;
+        if (to) totals[to] = (totals[to] || 0) + 1;
+        dirty.plans.add(planId);
+      }
+      dirty.counts = true;
+    }
+    if (type !== "task.log") refreshSoon();
+  } else if (type === "plan.created" || type === "plan.deleted" || type === "plan.status") {
+    if (type === "plan.created" && data.plan && !S.plans.has(data.plan.id)) pages.total.plans = (pages.total.plans || 0) + 1;
+    if (type === "plan.deleted" && S.plans.has(data.plan_id)) pages.total.plans = Math.max(0, (pages.total.plans || 0) - 1);
+    dirty.counts = true;
+    refreshSoon();
+  }
+}
+
+function footerVisible(col) {
+  const el = footers[col];
+  if (!el || el.hidden || !el.isConnected) return false;
+  const box = el.parentElement.getBoundingClientRect();
+  const r = el.getBoundingClientRect();
+  return r.top < box.bottom + 300 && r.bottom > box.top;
+}
+
+function loadedIn(col) {
+  if (col === "plans") return S.plans.size;
+  let n = 0;
+  for (const t of S.tasks.values()) if (t.status === col) n++;
+  return n;
+}
+
+function renderFooter(col) {
+  const el = footers[col];
+  if (!el) return;
+  const more = Boolean(pages.cursor[col]);
+  if (el.hidden !== !more) el.hidden = !more;
+  if (!more) return;
+  const total = filtering(col) ? pages.matching[col] : pages.total[col];
+  const left = Math.max(0, (total || 0) - loadedIn(col));
+  const text = pages.loading[col] ? "Loading…" : left ? `Load more · ${left.toLocaleString()} not shown` : "Load more";
+  if (el.textContent !== text) el.textContent = text;
+  el.disabled = Boolean(pages.loading[col]);
+}
+/** Refresh every footer's text (after a render: the loaded counts changed). */
+export function renderFooters() {
+  for (const col of COLUMNS) renderFooter(col);
+}
+
+/**
+ * One "load more" footer per column, kept as the last child of its card list
+ * (board.js leaves elements without a data-id where they are), loading the next
+ * page when it comes within 300 px of view or is clicked.
+ */
+export function initPages() {
+  for (const col of COLUMNS) {
+    const cards = document.querySelector(`.column[data-col="${col}"] .cards`);
+    const footer = h("button", { class: "load-more", type: "button", hidden: true, "data-col": col,
+      onclick: () => loadMore(col) }, "Load more");
+    footers[col] = footer;
+    cards.append(footer);
+    if (typeof IntersectionObserver !== "undefined") {
+      new IntersectionObserver((entries) => {
+        if (entries.some((e) => e.isIntersecting)) loadMore(col);
+      }, { root: cards, rootMargin: "0px 0px 300px 0px" }).observe(footer);
+    }
+  }
+}

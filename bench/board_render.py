@@ -93,9 +93,13 @@ def measure_live_update(d, url: str, count: int) -> tuple[float, int]:
         for task in pending:
             http.post(f"/agent/tasks/{task['id']}/cancel").raise_for_status()
         sent = time.perf_counter()
-    page.wait_for_function(
-        f"document.querySelectorAll('.column[data-col=\"failed\"] .card').length >= {before + len(pending)}",
-        timeout=60_000)
+    # polled from here: the page's Content-Security-Policy forbids the eval wait_for_function uses
+    failed = page.locator('.column[data-col="failed"] .card')
+    deadline = time.monotonic() + 60
+    while failed.count() < before + len(pending):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the board did not show the cancelled tasks within 60 s")
+        time.sleep(0.01)
     shown = time.perf_counter()
     page.evaluate("window.__stopFrames = true")
     return (shown - sent) * 1000, int((shown - start) * 1000)

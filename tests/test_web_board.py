@@ -1,6 +1,6 @@
 """A big board loads a page per column, more on scroll, and still updates live.
 
-1,200 tasks over 40 plans are written into the state directory in the store's own
+1,200 tasks over 120 plans are written into the state directory in the store's own
 format (bench/_state.py); a real ``shipyard serve`` serves the dashboard to headless
 chromium. The board must show the first page of each column, the full counts from the
 server, plan progress for plans whose tasks are not loaded, more cards when a column
@@ -29,7 +29,7 @@ PAGE = 50
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     project = make_repo(tmp_path_factory.mktemp("board") / "project")
-    populate(project / ".shipyard", 40, 1200)
+    populate(project / ".shipyard", 120, 1200)
     proc = ServerProcess(project, {"SHIPYARD_DISPATCHER_AUTOSTART": "false"}).start(timeout=120)
     yield proc
     proc.stop()
@@ -57,13 +57,17 @@ def test_board_pages_counts_scroll_filter_and_live(server: ServerProcess, browse
         for col in ("pending", "completed"):
             expect(d.card(col)).to_have_count(PAGE)
             expect(page.locator(f'.column[data-col="{col}"] .count')).to_have_text(str(expected[col]))
-        expect(page.locator('.column[data-col="plans"] .count')).to_have_text("40")
+        expect(page.locator('.column[data-col="plans"] .count')).to_have_text("120")
         # plan progress comes from the plan summaries, not from the (few) loaded tasks
         with httpx.Client(base_url=server.url, headers=auth_headers(server.url), timeout=30) as http:
             plans = http.get("/agent/plans", params={"limit": 50, "order": "desc"}).json()["items"]
-        done = next(p for p in plans if p["progress"]["total"] >= 20)
+        done = next(p for p in plans if p["progress"]["total"] >= 5)
         expect(d.card("plans", done["id"]).locator(".progress-label")).to_have_text(
             f"{done['progress']['completed']}/{done['progress']['total']} done")
+        # a task whose plan is not loaded shows the plan's title, not its id
+        expect(d.column("completed").locator(".card .plan-ref").last).to_contain_text("Plan ")
+        metas = d.column("completed").locator(".card .plan-ref").all_text_contents()
+        assert metas and all(m.startswith("Plan ") for m in metas), [m for m in metas if not m.startswith("Plan ")]
         d.shot("board-paged-1280")
 
         # scrolling a column to its end loads the next page, keeping the order (newest first)

@@ -100,6 +100,7 @@ export async function loadFirstPages({ reset = false } = {}) {
   pages.known = true;
   dirty.counts = true;
   renderFooters();
+  fetchPlanNames();
   return true;
 }
 
@@ -118,6 +119,7 @@ export async function loadMore(col) {
     takeCounts(col, page, page.counts);
     dirty.counts = true;
     dirty.cols.add(col);
+    fetchPlanNames();
   } catch (err) {
     footers[col].textContent = `Could not load more: ${err.message}`;
     return;
@@ -128,6 +130,28 @@ export async function loadMore(col) {
   scheduleFlush();
   // a tall screen can show the whole page: keep going while the footer is still in view
   requestAnimationFrame(() => { if (footerVisible(col)) loadMore(col); });
+}
+
+const namesAsked = new Set();
+/** Titles of the plans loaded tasks belong to but whose cards are not loaded (GET /agent/plans?ids=…). */
+async function fetchPlanNames() {
+  const missing = new Set();
+  for (const t of S.tasks.values()) {
+    const id = t.plan_id;
+    if (id && !S.plans.has(id) && !S.planNames.has(id) && !namesAsked.has(id) && missing.size < 500) missing.add(id);
+  }
+  if (!missing.size) return;
+  for (const id of missing) namesAsked.add(id);
+  try {
+    const page = await api("GET", `/agent/plans?ids=${[...missing].join(",")}`);
+    for (const plan of page.items) S.planNames.set(plan.id, plan.title);
+    for (const t of S.tasks.values()) if (missing.has(t.plan_id)) dirty.tasks.add(t.id);
+    scheduleFlush();
+  } catch (err) {
+    // the cards keep showing the plan's id; the next refresh asks again
+  } finally {
+    for (const id of missing) namesAsked.delete(id);
+  }
 }
 
 let refreshTimer = null;

@@ -68,12 +68,14 @@ function waitLine(t) {
 }
 function taskSig(t) {
   const plan = t.plan_id ? S.plans.get(t.plan_id) : null;
-  return [t.title, t.status, t.outcome, t.task_type, plan ? plan.title : t.plan_id, t.attempts, t.error,
+  return [t.title, t.status, t.outcome, t.task_type, plan ? plan.title : S.planNames.get(t.plan_id) || t.plan_id,
+    t.attempts, t.error,
     t.run && t.run.cost_usd, t.run && t.run.duration_ms, S.activity.get(`task:${t.id}`), waitLine(t), t.agent,
     t.run && t.run.model, t.run && t.run.output_tokens].join("\u0001");
 }
 function fillTaskCard(el, t) {
   const plan = t.plan_id ? S.plans.get(t.plan_id) : null;
+  const planTitle = plan ? plan.title : S.planNames.get(t.plan_id); // a plan not loaded: its title only
   const activity = S.activity.get(`task:${t.id}`);
   el.dataset.status = t.status;
   el.setAttribute("aria-label", `Task: ${t.title} (${TASK_LABEL[t.status] || t.status})`);
@@ -89,8 +91,8 @@ function fillTaskCard(el, t) {
       h("span", { class: "card-id" }, t.id)),
     h("div", { class: "card-title" }, t.title),
     (plan || t.plan_id || t.run) ? h("div", { class: "card-meta" },
-      t.plan_id ? h("span", { class: "plan-ref", title: plan ? `Plan: ${plan.title}` : "plan" }, icon("plan"),
-        plan ? plan.title : t.plan_id) : null,
+      t.plan_id ? h("span", { class: "plan-ref", title: planTitle ? `Plan: ${planTitle}` : "plan" }, icon("plan"),
+        planTitle || t.plan_id) : null,
       h("span", { class: "grow" }),
       runCost(t.run),
       t.run && t.run.duration_ms && t.status !== "in_progress" ? h("span", { title: "duration" },

@@ -23,6 +23,7 @@ export const S = {
   byPlan: new Map(), // plan id -> Set(task id)
   orchestrating: new Set(), // plan ids whose orchestrator runs
   activity: new Map(), // "task:<id>" / "plan:<id>" -> latest activity line (live only)
+  planNames: new Map(), // plan id -> title, for plans not loaded that loaded tasks belong to
   planTotals: new Map(), // plan id -> {pending, …, total, cost} from the plan summaries (board-pages.js)
   health: null,
   dispatcher: null,

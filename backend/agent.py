@@ -93,6 +93,8 @@ class Dispatcher:
         # one worktree per worker, plus one for test_command runs on integrated results
         self.worktrees = WorktreePool(self.git, self.worktrees_dir, settings.max_parallel_workers + 1)
         self.integration_lock = threading.Lock()
+        #: target branch -> the tip Shipyard last moved it to (TaskRun._integrate; the CAS verifies it)
+        self.integrated_tips: dict[str, str] = {}
         self._ensured: set[str] = set()
         # plans
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="orchestrator")

@@ -306,8 +306,12 @@ class TaskRun:
 
     def _integrate(self, tip: str) -> str | None:
         """Merge ``tip`` onto the target and move the target; the new target tip, or None if up to date."""
+        tips = self.disp.integrated_tips
         for _attempt in range(3):
-            target_tip = self.git.rev_parse(self.target)
+            # the tip this server last moved the target to saves a git call per task under the
+            # integration lock; the compare-and-swap below catches a tip moved by anyone else
+            cached = tips.pop(self.target, None)
+            target_tip = cached or self.git.rev_parse(self.target)
             if target_tip is None and self.target == STANDALONE_BRANCH:  # deleted by hand: start it again
                 self.git.ensure_branch(STANDALONE_BRANCH, self.base_ref)
                 target_tip = self.git.rev_parse(self.target)
@@ -315,11 +319,15 @@ class TaskRun:
                 raise TaskFailure(f"the integration branch {self.target} is gone.")
             outcome = self.git.merge_commit(
                 target_tip, tip, f"Merge {self.branch}: {self.task.title}\n\n{task_trailer(self.task.id)}")
+            if not outcome.ok and cached is not None and self.git.rev_parse(self.target) != cached:
+                continue  # merged onto a tip someone else has moved since: try the real one
             if not outcome.ok:
                 paths = ", ".join(outcome.conflicts) or "(unknown paths)"
                 raise TaskFailure(f"merge conflict with {self.target} in: {paths}",
                                   f"{outcome.message}\nThe branch {self.branch} was kept for inspection.")
             if outcome.up_to_date:
+                if cached is not None:  # judged against a remembered tip: look at the real one
+                    continue
                 return None
             assert outcome.commit is not None
             if self.settings.test_command:
@@ -328,6 +336,7 @@ class TaskRun:
             # this commit on the target and completes the task instead of running it again.
             self.store.update_task(self.task.id, head_commit=tip)
             if self.git.update_ref(f"refs/heads/{self.target}", outcome.commit, target_tip):
+                tips[self.target] = outcome.commit
                 return outcome.commit
         raise TaskFailure(f"{self.target} kept moving while integrating; try again.")
 

@@ -26,28 +26,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from backend.runners.core import (
-    _CONNECT_HINTS,
-    _OVERSIZE_HEAD,
-    _OVERSIZE_TAIL,
-    NESTED_SESSION_ENV_VARS,
-    RUN_TOKEN_ENV,
-    TOOLS_BIN,
-    AgentDriver,
-    AgentEvent,
-    Runner,
-    RunRequest,
-    RunResult,
-    StreamParser,
-    _clip,
-    _Line,
-    _LineSplitter,
-    _one_line,
-    _salvage,
-    _truthy,
-    find_executable,
-)
-from backend.runners.core import describe_api_error as _generic_api_error
+from backend.runners.base import AgentDriver, StreamParser
+from backend.runners.capture import OVERSIZE_HEAD as _OVERSIZE_HEAD
+from backend.runners.capture import OVERSIZE_TAIL as _OVERSIZE_TAIL
+from backend.runners.capture import Line as _Line
+from backend.runners.capture import LineSplitter as _LineSplitter
+from backend.runners.capture import salvage as _salvage
+from backend.runners.core import Runner
+from backend.runners.process import NESTED_SESSION_ENV_VARS, RUN_TOKEN_ENV, TOOLS_BIN, find_executable
+from backend.runners.records import AgentEvent, RunRequest, RunResult
+from backend.runners.wording import CONNECT_HINTS, clip, one_line, truthy
+from backend.runners.wording import describe_api_error as _generic_api_error
 
 __all__ = [
     "NESTED_SESSION_ENV_VARS",
@@ -156,8 +145,8 @@ class ClaudeParser(StreamParser):
         label = kind if isinstance(kind, str) else "unknown"
         if label == "stream_event":
             inner = (obj.get("event") or {}).get("type", "?")
-            return [AgentEvent("other", now, f"stream event: {inner}", _clip(obj))]
-        return [AgentEvent("other", now, f"{label} event", _clip(obj))]
+            return [AgentEvent("other", now, f"stream event: {inner}", clip(obj))]
+        return [AgentEvent("other", now, f"{label} event", clip(obj))]
 
     def _rel(self, path: Any) -> str:
         return self.rel(path)
@@ -195,7 +184,7 @@ class ClaudeParser(StreamParser):
             version = obj.get("claude_code_version")
             summary = (f"Claude Code {version + ' ' if version else ''}started "
                        f"(model {obj.get('model')}, {len(tools)} tools)")
-            return AgentEvent("init", now, summary, _clip(data))
+            return AgentEvent("init", now, summary, clip(data))
         if subtype == "api_retry":
             status = obj.get("error_status")
             err = obj.get("error")
@@ -204,8 +193,8 @@ class ClaudeParser(StreamParser):
             )}
             summary = (f"retrying ({obj.get('attempt')}/{obj.get('max_retries')}): "
                        f"{describe_api_error(status, err)}")
-            return AgentEvent("api_retry", now, summary, _clip(data))
-        return AgentEvent("other", now, f"system: {subtype}", _clip(obj))
+            return AgentEvent("api_retry", now, summary, clip(data))
+        return AgentEvent("other", now, f"system: {subtype}", clip(obj))
 
     def _assistant(self, obj: dict[str, Any], now: float) -> list[AgentEvent]:
         message = obj.get("message") or {}
@@ -213,8 +202,8 @@ class ClaudeParser(StreamParser):
         if obj.get("error"):
             text = _content_text(content)
             data = {"error": obj.get("error"), "text": text, "message_id": message.get("id")}
-            return [AgentEvent("error", now, _one_line(f"API error: {text or obj.get('error')}"),
-                               _clip(data))]
+            return [AgentEvent("error", now, one_line(f"API error: {text or obj.get('error')}"),
+                               clip(data))]
         out: list[AgentEvent] = []
         base = {"message_id": message.get("id"), "parent_tool_use_id": obj.get("parent_tool_use_id")}
         for block in content if isinstance(content, list) else []:
@@ -223,12 +212,12 @@ class ClaudeParser(StreamParser):
             btype = block.get("type")
             if btype == "text":
                 text = str(block.get("text", ""))
-                out.append(AgentEvent("text", now, _one_line(text) or "(empty text)",
-                                      _clip({**base, "text": text})))
+                out.append(AgentEvent("text", now, one_line(text) or "(empty text)",
+                                      clip({**base, "text": text})))
             elif btype == "thinking":
                 thought = str(block.get("thinking", ""))
-                out.append(AgentEvent("thinking", now, _one_line(thought) or "(thinking)",
-                                      _clip({**base, "text": thought})))
+                out.append(AgentEvent("thinking", now, one_line(thought) or "(thinking)",
+                                      clip({**base, "text": thought})))
             elif btype in ("tool_use", "server_tool_use"):
                 name = str(block.get("name", "?"))
                 tool_id = str(block.get("id", ""))
@@ -236,38 +225,38 @@ class ClaudeParser(StreamParser):
                 tool_input = block.get("input") or {}
                 out.append(AgentEvent(
                     "tool_use", now, self._tool_summary(name, tool_input),
-                    _clip({**base, "id": tool_id, "name": name, "input": tool_input}),
+                    clip({**base, "id": tool_id, "name": name, "input": tool_input}),
                 ))
             else:
                 out.append(AgentEvent("other", now, f"assistant {btype} block",
-                                      _clip({**base, "block": block})))
-        return out or [AgentEvent("other", now, "assistant message without content", _clip(obj))]
+                                      clip({**base, "block": block})))
+        return out or [AgentEvent("other", now, "assistant message without content", clip(obj))]
 
     def _tool_summary(self, name: str, tool_input: Any) -> str:
         inp = tool_input if isinstance(tool_input, dict) else {}
         path = inp.get("file_path") or inp.get("notebook_path") or inp.get("path")
         if name in ("Read", "Write", "Edit", "MultiEdit", "NotebookEdit") and path:
-            return _one_line(f"{name} {self._rel(path)}")
+            return one_line(f"{name} {self._rel(path)}")
         if name == "Bash":
-            return _one_line(f"Bash: {inp.get('command', '')}")
+            return one_line(f"Bash: {inp.get('command', '')}")
         if name == "Grep":
             where = f" in {self._rel(path)}" if path and self._rel(path) != "." else ""
-            return _one_line(f"Grep {inp.get('pattern', '')!r}{where}")
+            return one_line(f"Grep {inp.get('pattern', '')!r}{where}")
         if name == "Glob":
             where = f" in {self._rel(path)}" if path and self._rel(path) != "." else ""
-            return _one_line(f"Glob {inp.get('pattern', '')}{where}")
+            return one_line(f"Glob {inp.get('pattern', '')}{where}")
         if name == "WebFetch":
-            return _one_line(f"WebFetch {inp.get('url', '')}")
+            return one_line(f"WebFetch {inp.get('url', '')}")
         if name == "WebSearch":
-            return _one_line(f"WebSearch {inp.get('query', '')}")
+            return one_line(f"WebSearch {inp.get('query', '')}")
         if name in ("Task", "Agent"):
-            return _one_line(f"{name}: {inp.get('description') or inp.get('prompt', '')}")
+            return one_line(f"{name}: {inp.get('description') or inp.get('prompt', '')}")
         if name == "TodoWrite":
             return f"TodoWrite ({len(inp.get('todos') or [])} items)"
         if name == "StructuredOutput":
             return "StructuredOutput"
         compact = json.dumps(inp, ensure_ascii=False, default=str)
-        return _one_line(f"{name} {compact}")
+        return one_line(f"{name} {compact}")
 
     def _user(self, obj: dict[str, Any], now: float) -> list[AgentEvent]:
         content = (obj.get("message") or {}).get("content")
@@ -283,15 +272,15 @@ class ClaudeParser(StreamParser):
                 first = text.strip().splitlines()[0] if text.strip() else "(no output)"
                 verdict = "failed" if is_error else "ok"
                 out.append(AgentEvent(
-                    "tool_result", now, _one_line(f"{name} {verdict}: {first}"),
-                    _clip({"tool_use_id": tool_id, "name": name, "is_error": is_error,
+                    "tool_result", now, one_line(f"{name} {verdict}: {first}"),
+                    clip({"tool_use_id": tool_id, "name": name, "is_error": is_error,
                            "content": text}),
                 ))
         if out:
             return out
         text = _content_text(content)
-        return [AgentEvent("other", now, _one_line(f"user: {text}") if text else "user event",
-                           _clip(obj))]
+        return [AgentEvent("other", now, one_line(f"user: {text}") if text else "user event",
+                           clip(obj))]
 
     def _result(self, obj: dict[str, Any], now: float) -> AgentEvent:
         keys = ("subtype", "is_error", "num_turns", "duration_ms", "total_cost_usd", "usage",
@@ -304,7 +293,7 @@ class ClaudeParser(StreamParser):
         turns = f"{obj.get('num_turns')} turns"
         summary = (f"failed after {turns}: {failure}" if failure
                    else f"finished in {turns}{cost_text}")
-        return AgentEvent("result", now, summary, _clip(data))
+        return AgentEvent("result", now, summary, clip(data))
 
 
 
@@ -322,7 +311,7 @@ def result_failure_reason(
     """
     subtype = res.get("subtype")
     errors = res.get("errors") or []
-    detail = f": {_one_line(str(errors[0]), 300)}" if errors else ""
+    detail = f": {one_line(str(errors[0]), 300)}" if errors else ""
     if subtype == "error_max_turns":
         limit = request.max_turns if request and request.max_turns is not None else res.get(
             "num_turns")
@@ -342,9 +331,9 @@ def result_failure_reason(
         text = str(res.get("result") or "")
         if status is not None:
             return describe_api_error(status)
-        if any(hint in text.lower() for hint in _CONNECT_HINTS):
+        if any(hint in text.lower() for hint in CONNECT_HINTS):
             return "could not connect to the model API"
-        return f"Claude Code reported an error: {_one_line(text, 300) or 'no details'}"
+        return f"Claude Code reported an error: {one_line(text, 300) or 'no details'}"
     if request is not None and request.json_schema is not None and "structured_output" not in res:
         return ("no structured output: the model answered in text instead of calling "
                 "the StructuredOutput tool")
@@ -406,7 +395,7 @@ class ClaudeDriver(AgentDriver):
                     "(Claude Code would then allow writes)")
         if (
             skips and hasattr(os, "geteuid") and os.geteuid() == 0
-            and env.get("IS_SANDBOX") != "1" and not _truthy(env.get("CLAUDE_CODE_BUBBLEWRAP"))
+            and env.get("IS_SANDBOX") != "1" and not truthy(env.get("CLAUDE_CODE_BUBBLEWRAP"))
         ):
             return ROOT_NEEDS_SANDBOX
         return super().preflight(request, env, argv)

@@ -30,18 +30,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from backend.runners.core import (
-    _CONNECT_HINTS,
-    AgentDriver,
-    AgentEvent,
-    RunRequest,
-    RunResult,
-    StreamParser,
-    _clip,
-    _one_line,
-    describe_api_error,
-    prompt_with_instructions,
-)
+from backend.runners.base import AgentDriver, StreamParser, prompt_with_instructions
+from backend.runners.records import AgentEvent, RunRequest, RunResult
+from backend.runners.wording import CONNECT_HINTS, clip, describe_api_error, one_line
 
 #: How often Codex may retry a request or a dropped stream (each): bounded, not 30 times.
 MAX_RETRIES = 1
@@ -67,10 +58,10 @@ def api_failure(message: str, tries: int) -> str:
             return reason  # retrying cannot fix a refused key or a bad request
     elif any(hint in lowered for hint in _SERVER_HINTS):
         reason = "API server error"
-    elif any(hint in lowered for hint in (*_CONNECT_HINTS, "error sending request", "connection")):
+    elif any(hint in lowered for hint in (*CONNECT_HINTS, "error sending request", "connection")):
         return "could not connect to the model API"
     else:
-        return f"Codex reported an error: {_one_line(message, 300)}"
+        return f"Codex reported an error: {one_line(message, 300)}"
     return f"{reason} after {tries} tries" if tries > 1 else reason
 
 
@@ -103,13 +94,13 @@ class CodexParser(StreamParser):
             self.usage = obj.get("usage") or {}
             self.finished = True
             return [AgentEvent("result", now, f"finished after {self.turns} turn(s)",
-                               _clip({"usage": self.usage, "session_id": self.session_id}))]
+                               clip({"usage": self.usage, "session_id": self.session_id}))]
         if kind == "turn.failed":
             message = str((obj.get("error") or {}).get("message") or "turn failed")
             self.failure = api_failure(message, self.retries + 1)
             self.finished = True
             return [AgentEvent("result", now, f"failed: {self.failure}",
-                               _clip({"error": message, "session_id": self.session_id}))]
+                               clip({"error": message, "session_id": self.session_id}))]
         if kind == "error":
             message = str(obj.get("message") or "")
             retry = _RETRY_RE.match(message)
@@ -119,10 +110,10 @@ class CodexParser(StreamParser):
                 return [AgentEvent("api_retry", now,
                                    f"retrying ({retry.group(1)}/{retry.group(2)}): "
                                    f"{api_failure(detail, 1)}",
-                                   _clip({"attempt": int(retry.group(1)),
+                                   clip({"attempt": int(retry.group(1)),
                                           "max_retries": int(retry.group(2)), "error": detail}))]
-            return [AgentEvent("error", now, _one_line(f"Codex: {message}"), _clip({"error": message}))]
-        return [AgentEvent("other", now, f"{kind} event", _clip(obj))]
+            return [AgentEvent("error", now, one_line(f"Codex: {message}"), clip({"error": message}))]
+        return [AgentEvent("other", now, f"{kind} event", clip(obj))]
 
     def _item(self, item: dict[str, Any], done: bool, now: float) -> list[AgentEvent]:
         itype = item.get("type")
@@ -132,24 +123,24 @@ class CodexParser(StreamParser):
                 return []
             text = str(item.get("text", ""))
             self.texts.append(text)
-            return [AgentEvent("text", now, _one_line(text) or "(empty text)", _clip({"text": text}))]
+            return [AgentEvent("text", now, one_line(text) or "(empty text)", clip({"text": text}))]
         if itype == "reasoning":
             if not done:
                 return []
             thought = str(item.get("text", ""))
-            return [AgentEvent("thinking", now, _one_line(thought) or "(thinking)", _clip({"text": thought}))]
+            return [AgentEvent("thinking", now, one_line(thought) or "(thinking)", clip({"text": thought}))]
         if itype == "command_execution":
             command = _unwrap_shell(str(item.get("command", "")))
             if not done:
-                return [AgentEvent("tool_use", now, _one_line(f"shell: {command}"),
-                                   _clip({"id": item_id, "name": "shell", "input": {"command": command}}))]
+                return [AgentEvent("tool_use", now, one_line(f"shell: {command}"),
+                                   clip({"id": item_id, "name": "shell", "input": {"command": command}}))]
             code = item.get("exit_code")
             output = str(item.get("aggregated_output") or "")
             failed = code not in (0, None) or item.get("status") == "failed"
             first = output.strip().splitlines()[0] if output.strip() else "(no output)"
             return [AgentEvent("tool_result", now,
-                               _one_line(f"shell {'failed' if failed else 'ok'} (exit {code}): {first}"),
-                               _clip({"tool_use_id": item_id, "name": "shell", "is_error": failed,
+                               one_line(f"shell {'failed' if failed else 'ok'} (exit {code}): {first}"),
+                               clip({"tool_use_id": item_id, "name": "shell", "is_error": failed,
                                       "exit_code": code, "content": output}))]
         if itype == "file_change":
             if not done:
@@ -158,21 +149,21 @@ class CodexParser(StreamParser):
             paths = ", ".join(f"{c.get('kind', 'update')} {self.rel(c.get('path', '?'))}"
                               for c in changes if isinstance(c, dict))
             failed = item.get("status") == "failed"
-            return [AgentEvent("tool_use", now, _one_line(f"apply_patch: {paths or 'no files'}"),
-                               _clip({"id": item_id, "name": "apply_patch", "input": {"changes": changes}})),
+            return [AgentEvent("tool_use", now, one_line(f"apply_patch: {paths or 'no files'}"),
+                               clip({"id": item_id, "name": "apply_patch", "input": {"changes": changes}})),
                     AgentEvent("tool_result", now, f"apply_patch {'failed' if failed else 'ok'}",
                                {"tool_use_id": item_id, "name": "apply_patch", "is_error": failed})]
         if itype in ("mcp_tool_call", "web_search", "todo_list", "collab_tool_call"):
             if not done:
                 return []
             name = str(item.get("tool") or (item.get("query") and "web_search") or itype)
-            return [AgentEvent("tool_use", now, _one_line(f"{name} {json.dumps(item, default=str)}"),
-                               _clip({"id": item_id, "name": name, "input": item}))]
+            return [AgentEvent("tool_use", now, one_line(f"{name} {json.dumps(item, default=str)}"),
+                               clip({"id": item_id, "name": name, "input": item}))]
         if itype == "error":
             message = str(item.get("message", ""))
-            return [AgentEvent("other", now, _one_line(f"Codex warning: {message}"),
-                               _clip({"warning": message}))]
-        return [AgentEvent("other", now, f"{itype} item", _clip(item))] if done else []
+            return [AgentEvent("other", now, one_line(f"Codex warning: {message}"),
+                               clip({"warning": message}))]
+        return [AgentEvent("other", now, f"{itype} item", clip(item))] if done else []
 
     def verdict(self, result: RunResult, lingered: bool) -> None:
         result.text = self.texts[-1] if self.texts else None

@@ -31,18 +31,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from backend.runners.core import (
-    _CONNECT_HINTS,
-    AgentDriver,
-    AgentEvent,
-    RunRequest,
-    RunResult,
-    StreamParser,
-    _clip,
-    _one_line,
-    describe_api_error,
-    prompt_with_instructions,
-)
+from backend.runners.base import AgentDriver, StreamParser, prompt_with_instructions
+from backend.runners.records import AgentEvent, RunRequest, RunResult
+from backend.runners.wording import CONNECT_HINTS, clip, describe_api_error, one_line
 
 #: Requests per model call (1 = no retry). Two: one retry for a passing hiccup, not ten.
 MAX_ATTEMPTS = 2
@@ -62,9 +53,9 @@ def gemini_failure(message: str, attempts: int | None = None) -> str:
     if "no finish reason" in lowered or "invalid stream" in lowered or "empty response" in lowered \
             or "stream ended" in lowered:
         return "the model's answer stream ended before it finished"
-    if any(hint in lowered for hint in _CONNECT_HINTS):
+    if any(hint in lowered for hint in CONNECT_HINTS):
         return "could not connect to the model API"
-    return f"Gemini CLI reported an error: {_one_line(message, 300) or 'no details'}"
+    return f"Gemini CLI reported an error: {one_line(message, 300) or 'no details'}"
 
 
 class GeminiParser(StreamParser):
@@ -86,14 +77,14 @@ class GeminiParser(StreamParser):
             self.session_id = obj.get("session_id")
             self.model = obj.get("model")
             return [AgentEvent("init", now, f"Gemini CLI started (model {self.model})",
-                               _clip({"session_id": self.session_id, "model": self.model}))]
+                               clip({"session_id": self.session_id, "model": self.model}))]
         if kind == "message":
             content = str(obj.get("content") or "")
             if obj.get("role") != "assistant":
-                return [AgentEvent("other", now, _one_line(f"{obj.get('role')}: {content}"),
-                                   _clip({"role": obj.get("role"), "text": content}))]
+                return [AgentEvent("other", now, one_line(f"{obj.get('role')}: {content}"),
+                                   clip({"role": obj.get("role"), "text": content}))]
             self.answer += content
-            return [AgentEvent("text", now, _one_line(content) or "(empty text)", _clip({"text": content}))]
+            return [AgentEvent("text", now, one_line(content) or "(empty text)", clip({"text": content}))]
         if kind == "tool_use":
             self._close_text()
             name = str(obj.get("tool_name") or "?")
@@ -101,7 +92,7 @@ class GeminiParser(StreamParser):
             self.tool_names[tool_id] = name
             params = obj.get("parameters") or {}
             return [AgentEvent("tool_use", now, self._summary(name, params),
-                               _clip({"id": tool_id, "name": name, "input": params}))]
+                               clip({"id": tool_id, "name": name, "input": params}))]
         if kind == "tool_result":
             tool_id = str(obj.get("tool_id") or "")
             name = self.tool_names.get(tool_id, "tool")
@@ -109,13 +100,13 @@ class GeminiParser(StreamParser):
             error = obj.get("error") or {}
             output = str(obj.get("output") or (error.get("message") if isinstance(error, dict) else error) or "")
             first = output.strip().splitlines()[0] if output.strip() else "(no output)"
-            return [AgentEvent("tool_result", now, _one_line(f"{name} {'failed' if failed else 'ok'}: {first}"),
-                               _clip({"tool_use_id": tool_id, "name": name, "is_error": failed,
+            return [AgentEvent("tool_result", now, one_line(f"{name} {'failed' if failed else 'ok'}: {first}"),
+                               clip({"tool_use_id": tool_id, "name": name, "is_error": failed,
                                       "content": output}))]
         if kind == "error":
             message = str(obj.get("message") or obj.get("error") or "")
             self.errors.append(message)
-            return [AgentEvent("error", now, _one_line(f"Gemini CLI: {message}"), _clip(obj))]
+            return [AgentEvent("error", now, one_line(f"Gemini CLI: {message}"), clip(obj))]
         if kind == "result":
             self._close_text()
             self.result_obj = obj
@@ -124,8 +115,8 @@ class GeminiParser(StreamParser):
             stats = obj.get("stats") or {}
             summary = (f"failed: {failure}" if failure
                        else f"finished ({stats.get('tool_calls', 0)} tool calls)")
-            return [AgentEvent("result", now, summary, _clip(obj))]
-        return [AgentEvent("other", now, f"{kind} event", _clip(obj))]
+            return [AgentEvent("result", now, summary, clip(obj))]
+        return [AgentEvent("other", now, f"{kind} event", clip(obj))]
 
     def _close_text(self) -> None:
         if self.answer:
@@ -136,10 +127,10 @@ class GeminiParser(StreamParser):
         inp = params if isinstance(params, dict) else {}
         path = inp.get("file_path") or inp.get("absolute_path") or inp.get("dir_path") or inp.get("path")
         if name == "run_shell_command":
-            return _one_line(f"shell: {inp.get('command', '')}")
+            return one_line(f"shell: {inp.get('command', '')}")
         if path:
-            return _one_line(f"{name} {self.rel(path)}")
-        return _one_line(f"{name} {json.dumps(inp, ensure_ascii=False, default=str)}")
+            return one_line(f"{name} {self.rel(path)}")
+        return one_line(f"{name} {json.dumps(inp, ensure_ascii=False, default=str)}")
 
     def _failure(self) -> str | None:
         res = self.result_obj or {}

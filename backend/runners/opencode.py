@@ -25,18 +25,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from backend.runners.core import (
-    _CONNECT_HINTS,
-    AgentDriver,
-    AgentEvent,
-    RunRequest,
-    RunResult,
-    StreamParser,
-    _clip,
-    _one_line,
-    describe_api_error,
-    prompt_with_instructions,
-)
+from backend.runners.base import AgentDriver, StreamParser, prompt_with_instructions
+from backend.runners.records import AgentEvent, RunRequest, RunResult
+from backend.runners.wording import CONNECT_HINTS, clip, describe_api_error, one_line
 
 READ_ONLY_PERMISSION = {"edit": "deny", "bash": "deny", "webfetch": "deny"}
 
@@ -48,9 +39,9 @@ def opencode_failure(error: dict[str, Any]) -> str:
     message = str(data.get("message") or error.get("message") or error.get("name") or "")
     if isinstance(status, int):
         return describe_api_error(status)
-    if any(hint in message.lower() for hint in _CONNECT_HINTS):
+    if any(hint in message.lower() for hint in CONNECT_HINTS):
         return "could not connect to the model API"
-    return f"opencode reported an error: {_one_line(message, 300) or 'no details'}"
+    return f"opencode reported an error: {one_line(message, 300) or 'no details'}"
 
 
 class OpencodeParser(StreamParser):
@@ -85,11 +76,11 @@ class OpencodeParser(StreamParser):
         if kind == "text":
             text = str(part.get("text", ""))
             self.texts.append(text)
-            return [*first, AgentEvent("text", now, _one_line(text) or "(empty text)", _clip({"text": text}))]
+            return [*first, AgentEvent("text", now, one_line(text) or "(empty text)", clip({"text": text}))]
         if kind == "reasoning":
             thought = str(part.get("text", ""))
-            return [*first, AgentEvent("thinking", now, _one_line(thought) or "(thinking)",
-                                       _clip({"text": thought}))]
+            return [*first, AgentEvent("thinking", now, one_line(thought) or "(thinking)",
+                                       clip({"text": thought}))]
         if kind == "tool_use":
             return [*first, *self._tool(part, now)]
         if kind == "step_finish":
@@ -104,16 +95,16 @@ class OpencodeParser(StreamParser):
                 self.stopped = True
                 self.finished = True
                 return [*first, AgentEvent("result", now, f"finished after {self.steps} step(s)",
-                                           _clip({"tokens": tokens, "cost": part.get("cost"),
+                                           clip({"tokens": tokens, "cost": part.get("cost"),
                                                   "session_id": self.session_id}))]
             return [*first, AgentEvent("other", now, f"step finished ({reason})",
-                                       _clip({"reason": reason, "tokens": tokens}))]
+                                       clip({"reason": reason, "tokens": tokens}))]
         if kind == "error":
             error = obj.get("error") if isinstance(obj.get("error"), dict) else {}
             self.failure = opencode_failure(error)
             self.finished = True
-            return [*first, AgentEvent("error", now, f"opencode: {self.failure}", _clip(obj))]
-        return [*first, AgentEvent("other", now, f"{kind} event", _clip(obj))]
+            return [*first, AgentEvent("error", now, f"opencode: {self.failure}", clip(obj))]
+        return [*first, AgentEvent("other", now, f"{kind} event", clip(obj))]
 
     def _tool(self, part: dict[str, Any], now: float) -> list[AgentEvent]:
         name = str(part.get("tool") or "?")
@@ -131,9 +122,9 @@ class OpencodeParser(StreamParser):
         output = str(state.get("output") or state.get("error") or "")
         first = output.strip().splitlines()[0] if output.strip() else "(no output)"
         return [
-            AgentEvent("tool_use", now, _one_line(summary), _clip({"id": call_id, "name": name, "input": inp})),
-            AgentEvent("tool_result", now, _one_line(f"{name} {'failed' if failed else 'ok'}: {first}"),
-                       _clip({"tool_use_id": call_id, "name": name, "is_error": failed, "content": output})),
+            AgentEvent("tool_use", now, one_line(summary), clip({"id": call_id, "name": name, "input": inp})),
+            AgentEvent("tool_result", now, one_line(f"{name} {'failed' if failed else 'ok'}: {first}"),
+                       clip({"tool_use_id": call_id, "name": name, "is_error": failed, "content": output})),
         ]
 
     def verdict(self, result: RunResult, lingered: bool) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from backend.runners.base import AgentDriver
 from backend.runners.claude_code import ClaudeDriver
 from backend.runners.codex import CodexDriver
-from backend.runners.core import AgentDriver, Runner
+from backend.runners.core import Runner
 from backend.runners.gemini import GeminiDriver
 from backend.runners.opencode import OpencodeDriver
 

@@ -318,7 +318,9 @@ def test_tool_round_trip_writes_a_file(
     results = events.of("tool_result")
     assert [(e.data["name"], e.data["is_error"]) for e in results] == [("Write", False),
                                                                      ("Bash", False)]
-    assert results[1].data["content"].strip() == "hello, shipyard"
+    # The command's output, last: Claude Code's Bash tool first replays the machine's shell profile,
+    # and on a busy machine pyenv's rehash there may print that its lock is taken.
+    assert results[1].data["content"].strip().splitlines()[-1] == "hello, shipyard"
     # The second model call carried both tool results back.
     second = model_server.requests_for("add a greeting file")[-1]
     assert second.position == 1

@@ -120,6 +120,23 @@ def task_items(store: Store, entries: list[Entry], full: bool) -> list[bytes]:
 
 
 # ------------------------------------------------------------------ plans
+def _run_cost(run: Any) -> float:
+    return float((run or {}).get("cost_usd") or 0.0) if isinstance(run, dict) else 0.0
+
+
+def _planning_cost(plan: dict[str, Any]) -> float:
+    """backend.budget.planning_cost on a plan summary: its orchestrations and every re-plan."""
+    orchestration = max(_run_cost(plan.get("orchestration")), float(plan.get("orchestration_cost_usd") or 0.0))
+    return orchestration + sum(_run_cost(r.get("run")) for r in plan.get("replans") or [] if isinstance(r, dict))
+
+
+def _task_cost(task: dict[str, Any]) -> float:
+    """backend.budget.task_cost on a task summary: every attempt where a run history is kept."""
+    if task.get("run_history"):
+        return float(task.get("total_cost_usd") or 0.0)
+    return _run_cost(task.get("run"))
+
+
 def plan_item(store: Store, entry: Entry, active: frozenset[str] | set[str]) -> dict[str, Any]:
     """A plan's summary with what lists show about it: progress, cost, whether it is orchestrating.
 
@@ -128,17 +145,18 @@ def plan_item(store: Store, entry: Entry, active: frozenset[str] | set[str]) -> 
     """
     data = dict(entry.summary)
     data["orchestrating"] = entry.id in active
-    progress = dict.fromkeys((s.value for s in TaskStatus), 0)
-    orchestration = data.get("orchestration") or {}
-    cost = orchestration.get("cost_usd") or 0.0
+    progress = dict.fromkeys((s.value for s in TaskStatus), 0) | {"superseded": 0}
+    cost = _planning_cost(data)
     tasks = store.task_index
     for task_id in entry.links:
         task = tasks.get(task_id)
         if task is None:
             continue
-        progress[task.status] += 1
-        run = task.summary.get("run") or {}
-        cost += run.get("cost_usd") or 0.0
+        if task.summary.get("superseded_by") is not None:  # replaced by a re-plan (as describe_plan)
+            progress["superseded"] += 1
+        else:
+            progress[task.status] += 1
+        cost += _task_cost(task.summary)
     progress["total"] = len(entry.links)
     data["progress"] = progress
     data["total_cost_usd"] = round(cost, 6)

@@ -62,6 +62,11 @@ def test_board_pages_counts_scroll_filter_and_live(server: ServerProcess, browse
         with httpx.Client(base_url=server.url, headers=auth_headers(server.url), timeout=30) as http:
             plans = http.get("/agent/plans", params={"limit": 50, "order": "desc"}).json()["items"]
         done = next(p for p in plans if p["progress"]["total"] >= 5)
+        with httpx.Client(base_url=server.url, headers=auth_headers(server.url), timeout=30) as http:
+            described = http.get(f"/agent/plans/{done['id']}").json()
+        # the list's summary counts as the plan's own view does (statuses, superseded, cost)
+        assert {k: described["progress"][k] for k in done["progress"]} == done["progress"]
+        assert done["total_cost_usd"] == described["total_cost_usd"]
         expect(d.card("plans", done["id"]).locator(".progress-label")).to_have_text(
             f"{done['progress']['completed']}/{done['progress']['total']} done")
         # a task whose plan is not loaded shows the plan's title, not its id

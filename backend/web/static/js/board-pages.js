@@ -32,11 +32,14 @@ export const pages = {
   matching: {}, // column -> items matching the filter (the page's `total`), when filtering
   cursor: {}, // column -> next_cursor, or null when the column is fully loaded
   loading: {}, // column -> a page request in flight
+  depth: {}, // column -> pages loaded since the last fresh load
   known: false, // the server's figures arrived at least once
 };
 let query = { q: "", plan: "" };
-let generation = 0; // a newer query makes older answers stale
+let generation = 0; // a newer fresh first-page load makes older loads and refreshes stale
+let queryGen = 0; // a new query (or a reconnect) makes every older page stale, "load more" too
 const footers = {};
+const observers = {};
 
 function tasksUrl(col, cursor) {
   const params = new URLSearchParams({ status: col, limit: String(PAGE_SIZE), order: ORDER[col] });
@@ -66,8 +69,8 @@ function applyPlans(items) {
 function applyTasks(items) {
   for (const task of items) setTask(task);
 }
-function takeCounts(col, page, counts) {
-  pages.cursor[col] = page.next_cursor;
+function takeCounts(col, page, counts, cursor = true) {
+  if (cursor) pages.cursor[col] = page.next_cursor;
   pages.matching[col] = page.total;
   if (col === "plans") pages.total.plans = Object.values(counts || {}).reduce((a, b) => a + b, 0);
   else if (counts) for (const c of TASK_COLUMNS) pages.total[c] = counts[c] || 0;
@@ -78,25 +81,30 @@ function takeCounts(col, page, counts) {
  * `reset`: forget loaded items the pages do not contain (after a reconnect, events may
  * have been missed); otherwise loaded items are kept and only updated.
  */
-export async function loadFirstPages({ reset = false } = {}) {
-  const gen = ++generation;
+export async function loadFirstPages({ reset = false, fresh = true } = {}) {
+  const gen = reset || fresh ? ++generation : generation; // a refresh never outdates a fresh load
+  if (reset || fresh) queryGen++;
+  const qgen = queryGen;
   const [plans, ...tasks] = await Promise.all([
     api("GET", plansUrl()),
     ...TASK_COLUMNS.map((col) => api("GET", tasksUrl(col))),
   ]);
-  if (gen !== generation) return false;
+  if (gen !== generation || qgen !== queryGen) return false;
   if (reset) {
     const keepPlans = new Set(plans.items.map((p) => p.id));
     for (const id of [...S.plans.keys()]) if (!keepPlans.has(id)) dropPlan(id);
     const keepTasks = new Set(tasks.flatMap((page) => page.items.map((t) => t.id)));
     for (const id of [...S.tasks.keys()]) if (!keepTasks.has(id)) dropTask(id);
   }
+  // a refresh keeps the cursor of a column scrolled past its first page (it would load page 2 again)
+  const keep = (col) => fresh || reset || !(pages.depth[col] > 1);
   applyPlans(plans.items);
-  takeCounts("plans", plans, plans.counts);
+  takeCounts("plans", plans, plans.counts, keep("plans"));
   TASK_COLUMNS.forEach((col, i) => {
     applyTasks(tasks[i].items);
-    takeCounts(col, tasks[i], tasks[i].counts);
+    takeCounts(col, tasks[i], tasks[i].counts, keep(col));
   });
+  for (const col of COLUMNS) if (fresh || reset) pages.depth[col] = 1;
   pages.known = true;
   dirty.counts = true;
   renderFooters();
@@ -108,28 +116,40 @@ export async function loadFirstPages({ reset = false } = {}) {
 export async function loadMore(col) {
   const cursor = pages.cursor[col];
   if (!cursor || pages.loading[col]) return;
-  const gen = generation;
+  const qgen = queryGen;
   pages.loading[col] = true;
   renderFooter(col);
+  let page;
   try {
-    const page = await api("GET", col === "plans" ? plansUrl(cursor) : tasksUrl(col, cursor));
-    if (gen !== generation) return;
-    if (col === "plans") applyPlans(page.items);
-    else applyTasks(page.items);
-    takeCounts(col, page, page.counts);
-    dirty.counts = true;
-    dirty.cols.add(col);
-    fetchPlanNames();
+    page = await api("GET", col === "plans" ? plansUrl(cursor) : tasksUrl(col, cursor));
   } catch (err) {
+    pages.loading[col] = false;
+    renderFooter(col);
     footers[col].textContent = `Could not load more: ${err.message}`;
     return;
-  } finally {
-    pages.loading[col] = false;
   }
+  pages.loading[col] = false;
+  if (qgen !== queryGen) { // the filter changed meanwhile: this page is of the old one
+    renderFooter(col);
+    return;
+  }
+  if (col === "plans") applyPlans(page.items);
+  else applyTasks(page.items);
+  takeCounts(col, page, page.counts);
+  pages.depth[col] = (pages.depth[col] || 1) + 1;
+  dirty.counts = true;
+  dirty.cols.add(col);
+  fetchPlanNames();
   renderFooter(col);
   scheduleFlush();
-  // a tall screen can show the whole page: keep going while the footer is still in view
-  requestAnimationFrame(() => { if (footerVisible(col)) loadMore(col); });
+  // A tall screen can show the whole page: observing the footer anew reports where it is
+  // once the new cards are laid out (the render runs first, in the same frame), so the
+  // next page loads only while the footer really is still in view.
+  const observer = observers[col];
+  if (observer) {
+    observer.unobserve(footers[col]);
+    observer.observe(footers[col]);
+  }
 }
 
 const namesAsked = new Set();
@@ -161,7 +181,7 @@ export function refreshSoon() {
   refreshTimer = setTimeout(async () => {
     refreshTimer = null;
     try {
-      if (await loadFirstPages()) scheduleFlush();
+      if (await loadFirstPages({ fresh: false })) scheduleFlush();
     } catch (err) {
       // the stream's reconnect reloads everything; nothing to show here
     }
@@ -218,14 +238,6 @@ export function noteEvent(type, data) {
   }
 }
 
-function footerVisible(col) {
-  const el = footers[col];
-  if (!el || el.hidden || !el.isConnected) return false;
-  const box = el.parentElement.getBoundingClientRect();
-  const r = el.getBoundingClientRect();
-  return r.top < box.bottom + 300 && r.bottom > box.top;
-}
-
 function loadedIn(col) {
   if (col === "plans") return S.plans.size;
   let n = 0;
@@ -263,9 +275,10 @@ export function initPages() {
     footers[col] = footer;
     cards.append(footer);
     if (typeof IntersectionObserver !== "undefined") {
-      new IntersectionObserver((entries) => {
+      observers[col] = new IntersectionObserver((entries) => {
         if (entries.some((e) => e.isIntersecting)) loadMore(col);
-      }, { root: cards, rootMargin: "0px 0px 300px 0px" }).observe(footer);
+      }, { root: cards, rootMargin: "0px 0px 300px 0px" });
+      observers[col].observe(footer);
     }
   }
 }

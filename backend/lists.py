@@ -19,8 +19,10 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
+from backend.costs import orchestration_cost, task_cost
 from backend.errors import Invalid, ShipyardError
 from backend.models import PlanStatus, TaskStatus, dump
+from backend.plan_state import lifecycle
 from backend.store import Store
 from backend.store.index import BadCursor, Entry, ItemIndex, Page
 
@@ -120,24 +122,8 @@ def task_items(store: Store, entries: list[Entry], full: bool) -> list[bytes]:
 
 
 # ------------------------------------------------------------------ plans
-def _run_cost(run: Any) -> float:
-    return float((run or {}).get("cost_usd") or 0.0) if isinstance(run, dict) else 0.0
-
-
-def _planning_cost(plan: dict[str, Any]) -> float:
-    """backend.budget.planning_cost on a plan summary: its orchestrations and every re-plan."""
-    orchestration = max(_run_cost(plan.get("orchestration")), float(plan.get("orchestration_cost_usd") or 0.0))
-    return orchestration + sum(_run_cost(r.get("run")) for r in plan.get("replans") or [] if isinstance(r, dict))
-
-
-def _task_cost(task: dict[str, Any]) -> float:
-    """backend.budget.task_cost on a task summary: every attempt where a run history is kept."""
-    if task.get("run_history"):
-        return float(task.get("total_cost_usd") or 0.0)
-    return _run_cost(task.get("run"))
-
-
-def plan_item(store: Store, entry: Entry, active: frozenset[str] | set[str]) -> dict[str, Any]:
+def plan_item(store: Store, entry: Entry, active: frozenset[str] | set[str],
+              verifying: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
     """A plan's summary with what lists show about it: progress, cost, whether it is orchestrating.
 
     The same numbers :meth:`Dispatcher.describe_plan` computes from files, here from the
@@ -145,28 +131,33 @@ def plan_item(store: Store, entry: Entry, active: frozenset[str] | set[str]) -> 
     """
     data = dict(entry.summary)
     data["orchestrating"] = entry.id in active
-    progress = dict.fromkeys((s.value for s in TaskStatus), 0) | {"superseded": 0}
-    cost = _planning_cost(data)
+    progress = dict.fromkeys((s.value for s in TaskStatus), 0)
+    # the orchestrations and every re-plan (backend/budget.py planning_cost), then the tasks
+    cost = orchestration_cost(data) + sum(float((r.get("run") or {}).get("cost_usd") or 0.0)
+                                          for r in data.get("replans") or [])
     tasks = store.task_index
+    states = []
     for task_id in entry.links:
         task = tasks.get(task_id)
         if task is None:
             continue
-        if task.summary.get("superseded_by") is not None:  # replaced by a re-plan (as describe_plan)
-            progress["superseded"] += 1
-        else:
-            progress[task.status] += 1
-        cost += _task_cost(task.summary)
+        if task.summary.get("superseded_by") is None:  # replaced by a re-plan: not the plan's work
+            states.append({"status": task.status, "outcome": task.summary.get("outcome")})
+        progress[task.status] += 1
+        cost += task_cost(task.summary)
     progress["total"] = len(entry.links)
     data["progress"] = progress
     data["total_cost_usd"] = round(cost, 6)
+    data["lifecycle"] = lifecycle(data, states, orchestrating=data["orchestrating"],
+                                  verifying=entry.id in verifying)
     return data
 
 
 def plan_items(store: Store, entries: list[Entry], active: set[str],
-               describe: Callable[[str], dict[str, Any]] | None = None) -> list[bytes]:
+               describe: Callable[[str], dict[str, Any]] | None = None,
+               verifying: set[str] | frozenset[str] = frozenset()) -> list[bytes]:
     if describe is None:
-        return [_dumps(plan_item(store, e, active)) for e in entries]
+        return [_dumps(plan_item(store, e, active, verifying)) for e in entries]
     out = []
     for entry in entries:
         try:

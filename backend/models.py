@@ -121,6 +121,82 @@ class RunStats(BaseModel):
     session_id: str | None = None
 
 
+class RunRecord(BaseModel):
+    """One agent run of a task, kept so costs add up across every attempt (see backend/costs.py).
+
+    ``kind`` says why the run happened: ``run`` (the first attempt), ``rerun`` (a later
+    attempt after Rerun), ``retry`` (a fresh session after a resume could not continue) or
+    ``repair`` (the agent resumed to resolve a conflict or a failing test on integration).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    kind: str = "run"
+    attempt: int = 0
+    agent: str | None = None
+    cost_usd: float | None = None
+    outcome: str | None = None
+    #: what prompted the run (for a repair: "conflict on app.py" / "tests failed")
+    reason: str | None = None
+    duration_ms: int | None = None
+    finished: str | None = None
+
+
+class RepairState(BaseModel):
+    """A task's integration repair in progress (live on the card) or as it ended (``history``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    kind: str  # "conflict" or "tests"
+    attempt: int
+    of: int
+    paths: list[str] = Field(default_factory=list)
+    #: titles of the integrated tasks whose work this task met
+    met: list[str] = Field(default_factory=list)
+    #: the line the dashboard shows, e.g. "repairing conflict on `app.py` (attempt 1 of 1)"
+    summary: str = ""
+    #: how this attempt ended ("repaired", or why it did not work); None while it runs
+    result: str | None = None
+
+
+class Verification(BaseModel):
+    """The plan branch checked as a whole (``verify_command`` on its tip; backend/verification.py).
+
+    ``status``: ``running`` while the command runs, then ``passed``, ``failed`` or ``skipped``
+    (no command configured, or nothing integrated to check). ``commit`` is the tip it ran on:
+    a verification only vouches for that commit.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: Literal["running", "passed", "failed", "skipped"]
+    commit: str | None = None
+    command: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    duration_s: float | None = None
+    exit_code: int | None = None
+    output_tail: str = ""
+    reason: str | None = None
+    #: fix-up rounds spent on this plan when it ran (0: none yet)
+    round: int = 0
+
+
+class Landed(BaseModel):
+    """Where a plan's work went when it was landed."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    commit: str | None = None
+    branch: str
+    at: str = Field(default_factory=utcnow)
+    forced: bool = False
+    message: str = ""
+    branch_deleted: bool = False
+    #: the plan branch's tip that was landed (the branch itself may be deleted afterwards)
+    plan_tip: str | None = None
+
+
 class Replan(BaseModel):
     """One re-planning of a plan after failures (see backend/replan.py).
 
@@ -157,6 +233,9 @@ class Plan(BaseModel):
     tasks: list[str] = Field(default_factory=list)
     error: str | None = None
     orchestration: RunStats | None = None
+    #: Sum of the cost of every orchestration of this plan (``orchestration`` is the latest; a
+    #: Retry runs the orchestrator again). See backend/costs.py.
+    orchestration_cost_usd: float = 0.0
     integration_branch: str | None = None
     base_branch: str | None = None
     base_commit: str | None = None
@@ -171,6 +250,12 @@ class Plan(BaseModel):
     #: Let the orchestrator choose an agent per task (an optional "agent" in its task JSON).
     agent_per_task: bool = False
     chat_id: str | None = None  # the chat the plan was written in (backend/chat.py), if any
+    #: the plan branch checked as a whole once every task was integrated (backend/verification.py)
+    verification: Verification | None = None
+    #: fix-up tasks started for failed verifications (bounded by ``verify_fix_rounds``)
+    fixup_rounds: int = 0
+    #: set by Land: the commit the base branch holds the plan's work in
+    landed: Landed | None = None
     #: Spending limit of this plan in USD (None: the max_plan_cost_usd setting; see backend/budget.py).
     max_cost_usd: float | None = None
     #: Re-plannings after failed tasks, oldest first (backend/replan.py).
@@ -203,6 +288,15 @@ class Task(BaseModel):
     started: str | None = None
     finished: str | None = None
     run: RunStats | None = None
+    #: Cumulative cost in USD of every agent run of this task: first run, reruns, retries and
+    #: repairs all add to it (``run`` holds only the latest run). Plan totals and budgets use this.
+    total_cost_usd: float = 0.0
+    #: One entry per agent run (kind, attempt, cost, outcome, reason), oldest first.
+    run_history: list[RunRecord] = Field(default_factory=list)
+    #: The integration repair running now (None otherwise); see backend/repair.py.
+    repair: RepairState | None = None
+    #: Every repair attempt of the latest attempt at the task, with how each ended.
+    repairs: list[RepairState] = Field(default_factory=list)
     result: str | None = None
     #: how a completed task ended: "integrated" (its commits are on the target branch) or
     #: "no_changes" (the agent changed nothing: not a success to celebrate, and it can be rerun)
@@ -326,6 +420,13 @@ class PlanReplan(_Body):
 
     review: StrictBool | None = Field(default=None, description="Hold the replacement tasks for review "
                                       "(default: the plan's review choice).")
+
+
+class PlanLand(_Body):
+    """Optional body of ``POST /agent/plans/{id}/land``."""
+
+    force: StrictBool = Field(default=False, description="Land even if the plan branch has not passed "
+                              "verification.")
 
 
 class TaskCreate(_Body):

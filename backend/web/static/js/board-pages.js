@@ -59,6 +59,8 @@ function applyPlans(items) {
   for (const plan of items) {
     if (plan.orchestrating) S.orchestrating.add(plan.id);
     else S.orchestrating.delete(plan.id);
+    if (plan.lifecycle && plan.lifecycle.state === "verifying") S.verifying.add(plan.id);
+    else S.verifying.delete(plan.id);
     if (plan.progress) {
       S.planTotals.set(plan.id, { ...plan.progress, cost: plan.total_cost_usd || 0 });
       dirty.plans.add(plan.id);

@@ -8,13 +8,15 @@
  * excludes it; column order and counts; which card is selected (open in the
  * panel). renderBoard() looks only at what store.js marked dirty.
  */
-import { $, fill, h, icon, patch, statusBadge } from "./dom.js";
+import { $, fill, h, icon, patch } from "./dom.js";
 import { agentChip } from "./agents.js";
 import { filtering, pages, renderFooters, setQuery } from "./board-pages.js";
 import { enc, fmtCost, fmtCount, fmtDuration } from "./format.js";
 import { renderDispatcher } from "./header.js";
+import { costBreakdown, repairCardLine, repairSig, taskCost } from "./repair.js";
 import { navigate } from "./router.js";
-import { PLAN_LABEL, S, TASK_COLUMNS, TASK_LABEL, changedNothing, dirty, isOrchestrating, planStats } from "./store.js";
+import { S, TASK_COLUMNS, TASK_LABEL, changedNothing, dirty, isOrchestrating, planStats } from "./store.js";
+import { planBadge, planLifecycle } from "./plan-verify.js";
 import { taskWaits, waitText } from "./shape.js";
 import { scheduleFlush } from "./stream.js";
 
@@ -71,7 +73,7 @@ function taskSig(t) {
   return [t.title, t.status, t.outcome, t.task_type, plan ? plan.title : S.planNames.get(t.plan_id) || t.plan_id,
     t.attempts, t.error,
     t.run && t.run.cost_usd, t.run && t.run.duration_ms, S.activity.get(`task:${t.id}`), waitLine(t), t.agent,
-    t.run && t.run.model, t.run && t.run.output_tokens, t.superseded_by].join("\u0001");
+    t.run && t.run.model, t.run && t.run.output_tokens, t.superseded_by, repairSig(t)].join("\u0001");
 }
 function fillTaskCard(el, t) {
   const plan = t.plan_id ? S.plans.get(t.plan_id) : null;
@@ -98,9 +100,10 @@ function fillTaskCard(el, t) {
       t.plan_id ? h("span", { class: "plan-ref", title: planTitle ? `Plan: ${planTitle}` : "plan" }, icon("plan"),
         planTitle || t.plan_id) : null,
       h("span", { class: "grow" }),
-      runCost(t.run),
+      runCost(t),
       t.run && t.run.duration_ms && t.status !== "in_progress" ? h("span", { title: "duration" },
         fmtDuration(t.run.duration_ms)) : null) : null,
+    repairCardLine(t),
     t.status === "in_progress" && activity ? h("div", { class: "card-activity", title: activity }, activity) : null,
     t.status === "failed" && t.error ? h("div", { class: "card-error" }, t.error) : null,
     waitLine(t) ? h("div", { class: `card-wait${taskWaits(t).some((w) => w.held) ? " held" : ""}`, title: waitLine(t) },
@@ -108,10 +111,12 @@ function fillTaskCard(el, t) {
   );
 }
 
-/** Cost, or "—" with the tokens when the agent reports no cost (Codex, Gemini CLI). */
-function runCost(run) {
+/** Cost of every run so far, or "—" with the tokens when the agent reports no cost (Codex, Gemini CLI). */
+function runCost(t) {
+  const run = t.run;
   if (!run) return null;
-  if (run.cost_usd) return h("span", { title: "cost" }, fmtCost(run.cost_usd));
+  const cost = taskCost(t);
+  if (cost) return h("span", { title: costBreakdown(t) }, fmtCost(cost));
   const tokens = (run.input_tokens || 0) + (run.output_tokens || 0);
   return tokens ? h("span", { class: "no-cost", title: "the agent reports no cost: tokens in + out" },
     `— · ${fmtCount(tokens)} tok`) : null;
@@ -121,7 +126,7 @@ function planSig(p) {
   const s = planStats(p.id);
   return [p.title, p.summary, p.status, isOrchestrating(p), p.error, s.pending, s.in_progress, s.completed,
     s.failed, s.total, s.cost.toFixed(4), isOrchestrating(p) ? S.activity.get(`plan:${p.id}`) : "",
-    filterPlan === p.id, p.agent, p.orchestrator_agent].join("\u0001");
+    filterPlan === p.id, p.agent, p.orchestrator_agent, JSON.stringify(planLifecycle(p))].join("\u0001");
 }
 function fillPlanCard(el, p) {
   const s = planStats(p.id);
@@ -129,11 +134,13 @@ function fillPlanCard(el, p) {
   const activity = orch ? S.activity.get(`plan:${p.id}`) : null;
   el.dataset.status = p.status;
   el.classList.toggle("filtering", filterPlan === p.id);
-  el.setAttribute("aria-label", `Plan: ${p.title} (${p.status}${s.total ? `, ${s.completed}/${s.total} done` : ""})`);
-  const finished = s.completed + s.failed;
+  const lc = planLifecycle(p);
+  el.dataset.lifecycle = lc.state;
+  el.setAttribute("aria-label", `Plan: ${p.title} (${p.status === "done" || p.landed ? lc.label : p.status}${
+    s.total ? `, ${s.completed}/${s.total} done` : ""})`);
   fill(el,
     h("div", { class: "card-top" },
-      statusBadge(p.status, PLAN_LABEL[p.status], orch),
+      planBadge(p, lc),
       filterPlan === p.id ? h("span", { class: "chip", title: "the board shows this plan's tasks" }, "filtered") : null,
       p.agent_per_task ? h("span", { class: "chip agent-chip", title: "the orchestrator picks an agent per task" },
         "agents: per task") : agentChip(p.agent),
@@ -145,8 +152,6 @@ function fillPlanCard(el, p) {
       s.total ? h("span", { class: "progress-label" }, `${s.completed}/${s.total} done`) : null,
       s.failed ? h("span", { style: "color: var(--red)" }, `${s.failed} failed`) : null,
       s.in_progress ? h("span", null, `${s.in_progress} running`) : null,
-      p.status === "done" && s.total && finished === s.total && !s.failed
-        ? h("span", { style: "color: var(--green)" }, "ready to land") : null,
       h("span", { class: "grow" }),
       s.cost ? h("span", { title: "total cost" }, fmtCost(s.cost)) : null) : null,
     orch ? h("div", { class: "card-activity", title: activity || "" }, activity || "orchestrator starting…") : null,

@@ -8,6 +8,7 @@
  * (board.js) reads S and clears `dirty`. Events carry whole records, so applying
  * one twice is harmless and the state converges after a reconnect.
  */
+import { taskCost } from "./repair.js";
 export const TASK_COLUMNS = ["pending", "in_progress", "completed", "failed"];
 export const TASK_LABEL = { pending: "pending", in_progress: "in progress", completed: "completed", failed: "failed" };
 /** A completed task whose agent changed nothing: its own outcome, shown apart and rerunnable. */
@@ -22,6 +23,7 @@ export const S = {
   tasks: new Map(), // id -> task
   byPlan: new Map(), // plan id -> Set(task id)
   orchestrating: new Set(), // plan ids whose orchestrator runs
+  verifying: new Set(), // plan ids whose branch is being verified (plan-verify.js)
   activity: new Map(), // "task:<id>" / "plan:<id>" -> latest activity line (live only)
   planNames: new Map(), // plan id -> title, for plans not loaded that loaded tasks belong to
   planTotals: new Map(), // plan id -> {pending, …, total, cost} from the plan summaries (board-pages.js)
@@ -46,7 +48,7 @@ export function planStats(planId) {
     stats.cost = totals.cost || 0;
     return stats;
   }
-  if (plan && plan.orchestration && plan.orchestration.cost_usd) stats.cost += plan.orchestration.cost_usd;
+  if (plan) stats.cost += Math.max(plan.orchestration_cost_usd || 0, (plan.orchestration && plan.orchestration.cost_usd) || 0);
   for (const r of (plan && plan.replans) || []) if (r.run && r.run.cost_usd) stats.cost += r.run.cost_usd;
   const ids = S.byPlan.get(planId);
   if (ids) {
@@ -56,7 +58,7 @@ export function planStats(planId) {
       if (t.superseded_by != null) stats.superseded = (stats.superseded || 0) + 1; // replaced by a re-plan
       else stats[t.status] = (stats[t.status] || 0) + 1;
       stats.total++;
-      if (t.run && t.run.cost_usd) stats.cost += t.run.cost_usd;
+      stats.cost += taskCost(t) || 0;
     }
   }
   if (plan && plan.tasks && plan.tasks.length > stats.total) stats.total = plan.tasks.length;
@@ -138,6 +140,7 @@ export function dropPlan(id) {
   S.plans.delete(id);
   S.planTotals.delete(id);
   S.orchestrating.delete(id);
+  S.verifying.delete(id);
   dirty.plans.add(id);
   dirty.cols.add("plans");
   dirty.planOptions = true;
@@ -146,7 +149,7 @@ export function dropPlan(id) {
 
 /** A plan as stored here: the API's derived fields (computed here from the tasks) stripped. */
 export function planRecord(plan) {
-  const { orchestrating, progress, total_cost_usd, task_details, ...raw } = plan;
+  const { orchestrating, progress, total_cost_usd, task_details, lifecycle, ...raw } = plan;
   return raw;
 }
 

@@ -2,7 +2,9 @@
 
 Measured on 0.61.0 (``/work/shared/agent-cli-notes.md``):
 
-* ``gemini -p PROMPT --output-format stream-json`` streams JSONL: ``init``,
+* ``gemini --output-format stream-json`` with the prompt on **stdin** (headless
+  because stdin is not a terminal; up to 8 MiB, where ``-p PROMPT`` in argv
+  stops at Linux's 128 KiB per argument) streams JSONL: ``init``,
   ``message`` (assistant text with ``delta: true``), ``tool_use``,
   ``tool_result``, ``error``, ``result{status, stats}``.
 * Its auth method must be chosen in ``settings.json`` (else exit 41 "Invalid
@@ -165,6 +167,10 @@ class GeminiParser(StreamParser):
         result.ok, result.outcome, result.subtype = True, "finished", "success"
 
 
+#: Gemini CLI 0.61 truncates stdin beyond this many bytes (``MAX_STDIN_SIZE`` in its bundle).
+MAX_STDIN_BYTES = 8 * 1024 * 1024
+
+
 def auth_type(env: Mapping[str, str]) -> str | None:
     """The ``security.auth.selectedType`` the environment's credentials call for."""
     if env.get("GEMINI_API_KEY"):
@@ -211,6 +217,10 @@ class GeminiDriver(AgentDriver):
         if env.get("GEMINI_CLI_HOME") and not auth_type(env) and not (
                 Path(env["GEMINI_CLI_HOME"]) / ".gemini" / "oauth_creds.json").is_file():
             return "Gemini CLI has no credentials: set GEMINI_API_KEY for the server"
+        size = len(prompt_with_instructions(request).encode("utf-8"))
+        if size > MAX_STDIN_BYTES:
+            return (f"the prompt is {size / 2**20:.1f} MiB; Gemini CLI reads at most "
+                    f"{MAX_STDIN_BYTES // 2**20} MiB of it (it would cut the rest silently)")
         return super().preflight(request, env, argv)
 
     def build_argv(self, request: RunRequest, binary: str, home: Path | None) -> list[str]:
@@ -221,8 +231,15 @@ class GeminiDriver(AgentDriver):
         if request.resume:
             argv += ["--resume", request.resume]
         argv += list(request.extra_args)
-        argv += ["-p", prompt_with_instructions(request)]
-        return argv
+        return argv  # the prompt goes on stdin (see stdin_data)
+
+    def stdin_data(self, request: RunRequest) -> bytes | None:
+        """The prompt, on stdin: argv strings are limited to 128 KiB on Linux, plans are not.
+
+        With stdin not a terminal Gemini CLI runs headless and reads the prompt
+        from it (up to 8 MiB, checked in :meth:`preflight`).
+        """
+        return prompt_with_instructions(request).encode("utf-8")
 
     def parser(self, request: RunRequest) -> StreamParser:
         return GeminiParser(request, self.label)

@@ -13,8 +13,11 @@ Measured on 1.18.33 (``/work/shared/agent-cli-notes.md``):
 * Everything is allowed by default (workers). Read-only (the orchestrator):
   its ``plan`` agent still lets ``bash`` write, so ``OPENCODE_PERMISSION``
   denies edit, bash and webfetch outright.
-* It reports a cost per step (0 for a custom model) and tokens. A rerun starts
-  a fresh session.
+* It reports a cost per step (0 for a custom model) and tokens. A rerun
+  continues the earlier session with ``--session <id>`` (the session lives in
+  opencode's own data folder, ``$XDG_DATA_HOME/opencode``).
+* The message goes on **stdin** (``opencode run`` reads it there when stdin is
+  not a terminal): argv strings stop at Linux's 128 KiB per argument.
 """
 
 from __future__ import annotations
@@ -170,9 +173,15 @@ class OpencodeDriver(AgentDriver):
             argv += ["--agent", "plan"]
         if request.model:
             argv += ["-m", request.model]
+        if request.resume:
+            argv += ["--session", request.resume]
         argv += list(request.extra_args)
-        argv.append(prompt_with_instructions(request))
-        return argv
+        return argv  # the message goes on stdin (see stdin_data)
+
+    def stdin_data(self, request: RunRequest) -> bytes | None:
+        """The message, on stdin: ``opencode run`` reads it there when stdin is not a
+        terminal, and argv strings stop at Linux's 128 KiB per argument."""
+        return prompt_with_instructions(request).encode("utf-8")
 
     def parser(self, request: RunRequest) -> StreamParser:
         return OpencodeParser(request, self.label)

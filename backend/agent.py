@@ -36,7 +36,7 @@ from backend.config import Settings
 from backend.doctor import start_problems
 from backend.errors import Conflict, Invalid, NotFound, ShipyardError, describe_exception
 from backend.events import Event, EventBus
-from backend.git_ops import GitError, GitRepo
+from backend.git import GitError, GitRepo
 from backend.guardian import Guardian
 from backend.holdpoints import hold
 from backend.models import Plan, PlanStatus, RunStats, Task, TaskStatus, TaskType, dump, utcnow

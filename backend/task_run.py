@@ -6,7 +6,7 @@ thread. Every way a run can end is written to the task in words: completed
 conflict, tests; the task branch is kept for inspection), cancelled by the
 user (failed, "cancelled"), or stopped by the dispatcher (back to pending).
 The user's own working tree is never touched: integration happens through
-refs (see :mod:`backend.git_ops`) and tests run in a worktree of their own.
+refs (see :mod:`backend.git`) and tests run in a worktree of their own.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backend.errors import NotFound, ShipyardError, describe_exception
-from backend.git_ops import GitError
+from backend.git import GitError
 from backend.holdpoints import hold
 from backend.models import RunStats, Task, TaskStatus, dump, utcnow
 from backend.reaper import MARK, RUN_MARK

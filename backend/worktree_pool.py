@@ -20,7 +20,7 @@ Between tasks a worktree is cleaned completely: untracked and ignored files
 (``git clean -ffdx``), any change to tracked files, the branch (``checkout
 --force -B``), a stale ``index.lock``; one with an unfinished rebase or bisect,
 or index entries git is told to ignore, is discarded rather than trusted (see
-:meth:`backend.git_ops.GitRepo.reset_worktree`). Cleaning happens when a
+:meth:`backend.git.GitRepo.reset_worktree`). Cleaning happens when a
 worktree is handed out, so whatever a crashed task left behind is gone before
 the next task sees it. When the pool is empty or a pooled worktree cannot be
 cleaned, a fresh ``git worktree add`` is the fallback.
@@ -39,7 +39,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from backend.git_ops import GitError, GitRepo
+from backend.git import GitError, GitRepo
 
 log = logging.getLogger(__name__)
 

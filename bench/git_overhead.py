@@ -1,7 +1,7 @@
 """How much does Shipyard's git layer cost per task over the same raw git commands?
 
 Builds a repository of many small files in nested folders (one commit), then for
-each of N tasks runs Shipyard's per-task git work through ``backend.git_ops``:
+each of N tasks runs Shipyard's per-task git work through ``backend.git``:
 
     add_worktree → write one file → commit_all → integrate → remove_worktree → delete_branch
 
@@ -33,8 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backend import git_ops
-from backend.git_ops import GitRepo
+from backend.git import GitRepo, command
 
 ENV = {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
 
@@ -109,15 +108,15 @@ def raw_task(project: Path, wt: Path, i: int) -> float:
 
 
 def count_git_calls() -> list[int]:
-    """Wrap git_ops._run to count the git processes Shipyard starts."""
+    """Wrap backend.git.command.run (every git command but diff's stream) to count the git processes Shipyard starts."""
     counter = [0]
-    original = git_ops._run
+    original = command.run
 
     def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
         counter[0] += 1
         return original(*args, **kwargs)
 
-    git_ops._run = counting  # type: ignore[assignment]
+    command.run = counting  # type: ignore[assignment]
     return counter
 
 

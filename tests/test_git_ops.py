@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.git_ops import GitError, GitRepo, NotAGitRepository
+from backend.git import GitError, GitRepo, NotAGitRepository
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.git_ops import GitError, GitRepo
+from backend.git import GitError, GitRepo
 from backend.worktree_pool import WorktreePool
 from tests.support import git, make_repo
 

@@ -1,0 +1,122 @@
+"""Reading what changed between two commits (the task diff, changed paths)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+
+from backend.git.command import (
+    BASE_CONFIG,
+    GitError,
+    _decode,
+    _decode_path,
+    _git_env,
+    _short,
+    _tail,
+)
+from backend.git.refs import RefOps
+
+
+class DiffOps(RefOps):
+    """Diffs between revisions; read-only, so no lock."""
+
+    def diff(self, base: str, tip: str, max_bytes: int = 2_000_000) -> str:
+        """``git diff base...tip`` (changes on tip since the merge base), capped at ``max_bytes``.
+
+        Read as a stream so a huge diff never sits in memory whole; when the cap is
+        hit the text ends at a line boundary and a note says it was cut.
+        """
+        b = self._require(base, "revision")
+        t = self._require(tip, "revision")
+        argv = ["git"]
+        for item in BASE_CONFIG:
+            argv += ["-c", item]
+        argv += [
+            "diff", "--no-color", "--no-ext-diff", "--src-prefix=a/", "--dst-prefix=b/",
+            f"{b}...{t}", "--",
+        ]
+        proc = subprocess.Popen(
+            argv, cwd=self.root, env=_git_env(), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        chunks: list[bytes] = []
+        size = 0
+        truncated = False
+        timed_out = threading.Event()
+
+        def stop() -> None:
+            timed_out.set()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        watchdog = threading.Timer(self.timeout, stop)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            while True:
+                chunk = proc.stdout.read(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > max_bytes:
+                    truncated = True
+                    break
+        finally:
+            watchdog.cancel()
+            if truncated or proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            err = proc.stderr.read()
+            proc.stdout.close()
+            proc.stderr.close()
+            proc.wait()
+        data = b"".join(chunks)
+        if timed_out.is_set() and not truncated:
+            raise GitError(
+                f"git diff {base}...{tip} did not finish within {self.timeout:.0f} seconds "
+                "and was stopped."
+            )
+        if not truncated and proc.returncode != 0:
+            raise GitError(
+                f"Could not diff {base}...{tip}: git diff exited with {proc.returncode}: "
+                f"{_tail(_decode(err))}",
+                returncode=proc.returncode, stderr=_decode(err), argv=argv,
+            )
+        if not truncated:
+            return _decode(data)
+        cut = data[:max_bytes]
+        newline = cut.rfind(b"\n")
+        if newline > 0:
+            cut = cut[: newline + 1]
+        return _decode(cut) + (
+            f"\n[diff truncated by Shipyard: showing the first {len(cut):,} bytes; the full "
+            f"diff is larger than {max_bytes:,} bytes. Run 'git diff {base}...{tip}' to see it "
+            "all.]\n"
+        )
+
+    def changed_files(self, base: str, tip: str) -> list[str]:
+        """Paths changed on ``tip`` since its merge base with ``base``.
+
+        Renames count as a deletion plus an addition, so both names appear.
+        """
+        b = self._require(base, "revision")
+        t = self._require(tip, "revision")
+        proc = self._git(
+            "diff", "--name-only", "-z", "--no-renames", "--no-ext-diff", f"{b}...{t}", "--",
+            what=f"list the files changed in {base}...{tip}",
+        )
+        return [_decode_path(p) for p in proc.stdout.split(b"\0") if p]
+
+    def _diff_names(self, old: str, new: str, diff_filter: str) -> list[str]:
+        proc = self._git(
+            "diff", "--name-only", "-z", "--no-renames", f"--diff-filter={diff_filter}",
+            old, new, "--",
+            what=f"compare {_short(old)} with {_short(new)}",
+        )
+        return [_decode_path(p) for p in proc.stdout.split(b"\0") if p]
+

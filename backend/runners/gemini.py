@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from backend.runners.base import AgentDriver, StreamParser, prompt_with_instructions
+from backend.runners.base import AgentDriver, AnswerText, StreamParser, prompt_with_instructions
 from backend.runners.records import AgentEvent, RunRequest, RunResult
 from backend.runners.wording import CONNECT_HINTS, clip, describe_api_error, one_line
 
@@ -65,8 +65,8 @@ class GeminiParser(StreamParser):
 
     def __init__(self, request: RunRequest, label: str) -> None:
         super().__init__(request, label)
-        self.text_parts: list[str] = []
-        self.answer = ""
+        self.last_answer: str | None = None  # only the last answer is the result: keep no others
+        self.answer = AnswerText()
         self.result_obj: dict[str, Any] | None = None
         self.errors: list[str] = []
         self.tool_names: dict[str, str] = {}
@@ -85,7 +85,7 @@ class GeminiParser(StreamParser):
             if obj.get("role") != "assistant":
                 return [AgentEvent("other", now, one_line(f"{obj.get('role')}: {content}"),
                                    clip({"role": obj.get("role"), "text": content}))]
-            self.answer += content
+            self.answer.add(content)
             return [AgentEvent("text", now, one_line(content) or "(empty text)", clip({"text": content}))]
         if kind == "tool_use":
             self._close_text()
@@ -122,8 +122,8 @@ class GeminiParser(StreamParser):
 
     def _close_text(self) -> None:
         if self.answer:
-            self.text_parts.append(self.answer)
-            self.answer = ""
+            self.last_answer = self.answer.text()
+            self.answer = AnswerText()
 
     def _summary(self, name: str, params: Any) -> str:
         inp = params if isinstance(params, dict) else {}
@@ -145,7 +145,7 @@ class GeminiParser(StreamParser):
 
     def verdict(self, result: RunResult, lingered: bool) -> None:
         self._close_text()
-        result.text = self.text_parts[-1] if self.text_parts else None
+        result.text = self.last_answer
         result.model = self.model
         if self.result_obj is None:
             self.no_result(result)

@@ -52,7 +52,7 @@ class OpencodeParser(StreamParser):
 
     def __init__(self, request: RunRequest, label: str) -> None:
         super().__init__(request, label)
-        self.texts: list[str] = []
+        self.last_text: str | None = None  # the result is the last text: keep no others
         self.input_tokens = 0
         self.output_tokens = 0
         self.cost = 0.0
@@ -78,7 +78,7 @@ class OpencodeParser(StreamParser):
             return [*first, AgentEvent("other", now, f"step {self.steps} started", {})]
         if kind == "text":
             text = str(part.get("text", ""))
-            self.texts.append(text)
+            self.last_text = text
             return [*first, AgentEvent("text", now, one_line(text) or "(empty text)", clip({"text": text}))]
         if kind == "reasoning":
             thought = str(part.get("text", ""))
@@ -131,7 +131,7 @@ class OpencodeParser(StreamParser):
         ]
 
     def verdict(self, result: RunResult, lingered: bool) -> None:
-        result.text = self.texts[-1] if self.texts else None
+        result.text = self.last_text
         result.num_turns = self.steps or None
         result.duration_ms = int((time.monotonic() - self.started) * 1000)
         result.usage = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}

@@ -136,6 +136,9 @@ class GeminiParser(StreamParser):
 
     def _failure(self) -> str | None:
         res = self.result_obj or {}
+        if any("loop detected" in e.lower() for e in self.errors):
+            # Gemini CLI cuts an answer it sees repeating and still says "success" (0.61.0)
+            return "Gemini CLI stopped the answer: it detected a loop in the model's output"
         if res.get("status") == "success":
             return None
         error = res.get("error")

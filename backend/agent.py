@@ -32,6 +32,7 @@ from typing import Any
 
 import watchfiles
 
+from backend.budget import LIMITED_AGENTS, BudgetTracker, budget_note, planning_cost, task_cost
 from backend.config import Settings
 from backend.doctor import start_problems
 from backend.errors import Conflict, Invalid, NotFound, ShipyardError, describe_exception
@@ -42,6 +43,7 @@ from backend.holdpoints import hold
 from backend.models import Plan, PlanStatus, RunStats, Task, TaskStatus, TaskType, dump, utcnow
 from backend.orchestrator import (
     OrchestrationError,
+    ParsedAnswer,
     TaskSpec,
     answer_text,
     answered_in_text,
@@ -53,6 +55,7 @@ from backend.orchestrator import (
     task_schema,
 )
 from backend.reaper import MARK, RUN_MARK, kill_marked
+from backend.replan import Replanner
 from backend.runners.claude_code import ClaudeCodeRunner
 from backend.runners.core import AgentEvent, Runner, RunRequest
 from backend.runners.registry import label as agent_label
@@ -113,6 +116,10 @@ class Dispatcher:
         self._watch_stop = threading.Event()
         self._guardian: Guardian | None = None
         self.scheduler = Scheduler(store)
+        self.budget = BudgetTracker(store, settings)
+        self.scheduler.gate = self.budget.gate  # a plan at its budget starts no more tasks
+        self.replans = Replanner(self)
+        bus.add_listener(self.budget.on_event)
         bus.add_listener(self.scheduler.on_event)  # first: views are fresh before the loop wakes
         bus.add_listener(self._on_bus_event)
 
@@ -261,6 +268,7 @@ class Dispatcher:
         killed = kill_marked(self.settings.state_path)
         if killed:
             log.warning("recovery: stopped %d process(es) left by a previous server", killed)
+        self.replans.recover()  # before staged tasks are discarded: a re-plan may be publishing
         for plan in self.store.list_plans()[PlanStatus.executing.value]:
             if plan.id not in self._active_orchestrations and plan.tasks:
                 self._finish_publishing(plan)
@@ -275,7 +283,8 @@ class Dispatcher:
                                  "orchestrator was running. Retry to run it again.", tasks=[])
             log.warning("recovery: plan %s was executing; marked failed", plan.id)
         for plan in self.store.list_plans()[PlanStatus.review.value]:
-            if plan.tasks:  # approved, published, but stopped before the plan moved on
+            # approved, published, but stopped before the plan moved on (a re-plan's review is not)
+            if plan.tasks and not self.replans.in_review(plan):
                 self.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.review], proposals=None)
                 log.warning("recovery: plan %s was approved; marked done", plan.id)
         for task in self.store.list_tasks(TaskStatus.in_progress)[TaskStatus.in_progress.value]:
@@ -373,31 +382,45 @@ class Dispatcher:
             data.pop("content", None)
         data["orchestrating"] = plan.id in self._active_orchestrations
         data["review_enabled"] = self.review_enabled(plan)
-        progress = {s.value: 0 for s in TaskStatus} | {"no_changes": 0}  # no_changes ⊂ completed
-        cost = plan.orchestration.cost_usd if plan.orchestration and plan.orchestration.cost_usd else 0.0
+        progress = {s.value: 0 for s in TaskStatus} | {"no_changes": 0,  # no_changes ⊂ completed
+                                                       "superseded": 0}
+        cost = planning_cost(plan)  # the orchestration and every re-plan
         tasks = []
+        loaded: list[Task] = []
         for task_id in plan.tasks:
             try:
                 task = self.store.get_task(task_id)
             except NotFound:
                 continue
-            progress[task.status.value] += 1
+            loaded.append(task)
+            if task.superseded_by is not None:  # replaced by a re-plan: not a failure of the plan
+                progress["superseded"] += 1
+            else:
+                progress[task.status.value] += 1
             if _changed_nothing(task):
                 progress["no_changes"] += 1
-            if task.run and task.run.cost_usd:
-                cost += task.run.cost_usd
+            cost += task_cost(task)
             if not brief:
                 tasks.append({"id": task.id, "title": task.title, "status": task.status.value,
                               "task_type": task.task_type.value, "error": task.error,
-                              "outcome": task.outcome,
+                              "outcome": task.outcome, "superseded_by": task.superseded_by,
                               "files": task.files, "depends_on": task.depends_on,
                               "waiting_for": self.waiting_for(task)})
         progress["total"] = len(plan.tasks)
         data["progress"] = progress
         data["total_cost_usd"] = round(cost, 6)
+        data["budget"] = self.budget.state(plan.id)
+        data["replan"] = self.replans.describe(plan, loaded)
         if not brief:
             data["task_details"] = tasks
         return data
+
+    def set_budget(self, plan_id: str, limit: float | None) -> Plan:
+        """Change a plan's spending limit (None: the setting's), in any status; a raise releases
+        the plan's tasks waiting on it (the plan.updated event wakes the task loop)."""
+        plan = self.store.update_plan(plan_id, max_cost_usd=limit)
+        self._plan_note(plan_id, budget_note(self.budget.state(plan_id)), kind="budget")
+        return plan
 
     def review_enabled(self, plan: Plan) -> bool:
         """Whether this plan's tasks wait for review: the plan's own choice, else the setting."""
@@ -540,55 +563,14 @@ class Dispatcher:
         if base_commit is None:
             raise OrchestrationError(f"the base branch {base} has no commits yet: make a first commit.")
         agent = plan.orchestrator_agent or settings.planner_agent
-        workers = plan.agent or settings.agent
         self._plan_note(plan.id, f"orchestrator ({agent_label(agent)}, read-only) starting on "
                         f"{settings.name} (base {base})", agent=agent)
         if stop.is_set():
             raise OrchestrationError(self._stopped_reason())
 
-        said: list[str] = []  # every text the model wrote: the JSON may precede a closing remark
-
-        def on_event(event: AgentEvent) -> None:
-            # once each: a model nudged to answer through StructuredOutput often repeats itself
-            if event.kind == "text" and isinstance(event.data.get("text"), str) \
-                    and event.data["text"] not in said:
-                said.append(event.data["text"])
-            self.bus.publish("plan.log", {"plan_id": plan.id, "event": event.to_dict()})
-
-        choice = plan.agent_per_task
-        request = RunRequest(
-            prompt=build_user_message(plan),
-            cwd=settings.project_dir,
-            append_system_prompt=build_system_prompt(settings.name, settings.max_tasks,
-                                                     workers if choice else None),
-            tools=list(READ_ONLY_TOOLS),
-            disallowed_tools=list(WRITE_TOOLS),
-            json_schema=task_schema(settings.max_tasks, choice),
-            model=settings.model_for(agent, orchestrator=True),
-            extra_args=settings.extra_args_for(agent, orchestrator=True),
-            env={MARK: str(settings.state_path), RUN_MARK: f"plan-{plan.id}"},
-            timeout_s=settings.orchestrator_timeout_s,
-            idle_timeout_s=settings.idle_timeout_s,
-            log_path=self.store.plan_log_path(plan.id),
-            read_only=True,
-            state_dir=self.agents_dir,
-        )
-        result = self.runner_for(agent).run(request, on_event=on_event, cancel=stop)
-        usage = result.usage or {}
-        stats = RunStats(agent=agent, model=result.model, outcome=result.outcome, cost_usd=result.cost_usd,
-                         input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"),
-                         num_turns=result.num_turns, duration_ms=result.duration_ms,
-                         session_id=result.session_id)
-        self.store.update_plan(plan.id, orchestration=dump(stats))
-        # A run that ended normally but answered in text instead of through StructuredOutput is
-        # not a failure here: the answer may still be in the text (fenced JSON or a bare object).
-        in_text = answered_in_text(result)
-        if not result.ok and not in_text:
-            raise OrchestrationError(self._stopped_reason() if result.outcome == "cancelled"
-                                     else f"the orchestrator failed: {result.reason}")
-        if in_text:
-            self._plan_note(plan.id, "no StructuredOutput call; looking for JSON in the answer text")
-        answer = parse_answer(result.structured_output, answer_text(said, result), settings.max_tasks, choice)
+        answer, _stats = self.run_orchestrator(
+            plan, build_user_message(plan), stop, budget_usd=self.budget.remaining(plan.id),
+            on_stats=lambda stats: self.store.update_plan(plan.id, orchestration=dump(stats)))
         for note in answer.notes:
             self._plan_note(plan.id, note, kind="warning")
         if stop.is_set():
@@ -607,6 +589,66 @@ class Dispatcher:
                         kind="tasks", task_ids=task_ids)
         hold("plan.published")
         self.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.executing])
+
+    def run_orchestrator(self, plan: Plan, message: str, stop: threading.Event,
+                         extra_prompt: str = "", budget_usd: float | None = None,
+                         on_stats: Any = None) -> tuple[ParsedAnswer, RunStats]:
+        """One read-only orchestrator run on ``message``; the validated answer and what it cost.
+
+        Start and re-plan (backend/replan.py) share it: same agent, tools, schema and
+        validation. ``extra_prompt`` is appended to the orchestrator's instructions;
+        ``budget_usd`` is Claude Code's ``--max-budget-usd``; ``on_stats`` receives the
+        run's figures before the answer is validated (so a bad answer is still paid for).
+        """
+        settings = self.settings
+        agent = plan.orchestrator_agent or settings.planner_agent
+        workers = plan.agent or settings.agent
+        said: list[str] = []  # every text the model wrote: the JSON may precede a closing remark
+
+        def on_event(event: AgentEvent) -> None:
+            # once each: a model nudged to answer through StructuredOutput often repeats itself
+            if event.kind == "text" and isinstance(event.data.get("text"), str) \
+                    and event.data["text"] not in said:
+                said.append(event.data["text"])
+            self.bus.publish("plan.log", {"plan_id": plan.id, "event": event.to_dict()})
+
+        choice = plan.agent_per_task
+        request = RunRequest(
+            prompt=message,
+            cwd=settings.project_dir,
+            append_system_prompt=build_system_prompt(settings.name, settings.max_tasks,
+                                                     workers if choice else None) + extra_prompt,
+            tools=list(READ_ONLY_TOOLS),
+            disallowed_tools=list(WRITE_TOOLS),
+            json_schema=task_schema(settings.max_tasks, choice),
+            model=settings.model_for(agent, orchestrator=True),
+            extra_args=settings.extra_args_for(agent, orchestrator=True),
+            env={MARK: str(settings.state_path), RUN_MARK: f"plan-{plan.id}"},
+            timeout_s=settings.orchestrator_timeout_s,
+            idle_timeout_s=settings.idle_timeout_s,
+            log_path=self.store.plan_log_path(plan.id),
+            read_only=True,
+            state_dir=self.agents_dir,
+            max_budget_usd=budget_usd if agent in LIMITED_AGENTS else None,
+        )
+        result = self.runner_for(agent).run(request, on_event=on_event, cancel=stop)
+        usage = result.usage or {}
+        stats = RunStats(agent=agent, model=result.model, outcome=result.outcome, cost_usd=result.cost_usd,
+                         input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"),
+                         num_turns=result.num_turns, duration_ms=result.duration_ms,
+                         session_id=result.session_id)
+        if on_stats is not None:
+            on_stats(stats)
+        # A run that ended normally but answered in text instead of through StructuredOutput is
+        # not a failure here: the answer may still be in the text (fenced JSON or a bare object).
+        in_text = answered_in_text(result)
+        if not result.ok and not in_text:
+            raise OrchestrationError(self._stopped_reason() if result.outcome == "cancelled"
+                                     else f"the orchestrator failed: {result.reason}")
+        if in_text:
+            self._plan_note(plan.id, "no StructuredOutput call; looking for JSON in the answer text")
+        answer = parse_answer(result.structured_output, answer_text(said, result), settings.max_tasks, choice)
+        return answer, stats
 
     def _stopped_reason(self) -> str:
         """Why an orchestration was stopped: the user's cancel, or the server shutting down."""
@@ -663,6 +705,8 @@ class Dispatcher:
 
     def approve_plan(self, plan_id: str) -> Plan:
         """Publish a reviewed plan's proposals as tasks, all at once, exactly as orchestration does."""
+        if self.replans.in_review(self._review_plan(plan_id)):  # checked again under the lock
+            return self.replans.approve(plan_id)
         with self._plan_lock:
             plan = self._review_plan(plan_id)
             checked = check_tasks(plan.proposals or [], self.settings.max_tasks, agent_choice=True)
@@ -685,6 +729,8 @@ class Dispatcher:
 
     def discard_plan(self, plan_id: str) -> Plan:
         """Drop a reviewed plan's proposals (kept readable in the plan log); back to ready."""
+        if self.replans.in_review(self._review_plan(plan_id)):
+            return self.replans.discard(plan_id)
         with self._plan_lock:
             plan = self._review_plan(plan_id)
             self._plan_note(plan_id, f"discarded {len(plan.proposals or [])} proposed task(s); "
@@ -694,7 +740,8 @@ class Dispatcher:
 
     def _create_task(self, title: str, content: str, task_type: TaskType | str = TaskType.feature,
                      plan_id: str | None = None, *, files: list[str] | None = None,
-                     depends_on: list[str] | None = None, agent: str | None = None) -> Task:
+                     depends_on: list[str] | None = None, agent: str | None = None,
+                     max_turns: int | None = None) -> Task:
         """Create a task (the seed's name).
 
         With a ``plan_id`` the task is staged, invisible to workers, until
@@ -703,12 +750,13 @@ class Dispatcher:
         """
         if plan_id is None:
             return self.store.create_task(title, content, task_type, files=files, depends_on=depends_on,
-                                          agent=agent)
+                                          agent=agent, max_turns=max_turns)
         return self.store.create_task(title, content, task_type, plan_id=plan_id, staged=True,
-                                      files=files, depends_on=depends_on, agent=agent)
+                                      files=files, depends_on=depends_on, agent=agent, max_turns=max_turns)
 
     def create_standalone_task(self, title: str, content: str, task_type: TaskType | str,
-                               files: list[str], depends_on: list[str], agent: str | None = None) -> Task:
+                               files: list[str], depends_on: list[str], agent: str | None = None,
+                               max_turns: int | None = None) -> Task:
         """``POST /agent/tasks``: check the paths and that every dependency exists, then create."""
         dropped = [path for path in files if clean_path(path) is None]
         cleaned = list(dict.fromkeys(p for p in (clean_path(f) for f in files) if p))
@@ -721,7 +769,8 @@ class Dispatcher:
         if missing:
             raise NotFound("depends_on names no task with id " + ", ".join(missing) + ".")
         task = self._create_task(title, content, task_type, files=cleaned,
-                                 depends_on=list(dict.fromkeys(depends_on)), agent=agent or self.settings.agent)
+                                 depends_on=list(dict.fromkeys(depends_on)), agent=agent or self.settings.agent,
+                                 max_turns=max_turns)
         if dropped:
             event = {"kind": "warning", "ts": time.time(), "data": {"dropped": dropped},
                      "summary": "dropped files entries (absolute or outside the repository): "
@@ -825,6 +874,7 @@ class Dispatcher:
     def rerun_task(self, task_id: str) -> Task:
         self._settle_if_orphaned(task_id, "its run had ended without an outcome")
         task = self.store.get_task(task_id)
+        self.replans.check_rerun(task)
         if not (task.status == TaskStatus.failed or _changed_nothing(task)):
             raise Conflict(f"task {task_id} is {task.status.value}; only a failed task, or one that "
                            "changed nothing, can be rerun.")
@@ -891,7 +941,8 @@ class Dispatcher:
 
     # ---------------------------------------------------------------- loop
     def _on_bus_event(self, event: Event) -> None:
-        if event.type in ("task.created", "task.status", "dispatcher.wake"):
+        # plan.updated: a raised budget may release the plan's waiting tasks
+        if event.type in ("task.created", "task.status", "dispatcher.wake", "plan.updated"):
             with self._wake:
                 self._dirty = True
                 if event.type == "dispatcher.wake":

@@ -35,6 +35,7 @@ from backend.errors import ShipyardError, resource_problem
 from backend.events import EventBus
 from backend.models import (
     PlanCreate,
+    PlanReplan,
     PlanStart,
     PlanStatus,
     PlanUpdate,
@@ -135,6 +136,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
             "agents": {"default": settings.agent, "orchestrator": settings.planner_agent,
                        "available": [{"name": n, "label": agent_label(n)} for n in AGENT_NAMES]},
             "load": {**gate.report(), **ConnectionLimits.report()},
+            "limits": {"max_plan_cost_usd": settings.max_plan_cost_usd, "max_turns": settings.max_turns},
         }
 
     # ---------------------------------------------------------------- trust
@@ -193,7 +195,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         plan = store.create_plan(body.title, body.summary, body.content)
         if body.review is not None:
             plan = store.update_plan(plan.id, review=body.review)
-        choices = body.model_dump(include={"agent", "orchestrator_agent", "agent_per_task"},
+        choices = body.model_dump(include={"agent", "orchestrator_agent", "agent_per_task", "max_cost_usd"},
                                   exclude_none=True)
         if choices:
             plan = store.update_plan(plan.id, **choices)
@@ -205,8 +207,13 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
 
     @app.patch("/agent/plans/{plan_id}", tags=["plans"])
     def update_plan(plan_id: str, body: PlanUpdate) -> dict[str, Any]:
-        fields = body.model_dump(exclude_none=True)
-        plan = store.update_plan(plan_id, expect=[PlanStatus.draft, PlanStatus.ready], **fields)
+        """Edit a draft or ready plan; its budget (``max_cost_usd``, null: the setting) at any time."""
+        fields = body.model_dump(exclude_none=True, exclude={"max_cost_usd"})
+        plan = store.get_plan(plan_id)
+        if fields:
+            plan = store.update_plan(plan_id, expect=[PlanStatus.draft, PlanStatus.ready], **fields)
+        if "max_cost_usd" in body.model_fields_set:
+            plan = disp.set_budget(plan_id, body.max_cost_usd)
         return disp.describe_plan(plan)
 
     @app.post("/agent/plans/{plan_id}/ready", tags=["plans"])
@@ -225,9 +232,18 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     @app.post("/agent/plans/{plan_id}/start", status_code=202, tags=["plans"])
     def start_plan(plan_id: str, body: PlanStart | None = None) -> dict[str, Any]:
         """Start orchestration; ``{"review": true}`` holds the tasks for review first; agents may be chosen."""
-        choices = body.model_dump(include={"agent", "orchestrator_agent", "agent_per_task"},
+        choices = body.model_dump(include={"agent", "orchestrator_agent", "agent_per_task", "max_cost_usd"},
                                   exclude_none=True) if body else None
         return disp.start_plan(plan_id, choices, review=body.review if body else None)
+
+    @app.post("/agent/plans/{plan_id}/replan", status_code=202, tags=["plans"])
+    def replan_plan(plan_id: str, body: PlanReplan | None = None) -> dict[str, Any]:
+        """Re-plan after failed tasks: the orchestrator proposes replacements for the remaining work.
+
+        409 (with the reason) unless the plan is done, has failed tasks and none still running or
+        waiting, and is within its budget. The replacements run on the plan branch (after review
+        when review is on); the failed tasks they replace become ``superseded_by`` the re-plan."""
+        return disp.replans.start(plan_id, review=body.review if body else None)
 
     @app.get("/agent/plans/{plan_id}/proposals", tags=["review"])
     def get_proposals(plan_id: str) -> dict[str, Any]:
@@ -319,7 +335,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     def create_task(body: TaskCreate) -> dict[str, Any]:
         """Create a standalone task; ``depends_on`` names task ids that must complete first."""
         task = disp.create_standalone_task(body.title, body.content, body.task_type, body.files,
-                                           body.depends_on, agent=body.agent)
+                                           body.depends_on, agent=body.agent, max_turns=body.max_turns)
         return disp.task_view(task)
 
     @app.get("/agent/standalone", tags=["tasks"])

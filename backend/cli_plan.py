@@ -33,17 +33,24 @@ from backend.client import Client
 
 plan_app = typer.Typer(help="Create, start and follow plans.", no_args_is_help=True)
 
+MaxCostOpt = Annotated[float | None, typer.Option(
+    "--max-cost", min=0.0001, help="Spending limit of the plan in USD (default: the max_plan_cost_usd setting).")]
+
 
 @plan_app.command("new")
 def plan_new(
     title: Annotated[str, typer.Option(help="Plan title.")],
     file: Annotated[Path | None, typer.Option(help="Markdown file (default: stdin).")] = None,
     summary: Annotated[str, typer.Option(help="One-paragraph summary.")] = "",
+    max_cost: MaxCostOpt = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Create a draft plan from a markdown file or standard input."""
     body = read_body(file)
-    plan = call(connect().post, "/agent/plans", json={"title": title, "summary": summary, "content": body})
+    request = {"title": title, "summary": summary, "content": body}
+    if max_cost is not None:
+        request["max_cost_usd"] = max_cost
+    plan = call(connect().post, "/agent/plans", json=request)
     if json_out:
         print_json(plan)
     else:
@@ -93,14 +100,21 @@ def plan_show(plan_id: str, json_out: JsonFlag = False) -> None:
     if plan.get("task_details"):
         out("\ntasks:")
         for task in plan["task_details"]:
-            out(f"  {task['id']}  {task['status']:<11}  {task['title']}")
+            superseded = f" (superseded by re-plan {task['superseded_by']})" if task.get("superseded_by") else ""
+            out(f"  {task['id']}  {task['status']:<11}  {task['title']}{superseded}")
             for wait in task.get("waiting_for") or []:
                 out(f"      {wait['text']}")
-    out(f"\ncost: ${plan.get('total_cost_usd', 0):.4f}")
+    budget = plan.get("budget") or {}
+    limit = f" of ${budget['limit']:.4f} budget{' (reached)' if budget.get('reached') else ''}" \
+        if budget.get("limit") is not None else ""
+    out(f"\ncost: ${plan.get('total_cost_usd', 0):.4f}{limit}")
+    replan = plan.get("replan") or {}
+    if replan.get("possible"):
+        out(f"failed tasks can be re-planned: shipyard plan replan {plan['id']}")
 
 
-def _start(client: Client, plan_id: str, review: bool | None = None) -> None:
-    body = {"review": review} if review is not None else None
+def _start(client: Client, plan_id: str, review: bool | None = None, max_cost: float | None = None) -> None:
+    body = {k: v for k, v in (("review", review), ("max_cost_usd", max_cost)) if v is not None} or None
     answer = call(client.post, f"/agent/plans/{plan_id}/start", json=body)
     out(f"plan {answer['plan_id']}: {answer['status']}")
 
@@ -112,13 +126,14 @@ def plan_start(
     review: Annotated[bool | None, typer.Option(
         "--review/--no-review", help="Hold the tasks for review before any runs "
         "(default: the plan's choice, else the review_tasks setting).")] = None,
+    max_cost: MaxCostOpt = None,
 ) -> None:
     """Start the orchestrator on a plan; with --follow, stream what it does and print the tasks."""
     client = connect()
     if follow:  # the stream is opened first, then the plan started: no event is missed or stale
-        _follow_plan(client, plan_id, on_ready=lambda: _start(client, plan_id, review))
+        _follow_plan(client, plan_id, on_ready=lambda: _start(client, plan_id, review, max_cost))
     else:
-        _start(client, plan_id, review)
+        _start(client, plan_id, review, max_cost)
 
 
 def _follow_plan(client: Client, plan_id: str, on_ready: Any = None) -> None:
@@ -262,6 +277,70 @@ def plan_retry(plan_id: str, follow: Annotated[bool, typer.Option(help="Stream p
         _follow_plan(client, plan_id, on_ready=lambda: _start(client, plan_id))
     else:
         _start(client, plan_id)
+
+
+@plan_app.command("replan")
+def plan_replan(
+    plan_id: str,
+    review: Annotated[bool | None, typer.Option(
+        "--review/--no-review", help="Hold the replacement tasks for review (default: the plan's choice).")] = None,
+    follow: Annotated[bool, typer.Option(help="Stream the orchestrator until it has answered.")] = False,
+) -> None:
+    """Re-plan after failed tasks: the orchestrator proposes replacements for the remaining work.
+
+    They run on the plan's branch; the failed tasks they replace are marked superseded.
+    """
+    client = connect()
+    body = {"review": review} if review is not None else None
+
+    def begin() -> None:
+        answer = call(client.post, f"/agent/plans/{plan_id}/replan", json=body)
+        out(f"plan {plan_id}: re-plan {answer['replan']} started, replacing {len(answer['replaces'])} task(s)")
+
+    if not follow:
+        begin()
+        return
+
+    def handle(event: dict[str, Any]) -> bool:
+        if event.get("plan_id") == plan_id and event["type"] == "plan.log":
+            print_event("  ", event.get("event", {}))
+        return bool(event["type"] == "plan.orchestration" and event.get("plan_id") == plan_id
+                    and not event.get("active"))
+
+    def finished() -> bool:
+        return not call(client.get, f"/agent/plans/{plan_id}")["orchestrating"]
+
+    follow_events(client, "plan", handle, finished, f"shipyard plan show {plan_id}", on_ready=begin)
+    plan = call(client.get, f"/agent/plans/{plan_id}")
+    last = (plan.get("replans") or [{}])[-1]
+    if last.get("state") == "failed":
+        fail(f"re-plan failed: {last.get('error')}")
+    if plan["status"] == "review":
+        _print_proposals(plan.get("proposals") or [])
+        out(f"\napprove them: shipyard plan approve {plan_id} (or discard)")
+        return
+    out(f"re-plan {last.get('number')} created {len(last.get('tasks') or [])} replacement task(s)", bold=True)
+
+
+@plan_app.command("budget")
+def plan_budget(
+    plan_id: str,
+    usd: Annotated[str, typer.Argument(help="The new limit in USD, or 'none' for the max_plan_cost_usd setting.")],
+) -> None:
+    """Set a plan's spending limit at any time; raising it releases tasks waiting on the budget."""
+    if usd.strip().lower() in ("none", "default", "unset"):
+        value: float | None = None
+    else:
+        try:
+            value = float(usd)
+        except ValueError:
+            fail(f"not an amount: {usd!r} (give dollars, e.g. 2.50, or 'none').")
+            return
+    plan = call(connect().patch, f"/agent/plans/{plan_id}", json={"max_cost_usd": value})
+    budget = plan.get("budget") or {}
+    limit = "no limit" if budget.get("limit") is None else f"${budget['limit']:.4f}"
+    out(f"plan {plan_id}: budget {limit}; ${budget.get('spent', 0):.4f} spent"
+        + (" (reached: waiting tasks do not start)" if budget.get("reached") else ""))
 
 
 @plan_app.command("land")

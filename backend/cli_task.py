@@ -54,11 +54,15 @@ def task_new(
         "--depends-on", help="Id of a task that must complete first (repeatable).")] = None,
     files: Annotated[list[str] | None, typer.Option(
         "--files", help="A path the task will change (repeatable).")] = None,
+    max_turns: Annotated[int | None, typer.Option(
+        "--max-turns", min=1, help="Turn limit for the task's agent (default: the max_turns setting).")] = None,
 ) -> None:
     """Create a standalone task (it starts as soon as a worker is free and its dependencies are done)."""
-    task = call(connect().post, "/agent/tasks",
-                 json={"title": title, "content": read_body(file), "task_type": task_type,
-                       "depends_on": depends_on or [], "files": files or []})
+    body = {"title": title, "content": read_body(file), "task_type": task_type,
+            "depends_on": depends_on or [], "files": files or []}
+    if max_turns is not None:
+        body["max_turns"] = max_turns
+    task = call(connect().post, "/agent/tasks", json=body)
     out(f"created task {task['id']}: {task['title']}")
     for wait in task.get("waiting_for") or []:
         out(f"  {wait['text']}")

@@ -175,6 +175,19 @@ class Settings(BaseModel):
         description="Shell command run on the integrated result; a failure rejects the task.",
     )
     test_timeout_s: float = Field(default=600, gt=0, description="Limit for test_command.")
+    max_plan_cost_usd: float | None = Field(
+        default=None, gt=0,
+        description="Spending limit per plan in USD: orchestration, re-plans and every task attempt "
+        "add up; at the limit the plan's waiting tasks do not start (\"budget reached\") and each "
+        "Claude Code run gets the remaining amount as --max-budget-usd. A plan can set its own "
+        "(max_cost_usd at creation, Start or PATCH). Unset: no limit.",
+    )
+    max_turns: int | None = Field(
+        default=None, ge=1,
+        description="Turn limit for each task agent (Claude Code --max-turns; a task can set its own). "
+        "Codex, Gemini CLI and opencode have no such flag: the task log notes that it was not applied. "
+        "Unset: no limit.",
+    )
 
     #: Commands that came from a shipyard.yaml tracked by git (see backend/trust.py).
     _committed_commands: dict[str, Any] = PrivateAttr(default_factory=dict)

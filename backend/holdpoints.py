@@ -21,6 +21,7 @@ HOLD_ENV = "SHIPYARD_TEST_HOLD"
 POINTS = frozenset({
     "task.integrated",   # the target branch has moved; the task is not yet completed
     "plan.published",    # a plan's tasks are pending; the plan is not yet done
+    "replan.recorded",   # a re-plan's replacement tasks are recorded on the plan, still staged
 })
 
 

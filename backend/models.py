@@ -121,6 +121,26 @@ class RunStats(BaseModel):
     session_id: str | None = None
 
 
+class Replan(BaseModel):
+    """One re-planning of a plan after failures (see backend/replan.py).
+
+    ``state``: orchestrating → review (proposals await Approve) → publishing → done;
+    or failed / discarded. ``replaces`` are the failed tasks (and the tasks they held)
+    that the replacement ``tasks`` take over; those are marked superseded once published.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    number: int
+    state: str = "orchestrating"
+    started: str = Field(default_factory=utcnow)
+    finished: str | None = None
+    replaces: list[str] = Field(default_factory=list)
+    tasks: list[str] = Field(default_factory=list)
+    run: RunStats | None = None
+    error: str | None = None
+
+
 class Plan(BaseModel):
     """A plan as stored in ``plans/<status>/<id>.plan.json``. The folder is the status."""
 
@@ -151,6 +171,10 @@ class Plan(BaseModel):
     #: Let the orchestrator choose an agent per task (an optional "agent" in its task JSON).
     agent_per_task: bool = False
     chat_id: str | None = None  # the chat the plan was written in (backend/chat.py), if any
+    #: Spending limit of this plan in USD (None: the max_plan_cost_usd setting; see backend/budget.py).
+    max_cost_usd: float | None = None
+    #: Re-plannings after failed tasks, oldest first (backend/replan.py).
+    replans: list[Replan] = Field(default_factory=list)
 
 
 class Task(BaseModel):
@@ -186,6 +210,11 @@ class Task(BaseModel):
     error: str | None = None
     #: The agent that carries the task out (None: the plan's, else the ``agent`` setting).
     agent: str | None = None
+    #: Turn limit for the task's agent (None: the ``max_turns`` setting).
+    max_turns: int | None = None
+    #: A failed (or held) task that a re-plan replaced: the number of that re-plan. It stays
+    #: visible, but no longer counts as a failure of its plan (backend/replan.py).
+    superseded_by: int | None = None
 
     @field_validator("title")
     @classmethod
@@ -223,6 +252,9 @@ class PlanCreate(_Body):
     agent_per_task: StrictBool | None = None
     review: StrictBool | None = Field(default=None, description="Hold the orchestrator's tasks for review "
                                       "before they run (default: the review_tasks setting).")
+    max_cost_usd: float | None = Field(default=None, gt=0, le=1_000_000,
+                                       description="Spending limit of the plan in USD (default: the "
+                                       "max_plan_cost_usd setting).")
 
     @field_validator("title")
     @classmethod
@@ -254,6 +286,10 @@ class PlanUpdate(_Body):
     orchestrator_agent: AgentName | None = Field(default=None,
                                                  description="Agent that plans (default: the setting).")
     agent_per_task: StrictBool | None = None
+    max_cost_usd: float | None = Field(default=None, gt=0, le=1_000_000,
+                                       description="Spending limit of the plan in USD; may be changed "
+                                       "at any time (raising it releases tasks waiting on the budget); "
+                                       "null goes back to the max_plan_cost_usd setting.")
 
     @field_validator("title")
     @classmethod
@@ -280,6 +316,16 @@ class PlanStart(_Body):
     orchestrator_agent: AgentName | None = Field(default=None,
                                                  description="Agent that plans (default: the setting).")
     agent_per_task: StrictBool | None = None
+    max_cost_usd: float | None = Field(default=None, gt=0, le=1_000_000,
+                                       description="Spending limit of the plan in USD (default: the "
+                                       "max_plan_cost_usd setting).")
+
+
+class PlanReplan(_Body):
+    """Optional body of ``POST /agent/plans/{id}/replan``."""
+
+    review: StrictBool | None = Field(default=None, description="Hold the replacement tasks for review "
+                                      "(default: the plan's review choice).")
 
 
 class TaskCreate(_Body):
@@ -293,6 +339,8 @@ class TaskCreate(_Body):
         default_factory=list, max_length=500, description="ids of tasks that must complete first (404 if one "
         "does not exist)")
     agent: AgentName | None = Field(default=None, description="Agent for the task (default: the setting).")
+    max_turns: int | None = Field(default=None, ge=1, le=10_000,
+                                  description="Turn limit for the task's agent (default: the max_turns setting).")
 
     @field_validator("title")
     @classmethod

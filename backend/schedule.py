@@ -50,10 +50,11 @@ class Wait:
 
     task_id: str
     title: str
-    reason: str  # "dependency" | "overlap"
+    reason: str  # "dependency" | "overlap" | "budget" (task_id empty: the plan's budget is spent)
     status: str  # that task's status ("missing" when it no longer exists)
     paths: list[str] = field(default_factory=list)  # overlapping paths (reason "overlap")
     held: bool = False  # that task failed or is itself held: only a rerun releases this one
+    detail: str = ""  # the sentence of a plan-level wait (reason "budget")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -184,6 +185,8 @@ class Scheduler:
         self._plan_order: dict[str, list[str]] = {}
         self._views: dict[str, dict[str, list[Wait]]] = {}
         self.computations = 0  # how many group passes were made (for tests and benchmarks)
+        #: plan id -> the plan-level wait holding all its pending tasks (the budget), or None
+        self.gate: Callable[[str], Wait | None] | None = None
 
     # ------------------------------------------------------------------ index
     def reload(self) -> None:
@@ -295,7 +298,13 @@ class Scheduler:
         with self._lock:
             ordered = sorted(self._pending.items(), key=lambda item: (item[1][0], item[0]))
             out = []
+            gated: dict[str, bool] = {}
             for task_id, (_created, group) in ordered:
+                if group != STANDALONE and self.gate is not None:
+                    if group not in gated:
+                        gated[group] = self.gate(group) is not None
+                    if gated[group]:
+                        continue
                 view = self._view(group)
                 waits = view.get(task_id)
                 if waits is None:  # not (yet) listed in its plan: judge it on its own
@@ -314,8 +323,11 @@ class Scheduler:
         with self._lock:
             view = self._view(task.plan_id or STANDALONE)
             if task.id in view:
-                return view[task.id]
-            return compute_waits([Member.of(task)], self._lookup).get(task.id, [])
+                waits = view[task.id]
+            else:
+                waits = compute_waits([Member.of(task)], self._lookup).get(task.id, [])
+        plan_wait = self.gate(task.plan_id) if task.plan_id and self.gate is not None else None
+        return [*waits, plan_wait] if plan_wait is not None else waits
 
     def blocked(self, task: Task) -> bool:
         return bool(self.waits_for(task))
@@ -376,6 +388,8 @@ def dependents_of(task_id: str, tasks: Iterable[Task]) -> list[Task]:
 
 def describe_wait(wait: Wait) -> str:
     """One line a person reads on a card: 'waits for "Add the model" — both change app/models.py'."""
+    if wait.reason == "budget":
+        return wait.detail or "budget reached"
     if wait.reason == "overlap":
         paths = ", ".join(wait.paths)
         return f"waits for \u201c{wait.title}\u201d \u2014 both change {paths}"

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from backend.budget import run_limits
 from backend.errors import NotFound, ShipyardError, describe_exception
 from backend.git import GitError
 from backend.holdpoints import hold
@@ -241,7 +242,16 @@ class TaskRun:
         return self._run_once(previous, resume=None)
 
     def _run_once(self, previous: str | None, resume: str | None) -> RunResult:
+        limits = run_limits(self.disp.budget, self.settings, self.task, self.agent)
+        for note in limits.pop("notes"):
+            self.note(note, kind="warning")
+        if limits["max_turns"] is not None or limits["max_budget_usd"] is not None:
+            self.note("limits: " + ", ".join(
+                f"{flag} {value:g}" for flag, value in (("--max-turns", limits["max_turns"]),
+                                                       ("--max-budget-usd", limits["max_budget_usd"]))
+                if value is not None), kind="limits", **limits)
         request = RunRequest(
+            **limits,
             prompt=build_prompt(self.disp, self.task, previous),
             cwd=self.worktree,
             append_system_prompt=AGENT_INSTRUCTIONS.format(project=self.settings.name, branch=self.branch),

@@ -112,6 +112,14 @@ class DiffOps(RefOps):
         )
         return [_decode_path(p) for p in proc.stdout.split(b"\0") if p]
 
+    def diff_stat(self, base: str, tip: str, width: int = 120) -> str:
+        """``git diff --stat base...tip``: what changed on ``tip``, one line per file (re-plan context)."""
+        b = self._require(base, "revision")
+        t = self._require(tip, "revision")
+        proc = self._git("diff", f"--stat={width}", "--no-ext-diff", f"{b}...{t}", "--",
+                         what=f"summarise the changes in {base}...{tip}")
+        return _decode(proc.stdout).rstrip()
+
     def _diff_names(self, old: str, new: str, diff_filter: str) -> list[str]:
         proc = self._git(
             "diff", "--name-only", "-z", "--no-renames", f"--diff-filter={diff_filter}",

@@ -309,7 +309,8 @@ class Store:
 
     def create_task(self, title: str, content: str, task_type: TaskType | str = TaskType.feature,
                     plan_id: str | None = None, staged: bool = False, files: list[str] | None = None,
-                    depends_on: list[str] | None = None, agent: str | None = None) -> Task:
+                    depends_on: list[str] | None = None, agent: str | None = None,
+                    max_turns: int | None = None) -> Task:
         """Write a new task file.
 
         ``staged`` tasks go to ``tasks/.staging/<plan_id>/`` where no worker
@@ -319,7 +320,8 @@ class Store:
             validate_id(plan_id, "plan")
         task = Task(id=new_id(), title=title,
                     content=content, task_type=TaskType(task_type), plan_id=plan_id,
-                    files=list(files or []), depends_on=list(depends_on or []), agent=agent)
+                    files=list(files or []), depends_on=list(depends_on or []), agent=agent,
+                    max_turns=max_turns)
         with self.lock:
             if staged:
                 if plan_id is None:

@@ -69,18 +69,22 @@ function taskSig(t) {
   const plan = t.plan_id ? S.plans.get(t.plan_id) : null;
   return [t.title, t.status, t.outcome, t.task_type, plan ? plan.title : t.plan_id, t.attempts, t.error,
     t.run && t.run.cost_usd, t.run && t.run.duration_ms, S.activity.get(`task:${t.id}`), waitLine(t), t.agent,
-    t.run && t.run.model, t.run && t.run.output_tokens].join("\u0001");
+    t.run && t.run.model, t.run && t.run.output_tokens, t.superseded_by].join("\u0001");
 }
 function fillTaskCard(el, t) {
   const plan = t.plan_id ? S.plans.get(t.plan_id) : null;
   const activity = S.activity.get(`task:${t.id}`);
   el.dataset.status = t.status;
+  if (t.superseded_by != null) el.dataset.superseded = String(t.superseded_by); // replaced by a re-plan
+  else delete el.dataset.superseded;
   el.setAttribute("aria-label", `Task: ${t.title} (${TASK_LABEL[t.status] || t.status})`);
   fill(el,
     h("div", { class: "card-top" },
       h("span", { class: "chip" }, t.task_type || "task"),
       t.status === "in_progress" ? h("span", { class: "badge", "data-status": "in_progress" },
         h("span", { class: "spinner" }), "running") : null,
+      t.superseded_by != null ? h("span", { class: "badge", "data-status": "superseded",
+        title: `Replaced by re-plan ${t.superseded_by} of its plan` }, "superseded") : null,
       changedNothing(t) ? h("span", { class: "badge", "data-status": "no_changes",
         title: "The agent changed nothing; it can be rerun" }, "no changes") : null,
       t.attempts > 1 ? h("span", { class: "chip", title: "attempts" }, `try ${t.attempts}`) : null,
@@ -96,7 +100,8 @@ function fillTaskCard(el, t) {
         fmtDuration(t.run.duration_ms)) : null) : null,
     t.status === "in_progress" && activity ? h("div", { class: "card-activity", title: activity }, activity) : null,
     t.status === "failed" && t.error ? h("div", { class: "card-error" }, t.error) : null,
-    waitLine(t) ? h("div", { class: `card-wait${taskWaits(t).some((w) => w.held) ? " held" : ""}` }, waitLine(t)) : null,
+    waitLine(t) ? h("div", { class: `card-wait${taskWaits(t).some((w) => w.held) ? " held" : ""}`, title: waitLine(t) },
+      waitLine(t)) : null,
   );
 }
 

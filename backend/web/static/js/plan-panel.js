@@ -18,6 +18,8 @@ import { closePanel, isOpen } from "./router.js";
 import { PLAN_LABEL, S, TASK_LABEL, dirty, dropPlan, isOrchestrating, planRecord, planStats, planTaskIds,
   setPlan } from "./store.js";
 import { computeWaits, planItems, shapeView, taskLink } from "./shape.js";
+import { budgetNotice, money, planBudget } from "./budget.js";
+import { afterDiscard, inReplanReview, replanAction, replanNotice, replanSig } from "./replan.js";
 import { scheduleFlush } from "./stream.js";
 import { toast } from "./toast.js";
 import { DetailView } from "./view.js";
@@ -44,11 +46,13 @@ export class PlanView extends DetailView {
     this.feedHeadAside = h("span", { class: "aside" });
     this.tasksEl = h("div");
     this.reviewEl = h("div");
+    this.replanEl = h("div", { "aria-live": "polite" });
+    this.budgetEl = h("div");
     this.shapeEl = h("div");
     this.shapeSection = h("section", { class: "section plan-shape", "aria-label": "Shape", hidden: true },
       h("div", { class: "section-head" }, "Shape", h("span", { class: "aside" }, "waves run in order")), this.shapeEl);
     this.tasksAside = h("span", { class: "aside" });
-    this.root = this.frame(this.reviewEl, this.landEl, this.shapeSection, this.contentEl,
+    this.root = this.frame(this.reviewEl, this.replanEl, this.budgetEl, this.landEl, this.shapeSection, this.contentEl,
       h("section", { class: "section orchestrator", "aria-label": "Orchestrator" },
         h("div", { class: "section-head" }, "Orchestrator", this.feedHeadAside), this.feed.el),
       h("section", { class: "section plan-tasks", "aria-label": "Tasks" },
@@ -93,7 +97,7 @@ export class PlanView extends DetailView {
     const unfinished = s.pending + s.in_progress;
     const blocked = startBlockedReason();
     patchActions(this.actionsEl, [p.status, orch, this.busy, confirming, unfinished, filteredPlan() === p.id,
-      s.total, blocked].join("|"), () => {
+      s.total, blocked, replanSig(p)].join("|"), () => {
       const out = [];
       const startable = p.status === "draft" || p.status === "ready";
       if (startable && !orch) {
@@ -127,7 +131,7 @@ export class PlanView extends DetailView {
           onclick: () => this.approve(),
         }));
         out.push(actionButton(this, "discard", "Discard", {
-          kind: "danger", busyLabel: "Discarding…", title: "Drop the proposals; the plan goes back to ready",
+          kind: "danger", busyLabel: "Discarding…", title: `Drop the proposals; ${afterDiscard(p)}`,
           onclick: () => this.discard(),
         }));
       }
@@ -147,6 +151,7 @@ export class PlanView extends DetailView {
       if (blocked && (startable || p.status === "failed")) {
         out.push(h("span", { class: "start-blocked", "data-role": "start-blocked" }, blocked));
       }
+      out.push(replanAction(this, p, orch));
       if (p.status === "done") {
         out.push(actionButton(this, "land", "Land", {
           kind: unfinished ? "" : "primary", icon: "land", busyLabel: "Landing…",
@@ -186,13 +191,20 @@ export class PlanView extends DetailView {
       h("div", { style: "margin-top: 6px; color: var(--muted)" },
         "Retry runs the orchestrator again; the plan text stays as it is."))) : null);
     const o = p.orchestration || {};
-    patch(this.statsEl, JSON.stringify([s, o, p.integration_branch, p.base_branch, p.base_commit]), () => {
+    const budget = planBudget(p);
+    patch(this.statsEl, JSON.stringify([s, o, p.integration_branch, p.base_branch, p.base_commit, budget]), () => {
       if (!s.total && !p.orchestration && !p.integration_branch) return null;
       const items = [
         stat("Tasks", s.total ? `${s.completed}/${s.total} done` : "—"),
         stat("Failed", s.total ? String(s.failed) : "—"),
-        stat("Total cost", fmtCost(s.cost), { title: "orchestrator and all tasks" }),
+        stat("Total cost", fmtCost(s.cost), { title: "orchestrator, re-plans and all tasks" }),
       ];
+      if (budget.limit != null) {
+        items.push(stat("Budget", money(budget.limit), {
+          title: `${money(budget.spent)} of ${money(budget.limit)} spent${budget.reached
+            ? ": waiting tasks do not start" : ""}` }));
+      }
+      if (s.superseded) items.push(stat("Superseded", String(s.superseded), { title: "failed tasks replaced by a re-plan" }));
       if (p.orchestration) {
         items.push(
           stat("Planning", fmtCost(o.cost_usd), { title: "cost of the orchestrator run" }),
@@ -211,11 +223,14 @@ export class PlanView extends DetailView {
       }
       return out;
     });
-    patch(this.reviewEl, JSON.stringify([p.status, (p.proposals || []).length]), () => p.status === "review"
+    patch(this.reviewEl, JSON.stringify([p.status, (p.proposals || []).length, inReplanReview(p)]), () => p.status === "review"
       ? h("div", { class: "notice info review-notice", role: "status" }, icon("info"),
-        h("div", { class: "notice-body" }, h("strong", null, `${(p.proposals || []).length} proposed task(s) await your review`),
-          "Nothing runs until you approve. Review them to edit, drop or add tasks; Discard sends the plan back to ready."))
+        h("div", { class: "notice-body" }, h("strong", null, `${(p.proposals || []).length} ${inReplanReview(p)
+          ? "replacement" : "proposed"} task(s) await your review`),
+          `Nothing runs until you approve. Review them to edit, drop or add tasks; on Discard ${afterDiscard(p)}.`))
       : null);
+    patch(this.replanEl, JSON.stringify([orch, (p.replans || []).slice(-1)]), () => replanNotice(p, orch));
+    patch(this.budgetEl, JSON.stringify([budget, this.busy, s.pending]), () => budgetNotice(this, p));
     this.updateShape(p);
     patch(this.landEl, JSON.stringify(this.landResult), () => {
       const r = this.landResult;
@@ -244,7 +259,7 @@ export class PlanView extends DetailView {
     const ids = planTaskIds(p);
     const rows = ids.map((tid) => S.tasks.get(tid) || (this.detail && (this.detail.task_details || []).find((x) => x.id === tid)))
       .filter(Boolean);
-    patch(this.tasksEl, JSON.stringify([orch, rows.map((t) => [t.id, t.title, t.status, t.run && t.run.cost_usd, t.agent])]), () => {
+    patch(this.tasksEl, JSON.stringify([orch, rows.map((t) => [t.id, t.title, t.status, t.run && t.run.cost_usd, t.agent, t.superseded_by])]), () => {
       if (!rows.length) {
         return h("div", { class: "empty-hint" }, orch ? "The orchestrator is reading the plan; its tasks will appear here."
           : p.status === "failed" ? "No tasks were created." : "Start the plan to split it into tasks.");
@@ -252,6 +267,8 @@ export class PlanView extends DetailView {
       return h("ul", { class: "task-list" }, rows.map((t) => h("li", null,
         h("a", { href: `#task/${enc(t.id)}`, "data-task-id": t.id },
           statusBadge(t.status, TASK_LABEL[t.status], t.status === "in_progress"),
+          t.superseded_by != null ? h("span", { class: "badge", "data-status": "superseded",
+            title: `Replaced by re-plan ${t.superseded_by}` }, "superseded") : null,
           h("span", { class: "t-title" }, t.title),
           agentChip(t.agent || (t.run && t.run.agent)),
           t.run && t.run.cost_usd ? h("span", { class: "t-cost" }, fmtCost(t.run.cost_usd)) : null))));

@@ -14,7 +14,8 @@ import { h, icon, patch } from "./dom.js";
 import { enc } from "./format.js";
 import { messageNotice, panelHead } from "./panel.js";
 import { isOpen, navigate } from "./router.js";
-import { planRecord, setPlan } from "./store.js";
+import { S, planRecord, setPlan } from "./store.js";
+import { afterDiscard } from "./replan.js";
 import { shapeView } from "./shape.js";
 import { scheduleFlush } from "./stream.js";
 
@@ -264,7 +265,9 @@ export class ReviewView {
   }
 
   async discard() {
-    if (!window.confirm("Discard these proposals? The plan goes back to ready; its log keeps them.")) return;
+    const current = S.plans.get(this.id);
+    const after = current ? afterDiscard(current) : "the plan goes back to ready";
+    if (!window.confirm(`Discard these proposals? Then ${after}; the plan log keeps them.`)) return;
     const plan = await this.run("discard", () => api("POST", `/agent/plans/${enc(this.id)}/discard`));
     if (plan) {
       this.initial = JSON.stringify(this.items);

@@ -12,6 +12,7 @@
 import { h, statusBadge } from "./dom.js";
 import { enc } from "./format.js";
 import { S, TASK_LABEL } from "./store.js";
+import { budgetWait } from "./budget.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -67,6 +68,7 @@ export function computeWaits(items, lookup = () => null) {
 
 /** The sentence a card shows (backend/schedule.py describe_wait says the same). */
 export function waitText(w) {
+  if (w.reason === "budget") return w.text;
   if (w.reason === "overlap") return `waits for “${w.title}” — both change ${w.paths.join(", ")}`;
   if (w.held) {
     if (w.status === "missing") return `held: its dependency ${w.id} no longer exists`;
@@ -77,8 +79,14 @@ export function waitText(w) {
 }
 
 let memo = { key: null, waits: new Map() };
-/** What a board task waits for, from the client state (memoised per state of its plan). */
+/** What a board task waits for, from the client state; a spent budget (budget.js) comes last. */
 export function taskWaits(task) {
+  const plan = budgetWait(task);
+  const waits = shapeWaits(task);
+  return plan ? [...waits, plan] : waits;
+}
+/** What a task waits for in its plan's shape (memoised per state of its plan). */
+function shapeWaits(task) {
   if (task.status !== "pending" || (!(task.depends_on || []).length && !(task.files || []).length)) return [];
   const plan = task.plan_id ? S.plans.get(task.plan_id) : null;
   const ids = plan ? plan.tasks || [] : [...S.tasks.values()].filter((t) => !t.plan_id && (t.status === "pending"

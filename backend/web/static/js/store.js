@@ -37,12 +37,14 @@ export function planStats(planId) {
   const plan = S.plans.get(planId);
   const stats = { pending: 0, in_progress: 0, completed: 0, failed: 0, total: 0, cost: 0 };
   if (plan && plan.orchestration && plan.orchestration.cost_usd) stats.cost += plan.orchestration.cost_usd;
+  for (const r of (plan && plan.replans) || []) if (r.run && r.run.cost_usd) stats.cost += r.run.cost_usd;
   const ids = S.byPlan.get(planId);
   if (ids) {
     for (const id of ids) {
       const t = S.tasks.get(id);
       if (!t) continue;
-      stats[t.status] = (stats[t.status] || 0) + 1;
+      if (t.superseded_by != null) stats.superseded = (stats.superseded || 0) + 1; // replaced by a re-plan
+      else stats[t.status] = (stats[t.status] || 0) + 1;
       stats.total++;
       if (t.run && t.run.cost_usd) stats.cost += t.run.cost_usd;
     }
@@ -67,6 +69,9 @@ export function setTask(task) {
     if (old) dirty.cols.add(old.status);
   }
   if (!old || old.status !== task.status) markShapeNeighbours(task);
+  else if (task.plan_id && (old.run && old.run.cost_usd) !== (task.run && task.run.cost_usd)) {
+    for (const id of S.byPlan.get(task.plan_id) || []) dirty.tasks.add(id); // the budget may be reached now
+  }
   if (old && old.plan_id && old.plan_id !== task.plan_id) {
     S.byPlan.get(old.plan_id)?.delete(task.id);
     dirty.plans.add(old.plan_id);
@@ -106,6 +111,9 @@ export function setPlan(plan) {
   S.plans.set(plan.id, plan);
   dirty.plans.add(plan.id);
   if (!old) dirty.cols.add("plans");
+  if (old && (old.max_cost_usd !== plan.max_cost_usd || JSON.stringify(old.replans) !== JSON.stringify(plan.replans))) {
+    for (const id of S.byPlan.get(plan.id) || []) dirty.tasks.add(id); // budget waits of its cards
+  }
   if (!old || old.title !== plan.title) {
     dirty.planOptions = true;
     for (const id of S.byPlan.get(plan.id) || []) dirty.tasks.add(id); // cards show the plan's title

@@ -143,7 +143,8 @@ export class TaskView extends DetailView {
       ? h("div", { class: `notice ${waits.some((w) => w.held) ? "error" : "info"} task-waits`, role: "status" },
         icon(waits.some((w) => w.held) ? "alert" : "info"),
         h("div", { class: "notice-body" }, h("strong", null, "Not started yet"),
-          waits.map((w) => h("div", null, h("a", { href: `#task/${enc(w.id)}` }, waitText(w))))))
+          waits.map((w) => h("div", { "data-reason": w.reason }, w.id
+            ? h("a", { href: `#task/${enc(w.id)}` }, waitText(w)) : waitText(w)))))
       : t.status === "failed"
       ? h("div", { class: "notice error task-error", role: "alert" }, icon("alert"),
         h("div", { class: "notice-body" }, h("strong", null, "The task failed"), t.error || "No reason was recorded.",

@@ -40,6 +40,7 @@ from backend.events import Event, EventBus
 from backend.git import GitError, GitRepo
 from backend.guardian import Guardian
 from backend.holdpoints import hold
+from backend.landing import land_plan, plan_diff, refuse_if_landed
 from backend.models import Plan, PlanStatus, RunStats, Task, TaskStatus, TaskType, dump, utcnow
 from backend.orchestrator import (
     OrchestrationError,
@@ -54,6 +55,7 @@ from backend.orchestrator import (
     parse_answer,
     task_schema,
 )
+from backend.plan_state import lifecycle
 from backend.reaper import MARK, RUN_MARK, kill_marked
 from backend.replan import Replanner
 from backend.runners.claude_code import ClaudeCodeRunner
@@ -64,6 +66,7 @@ from backend.schedule import Scheduler, dependents_of, describe_wait
 from backend.store import Store
 from backend.task_run import STANDALONE_BRANCH, Stop, TaskRun, branch_for, plan_branch, task_trailer
 from backend.trust import TrustGate
+from backend.verification import Verifier
 from backend.worktree_pool import WorktreePool
 
 log = logging.getLogger(__name__)
@@ -122,6 +125,8 @@ class Dispatcher:
         bus.add_listener(self.budget.on_event)
         bus.add_listener(self.scheduler.on_event)  # first: views are fresh before the loop wakes
         bus.add_listener(self._on_bus_event)
+        self.verifier = Verifier(self)  # the plan branch checked as a whole (backend/verification.py)
+        bus.add_listener(self.verifier.on_event)
 
     # ================================================================ lifecycle
     def startup(self) -> None:
@@ -132,6 +137,7 @@ class Dispatcher:
         self.recover()
         self.scheduler.reload()
         self._warm_worktrees()
+        self.verifier.startup()
         self._loop_thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
         self._loop_thread.start()
         threading.Thread(target=self._watch_pending, name="pending-watcher", daemon=True).start()
@@ -147,6 +153,7 @@ class Dispatcher:
             self._closing = True
             self._wake.notify_all()
         self._watch_stop.set()
+        self.verifier.close()
         self.worktrees.close()
         for plan_id, stop in list(self._orchestration_stops.items()):
             log.info("stopping orchestration of plan %s (shutdown)", plan_id)
@@ -386,6 +393,7 @@ class Dispatcher:
                                                        "superseded": 0}
         cost = planning_cost(plan)  # the orchestration and every re-plan
         tasks = []
+        states = []
         loaded: list[Task] = []
         for task_id in plan.tasks:
             try:
@@ -397,6 +405,8 @@ class Dispatcher:
                 progress["superseded"] += 1
             else:
                 progress[task.status.value] += 1
+            if task.superseded_by is None:  # a superseded task is no longer part of the plan's work
+                states.append({"status": task.status.value, "outcome": task.outcome})
             if _changed_nothing(task):
                 progress["no_changes"] += 1
             cost += task_cost(task)
@@ -409,6 +419,8 @@ class Dispatcher:
         progress["total"] = len(plan.tasks)
         data["progress"] = progress
         data["total_cost_usd"] = round(cost, 6)
+        data["lifecycle"] = lifecycle(data, states, orchestrating=data["orchestrating"],
+                                      verifying=self.verifier.is_active(plan.id))
         data["budget"] = self.budget.state(plan.id)
         data["replan"] = self.replans.describe(plan, loaded)
         if not brief:
@@ -795,23 +807,18 @@ class Dispatcher:
         self.store.publish_staged(plan_id, task_ids)
         return plan
 
-    def land_plan(self, plan_id: str) -> dict[str, Any]:
-        plan = self.store.get_plan(plan_id)
-        if plan.status != PlanStatus.done or not plan.integration_branch:
-            raise Conflict(f"plan {plan_id} is {plan.status.value}; only a done plan's integrated "
-                           "work can be landed.")
-        unfinished = [t for t in plan.tasks if self._task_status(t) in
-                      (TaskStatus.pending, TaskStatus.in_progress)]
-        if unfinished:
-            raise Conflict(f"{len(unfinished)} task(s) of plan {plan_id} are still pending or running; "
-                           "land once they have finished.")
-        base = plan.base_branch or self.base_branch()
-        with self.integration_lock:
-            outcome = self.git.land(plan.integration_branch, base)
-        self._plan_note(plan_id, outcome.message, kind="land", ok=outcome.ok)
-        if not outcome.ok:
-            raise Conflict(outcome.message)
-        return {"ok": True, "message": outcome.message, "commit": outcome.commit, "branch": base}
+    def land_plan(self, plan_id: str, force: bool = False) -> dict[str, Any]:
+        """Land the plan branch on its base (refused unverified unless ``force``; backend/landing.py)."""
+        return land_plan(self, plan_id, force=force)
+
+    def plan_diff(self, plan_id: str) -> dict[str, Any]:
+        """The combined diff of a plan: its base commit to its branch tip."""
+        return plan_diff(self, self.store.get_plan(plan_id))
+
+    def verify_plan(self, plan_id: str) -> dict[str, Any]:
+        """Verify the plan branch again now (202: the result arrives in the plan's log)."""
+        self.verifier.verify_now(plan_id)
+        return self.describe_plan(self.store.get_plan(plan_id))
 
     def standalone_status(self) -> dict[str, Any]:
         """Where standalone tasks' work stands: the shipyard/tasks branch against its base."""
@@ -878,6 +885,7 @@ class Dispatcher:
         if not (task.status == TaskStatus.failed or _changed_nothing(task)):
             raise Conflict(f"task {task_id} is {task.status.value}; only a failed task, or one that "
                            "changed nothing, can be rerun.")
+        refuse_if_landed(self.store, task)
         with contextlib.suppress(GitError):
             self.git.delete_branch(branch_for(task_id))
         return self.store.move_task(task_id, TaskStatus.pending, expect=[task.status],

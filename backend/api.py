@@ -35,6 +35,7 @@ from backend.errors import ShipyardError, resource_problem
 from backend.events import EventBus
 from backend.models import (
     PlanCreate,
+    PlanLand,
     PlanReplan,
     PlanStart,
     PlanStatus,
@@ -169,11 +170,12 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         statuses = lists.parse_statuses(status, lists.PLAN_STATUSES)
         index = store.plan_index
         active = set(disp._active_orchestrations)
+        verifying = disp.verifier.active()
         full = detail == "full"
 
         def render(entries: list[Any]) -> list[bytes]:
             describe = (lambda pid: disp.describe_plan(store.get_plan(pid))) if full else None
-            return lists.plan_items(store, entries, active, describe)
+            return lists.plan_items(store, entries, active, describe, verifying)
 
         if limit is None and cursor is None and statuses is None and q is None and order is None:
             return StreamingResponse(lists.export(lists.PLAN_STATUSES, index, render, blocking=full),
@@ -187,7 +189,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         if full:
             return Response(await asyncio.to_thread(page), media_type="application/json")
         key = ("plans", tuple(statuses or ()), q, cursor, limit, order, index.version,
-               store.task_index.version, frozenset(active))
+               store.task_index.version, frozenset(active), frozenset(verifying))
         return Response(pages.get_or_render(key, page), media_type="application/json")
 
     @app.post("/agent/plans", status_code=201, tags=["plans"])
@@ -281,8 +283,22 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         return disp.describe_plan(disp.retry_plan(plan_id))
 
     @app.post("/agent/plans/{plan_id}/land", tags=["plans"])
-    def land_plan(plan_id: str) -> dict[str, Any]:
-        return disp.land_plan(plan_id)
+    def land_plan(plan_id: str, body: PlanLand | None = None,
+                  force: bool = Query(False, description="Land even if the plan branch has not passed "
+                                      "verification (also accepted as {\"force\": true} in the body).")
+                  ) -> dict[str, Any]:
+        """Merge the plan branch into its base; 409 with the reason when unverified, unless forced."""
+        return disp.land_plan(plan_id, force=force or bool(body and body.force))
+
+    @app.post("/agent/plans/{plan_id}/verify", status_code=202, tags=["plans"])
+    def verify_plan(plan_id: str) -> dict[str, Any]:
+        """Run the verify command on the plan branch tip again; the result arrives in the plan."""
+        return disp.verify_plan(plan_id)
+
+    @app.get("/agent/plans/{plan_id}/diff", tags=["plans"])
+    def plan_diff(plan_id: str) -> dict[str, Any]:
+        """The whole plan's changes: the plan branch against the commit it started from."""
+        return disp.plan_diff(plan_id)
 
     @app.get("/agent/plans/{plan_id}/log", tags=["plans"])
     def plan_log(plan_id: str, after: int = Query(0, ge=0),

@@ -71,7 +71,8 @@ def plan_list(status: StatusOpt = None, search: SearchOpt = None, limit: LimitOp
         done = progress.get("completed", 0)
         count = progress.get("total", 0)
         extra = f"  {done}/{count} done" if count else ""
-        out(f"{plan['id']}  {plan['status']:<9}  {plan['title']}{extra}")
+        state = (plan.get("lifecycle") or {}).get("label") or plan["status"]
+        out(f"{plan['id']}  {state:<16}  {plan['title']}{extra}")
     if not plans:
         out("no plans match" if status or search else
              "no plans yet: create one with 'shipyard plan new --title ... --file plan.md'")
@@ -92,8 +93,16 @@ def plan_show(plan_id: str, json_out: JsonFlag = False) -> None:
         out(f"\n{plan['summary']}")
     if plan.get("error"):
         out(f"\nerror: {plan['error']}", fg=typer.colors.RED)
+    state = plan.get("lifecycle") or {}
+    if state:
+        out(f"state: {state['label']}{' — ' + state['detail'] if state.get('detail') else ''}")
     if plan.get("integration_branch"):
         out(f"\nintegration branch: {plan['integration_branch']} (base {plan.get('base_branch')})")
+    verification = plan.get("verification")
+    if verification:
+        took = f" in {verification['duration_s']:.1f} s" if verification.get("duration_s") is not None else ""
+        out(f"verification: {verification['status']} at {str(verification.get('commit'))[:10]}{took}"
+            + (f" — {verification['reason']}" if verification.get("reason") else ""))
     if plan.get("proposals"):
         out("")
         _print_proposals(plan["proposals"])
@@ -344,10 +353,32 @@ def plan_budget(
 
 
 @plan_app.command("land")
-def plan_land(plan_id: str) -> None:
-    """Merge a plan's integration branch into its base branch, when that is safe."""
-    answer = call(connect().post, f"/agent/plans/{plan_id}/land")
+def plan_land(plan_id: str, force: Annotated[bool, typer.Option(
+        "--force", help="Land even if the plan branch has not passed verification.")] = False) -> None:
+    """Merge a plan's integration branch into its base branch, when that is safe and verified."""
+    answer = call(connect().post, f"/agent/plans/{plan_id}/land", json={"force": force})
     out(answer["message"])
+
+
+@plan_app.command("verify")
+def plan_verify(plan_id: str) -> None:
+    """Run the verify command on the plan branch again (the result appears in 'plan show')."""
+    call(connect().post, f"/agent/plans/{plan_id}/verify")
+    out(f"plan {plan_id}: verifying; see 'shipyard plan show {plan_id}' or 'shipyard plan log {plan_id}'")
+
+
+@plan_app.command("diff")
+def plan_diff(plan_id: str, stat: Annotated[bool, typer.Option("--stat", help="Only the changed files.")]
+              = False) -> None:
+    """Print the whole plan's changes: its branch against the commit it started from."""
+    answer = call(connect().get, f"/agent/plans/{plan_id}/diff")
+    if stat or not answer["diff"]:
+        for path in answer["files"]:
+            out(path)
+        if not answer["files"]:
+            out("no changes" + (f": {answer['error']}" if answer.get("error") else ""))
+        return
+    typer.echo(answer["diff"], nl=False)
 
 
 @plan_app.command("log")

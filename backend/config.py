@@ -175,6 +175,23 @@ class Settings(BaseModel):
         description="Shell command run on the integrated result; a failure rejects the task.",
     )
     test_timeout_s: float = Field(default=600, gt=0, description="Limit for test_command.")
+    verify_command: str | None = Field(
+        default=None,
+        description="Shell command run on a plan branch's tip once every task of the plan is "
+        "integrated (default: test_command); Land waits for it to pass.",
+    )
+    verify_timeout_s: float = Field(default=1800, gt=0, description="Limit for verify_command.")
+    fix_on_verify: bool | None = Field(
+        default=None,
+        description="When verification fails, start a fix-up task on the plan branch with the "
+        "failing output, then verify again (default: on when there is a verify command).",
+    )
+    verify_fix_rounds: int = Field(
+        default=1, ge=0, le=10, description="Most fix-up tasks one plan gets for failed verifications.",
+    )
+    keep_plan_branch: bool = Field(
+        default=False, description="Keep a plan's branch (shipyard/plan-<id>) after it is landed.",
+    )
     max_plan_cost_usd: float | None = Field(
         default=None, gt=0,
         description="Spending limit per plan in USD: orchestration, re-plans and every task attempt "
@@ -257,6 +274,18 @@ class Settings(BaseModel):
     def agents_in_use(self) -> list[str]:
         """The agents the settings name, each once (what ``shipyard doctor`` checks)."""
         return list(dict.fromkeys([self.agent, self.planner_agent]))
+
+    @property
+    def plan_verify_command(self) -> str | None:
+        """The command that verifies a plan branch: ``verify_command``, else ``test_command``."""
+        return self.verify_command or self.test_command or None
+
+    @property
+    def fixes_on_verify(self) -> bool:
+        """Whether a failed verification starts a fix-up task (default: when one can fail)."""
+        if self.fix_on_verify is not None:
+            return self.fix_on_verify
+        return self.plan_verify_command is not None
 
     @property
     def state_path(self) -> Path:

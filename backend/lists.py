@@ -20,6 +20,7 @@ from typing import Any
 
 from backend.errors import Invalid, ShipyardError
 from backend.models import PlanStatus, TaskStatus, dump
+from backend.plan_state import lifecycle
 from backend.store import Store
 from backend.store.index import BadCursor, Entry, ItemIndex, Page
 
@@ -100,7 +101,8 @@ def task_items(store: Store, entries: list[Entry], full: bool) -> list[bytes]:
 
 
 # ------------------------------------------------------------------ plans
-def plan_item(store: Store, entry: Entry, active: frozenset[str] | set[str]) -> dict[str, Any]:
+def plan_item(store: Store, entry: Entry, active: frozenset[str] | set[str],
+              verifying: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
     """A plan's summary with what lists show about it: progress, cost, whether it is orchestrating.
 
     The same numbers :meth:`Dispatcher.describe_plan` computes from files, here from the
@@ -112,23 +114,29 @@ def plan_item(store: Store, entry: Entry, active: frozenset[str] | set[str]) -> 
     orchestration = data.get("orchestration") or {}
     cost = orchestration.get("cost_usd") or 0.0
     tasks = store.task_index
+    states = []
     for task_id in entry.links:
         task = tasks.get(task_id)
         if task is None:
             continue
+        if task.summary.get("superseded_by") is None:  # replaced by a re-plan: not the plan's work
+            states.append({"status": task.status, "outcome": task.summary.get("outcome")})
         progress[task.status] += 1
         run = task.summary.get("run") or {}
         cost += run.get("cost_usd") or 0.0
     progress["total"] = len(entry.links)
     data["progress"] = progress
     data["total_cost_usd"] = round(cost, 6)
+    data["lifecycle"] = lifecycle(data, states, orchestrating=data["orchestrating"],
+                                  verifying=entry.id in verifying)
     return data
 
 
 def plan_items(store: Store, entries: list[Entry], active: set[str],
-               describe: Callable[[str], dict[str, Any]] | None = None) -> list[bytes]:
+               describe: Callable[[str], dict[str, Any]] | None = None,
+               verifying: set[str] | frozenset[str] = frozenset()) -> list[bytes]:
     if describe is None:
-        return [_dumps(plan_item(store, e, active)) for e in entries]
+        return [_dumps(plan_item(store, e, active, verifying)) for e in entries]
     out = []
     for entry in entries:
         try:

@@ -121,6 +121,44 @@ class RunStats(BaseModel):
     session_id: str | None = None
 
 
+class Verification(BaseModel):
+    """The plan branch checked as a whole (``verify_command`` on its tip; backend/verification.py).
+
+    ``status``: ``running`` while the command runs, then ``passed``, ``failed`` or ``skipped``
+    (no command configured, or nothing integrated to check). ``commit`` is the tip it ran on:
+    a verification only vouches for that commit.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: Literal["running", "passed", "failed", "skipped"]
+    commit: str | None = None
+    command: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    duration_s: float | None = None
+    exit_code: int | None = None
+    output_tail: str = ""
+    reason: str | None = None
+    #: fix-up rounds spent on this plan when it ran (0: none yet)
+    round: int = 0
+
+
+class Landed(BaseModel):
+    """Where a plan's work went when it was landed."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    commit: str | None = None
+    branch: str
+    at: str = Field(default_factory=utcnow)
+    forced: bool = False
+    message: str = ""
+    branch_deleted: bool = False
+    #: the plan branch's tip that was landed (the branch itself may be deleted afterwards)
+    plan_tip: str | None = None
+
+
 class Replan(BaseModel):
     """One re-planning of a plan after failures (see backend/replan.py).
 
@@ -171,6 +209,12 @@ class Plan(BaseModel):
     #: Let the orchestrator choose an agent per task (an optional "agent" in its task JSON).
     agent_per_task: bool = False
     chat_id: str | None = None  # the chat the plan was written in (backend/chat.py), if any
+    #: the plan branch checked as a whole once every task was integrated (backend/verification.py)
+    verification: Verification | None = None
+    #: fix-up tasks started for failed verifications (bounded by ``verify_fix_rounds``)
+    fixup_rounds: int = 0
+    #: set by Land: the commit the base branch holds the plan's work in
+    landed: Landed | None = None
     #: Spending limit of this plan in USD (None: the max_plan_cost_usd setting; see backend/budget.py).
     max_cost_usd: float | None = None
     #: Re-plannings after failed tasks, oldest first (backend/replan.py).
@@ -326,6 +370,13 @@ class PlanReplan(_Body):
 
     review: StrictBool | None = Field(default=None, description="Hold the replacement tasks for review "
                                       "(default: the plan's review choice).")
+
+
+class PlanLand(_Body):
+    """Optional body of ``POST /agent/plans/{id}/land``."""
+
+    force: StrictBool = Field(default=False, description="Land even if the plan branch has not passed "
+                              "verification.")
 
 
 class TaskCreate(_Body):

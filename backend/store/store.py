@@ -61,9 +61,11 @@ def task_summary(task: Task) -> tuple[dict[str, Any], str, str | None, tuple[str
 
 
 def plan_summary(plan: Plan) -> tuple[dict[str, Any], str, str | None, tuple[str, ...]]:
-    """What a plan list shows: everything but the markdown body."""
+    """What a plan list shows: everything but the markdown body and the verification's output."""
     data = dump(plan)
     data.pop("content", None)
+    if data.get("verification"):  # up to 4,000 characters per plan: the plan detail has it
+        data["verification"] = {k: v for k, v in data["verification"].items() if k != "output_tail"}
     return data, f"{plan.title}\n{plan.summary}\n{plan.id}".lower(), None, tuple(plan.tasks)
 
 

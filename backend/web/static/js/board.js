@@ -8,12 +8,13 @@
  * excludes it; column order and counts; which card is selected (open in the
  * panel). renderBoard() looks only at what store.js marked dirty.
  */
-import { $, fill, h, icon, patch, statusBadge } from "./dom.js";
+import { $, fill, h, icon, patch } from "./dom.js";
 import { agentChip } from "./agents.js";
 import { enc, fmtCost, fmtCount, fmtDuration } from "./format.js";
 import { renderDispatcher } from "./header.js";
 import { navigate } from "./router.js";
-import { PLAN_LABEL, S, TASK_COLUMNS, TASK_LABEL, changedNothing, dirty, isOrchestrating, planStats } from "./store.js";
+import { S, TASK_COLUMNS, TASK_LABEL, changedNothing, dirty, isOrchestrating, planStats } from "./store.js";
+import { planBadge, planLifecycle } from "./plan-verify.js";
 import { taskWaits, waitText } from "./shape.js";
 import { scheduleFlush } from "./stream.js";
 
@@ -118,7 +119,7 @@ function planSig(p) {
   const s = planStats(p.id);
   return [p.title, p.summary, p.status, isOrchestrating(p), p.error, s.pending, s.in_progress, s.completed,
     s.failed, s.total, s.cost.toFixed(4), isOrchestrating(p) ? S.activity.get(`plan:${p.id}`) : "",
-    filterPlan === p.id, p.agent, p.orchestrator_agent].join("\u0001");
+    filterPlan === p.id, p.agent, p.orchestrator_agent, JSON.stringify(planLifecycle(p))].join("\u0001");
 }
 function fillPlanCard(el, p) {
   const s = planStats(p.id);
@@ -126,11 +127,13 @@ function fillPlanCard(el, p) {
   const activity = orch ? S.activity.get(`plan:${p.id}`) : null;
   el.dataset.status = p.status;
   el.classList.toggle("filtering", filterPlan === p.id);
-  el.setAttribute("aria-label", `Plan: ${p.title} (${p.status}${s.total ? `, ${s.completed}/${s.total} done` : ""})`);
-  const finished = s.completed + s.failed;
+  const lc = planLifecycle(p);
+  el.dataset.lifecycle = lc.state;
+  el.setAttribute("aria-label", `Plan: ${p.title} (${p.status === "done" || p.landed ? lc.label : p.status}${
+    s.total ? `, ${s.completed}/${s.total} done` : ""})`);
   fill(el,
     h("div", { class: "card-top" },
-      statusBadge(p.status, PLAN_LABEL[p.status], orch),
+      planBadge(p, lc),
       filterPlan === p.id ? h("span", { class: "chip", title: "the board shows this plan's tasks" }, "filtered") : null,
       p.agent_per_task ? h("span", { class: "chip agent-chip", title: "the orchestrator picks an agent per task" },
         "agents: per task") : agentChip(p.agent),
@@ -142,8 +145,6 @@ function fillPlanCard(el, p) {
       s.total ? h("span", { class: "progress-label" }, `${s.completed}/${s.total} done`) : null,
       s.failed ? h("span", { style: "color: var(--red)" }, `${s.failed} failed`) : null,
       s.in_progress ? h("span", null, `${s.in_progress} running`) : null,
-      p.status === "done" && s.total && finished === s.total && !s.failed
-        ? h("span", { style: "color: var(--green)" }, "ready to land") : null,
       h("span", { class: "grow" }),
       s.cost ? h("span", { title: "total cost" }, fmtCost(s.cost)) : null) : null,
     orch ? h("div", { class: "card-activity", title: activity || "" }, activity || "orchestrator starting…") : null,

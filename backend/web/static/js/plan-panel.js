@@ -5,7 +5,8 @@
  * Owns: what a user does with one plan. Start runs the orchestrator (which
  * splits the plan into tasks; "Start with review" holds them for review.js first);
  * the plan's shape (shape.js: waves, dependency and overlap edges, live status); Land merges the plan's integration branch into
- * its base branch and shows the server's answer in the panel.
+ * its base branch and shows the server's answer in the panel. The lifecycle badge, the
+ * verification beside Land, "Land anyway" and the combined diff come from plan-verify.js.
  */
 import { agentChip, agentLabel, agentSelect, defaultAgent } from "./agents.js";
 import { api } from "./api.js";
@@ -15,8 +16,9 @@ import { filteredPlan, togglePlanFilter } from "./board.js";
 import { startBlockedReason } from "./readiness.js";
 import { actionButton, messageNotice, patchActions, runAction, stat, twoStepDelete } from "./panel.js";
 import { closePanel, isOpen } from "./router.js";
-import { PLAN_LABEL, S, TASK_LABEL, dirty, dropPlan, isOrchestrating, planRecord, planStats, planTaskIds,
+import { S, TASK_LABEL, dirty, dropPlan, isOrchestrating, planRecord, planStats, planTaskIds,
   setPlan } from "./store.js";
+import { PlanDiff, landNotice, planBadge, planLifecycle, verificationLine, verificationSection } from "./plan-verify.js";
 import { computeWaits, planItems, shapeView, taskLink } from "./shape.js";
 import { budgetNotice, money, planBudget } from "./budget.js";
 import { afterDiscard, inReplanReview, replanAction, replanNotice, replanSig } from "./replan.js";
@@ -43,6 +45,8 @@ export class PlanView extends DetailView {
     });
     this.landResult = null;
     this.landEl = h("div", { "aria-live": "polite" });
+    this.verifyEl = h("div");
+    this.diff = new PlanDiff(id);
     this.feedHeadAside = h("span", { class: "aside" });
     this.tasksEl = h("div");
     this.reviewEl = h("div");
@@ -52,7 +56,7 @@ export class PlanView extends DetailView {
     this.shapeSection = h("section", { class: "section plan-shape", "aria-label": "Shape", hidden: true },
       h("div", { class: "section-head" }, "Shape", h("span", { class: "aside" }, "waves run in order")), this.shapeEl);
     this.tasksAside = h("span", { class: "aside" });
-    this.root = this.frame(this.reviewEl, this.replanEl, this.budgetEl, this.landEl, this.shapeSection, this.contentEl,
+    this.root = this.frame(this.reviewEl, this.replanEl, this.budgetEl, this.landEl, this.verifyEl, this.diff.el, this.shapeSection, this.contentEl,
       h("section", { class: "section orchestrator", "aria-label": "Orchestrator" },
         h("div", { class: "section-head" }, "Orchestrator", this.feedHeadAside), this.feed.el),
       h("section", { class: "section plan-tasks", "aria-label": "Tasks" },
@@ -86,9 +90,11 @@ export class PlanView extends DetailView {
     }
     const s = planStats(p.id);
     const orch = isOrchestrating(p);
+    const lc = planLifecycle(p);
     patch(this.titleEl, p.title, () => p.title);
-    patch(this.subEl, [p.status, orch, p.id, p.created, p.modified].join("|"), () => [
-      statusBadge(p.status, PLAN_LABEL[p.status], orch),
+    patch(this.subEl, [p.status, orch, p.id, p.created, p.modified, JSON.stringify(lc)].join("|"), () => [
+      planBadge(p, lc, false),
+      lc.detail && (p.status === "done" || p.landed) ? h("span", { class: "lifecycle-detail" }, lc.detail) : null,
       h("span", { class: "mono" }, p.id),
       h("span", { title: fullTime(p.created) }, `created ${fmtWhen(p.created)}`),
       p.modified !== p.created ? h("span", { title: fullTime(p.modified) }, `updated ${fmtWhen(p.modified)}`) : null,
@@ -97,7 +103,7 @@ export class PlanView extends DetailView {
     const unfinished = s.pending + s.in_progress;
     const blocked = startBlockedReason();
     patchActions(this.actionsEl, [p.status, orch, this.busy, confirming, unfinished, filteredPlan() === p.id,
-      s.total, blocked, replanSig(p)].join("|"), () => {
+      s.total, blocked, replanSig(p), JSON.stringify([lc, p.verification])].join("|"), () => {
       const out = [];
       const startable = p.status === "draft" || p.status === "ready";
       if (startable && !orch) {
@@ -152,13 +158,14 @@ export class PlanView extends DetailView {
         out.push(h("span", { class: "start-blocked", "data-role": "start-blocked" }, blocked));
       }
       out.push(replanAction(this, p, orch));
-      if (p.status === "done") {
+      if (p.status === "done" && !p.landed) {
         out.push(actionButton(this, "land", "Land", {
-          kind: unfinished ? "" : "primary", icon: "land", busyLabel: "Landing…",
+          kind: lc.state === "ready_to_land" ? "primary" : "", icon: "land", busyLabel: "Landing…",
           title: p.integration_branch ? `Merge ${p.integration_branch} into ${p.base_branch || "the base branch"}`
             : "Merge the plan's work into the base branch",
           onclick: () => this.land(),
         }));
+        out.push(verificationLine(p, lc));
       }
       if (p.status === "draft" && !orch) {
         out.push(actionButton(this, "ready", "Mark ready", {
@@ -192,7 +199,7 @@ export class PlanView extends DetailView {
         "Retry runs the orchestrator again; the plan text stays as it is."))) : null);
     const o = p.orchestration || {};
     const budget = planBudget(p);
-    patch(this.statsEl, JSON.stringify([s, o, p.integration_branch, p.base_branch, p.base_commit, budget]), () => {
+    patch(this.statsEl, JSON.stringify([s, o, p.integration_branch, p.base_branch, p.base_commit, budget, p.landed]), () => {
       if (!s.total && !p.orchestration && !p.integration_branch) return null;
       const items = [
         stat("Tasks", s.total ? `${s.completed}/${s.total} done` : "—"),
@@ -217,7 +224,8 @@ export class PlanView extends DetailView {
       const out = [h("dl", { class: "stats plan-stats" }, items)];
       if (p.integration_branch || p.base_branch) {
         out.push(h("dl", { class: "kv" },
-          p.integration_branch ? [h("dt", null, "Integration branch"), h("dd", { class: "mono" }, p.integration_branch)] : null,
+          p.integration_branch ? [h("dt", null, "Integration branch"), h("dd", { class: "mono" }, p.integration_branch,
+            p.landed && p.landed.branch_deleted ? h("span", { class: "lifecycle-detail" }, " (deleted after Land)") : null)] : null,
           p.base_branch ? [h("dt", null, "Base"), h("dd", { class: "mono" },
             `${p.base_branch}${p.base_commit ? ` @ ${shortSha(p.base_commit)}` : ""}`)] : null));
       }
@@ -232,13 +240,14 @@ export class PlanView extends DetailView {
     patch(this.replanEl, JSON.stringify([orch, (p.replans || []).slice(-1)]), () => replanNotice(p, orch));
     patch(this.budgetEl, JSON.stringify([budget, this.busy, s.pending]), () => budgetNotice(this, p));
     this.updateShape(p);
-    patch(this.landEl, JSON.stringify(this.landResult), () => {
-      const r = this.landResult;
-      if (!r) return null;
-      return messageNotice(r.ok
-        ? { kind: "ok", title: "Landed", text: `${r.message}${r.commit ? ` (${shortSha(r.commit)} on ${r.branch})` : ""}` }
-        : { kind: "error", title: "Not landed", text: r.message });
-    });
+    patch(this.landEl, JSON.stringify([this.landResult, this.busy]), () => landNotice(this.landResult, () => this.land(true)));
+    // list summaries leave the verification's output out: the fetched detail has it for the same run
+    const dv = this.detail && this.detail.verification;
+    const pv = p.verification && !("output_tail" in p.verification) && dv && dv.started === p.verification.started
+      ? { ...p, verification: dv } : p;
+    patch(this.verifyEl, JSON.stringify([pv.verification, p.fixup_rounds, lc.state, this.busy]), () =>
+      p.status === "done" ? verificationSection(this, pv, lc) : null);
+    this.diff.update(p, lc);
     // content: open by default while the plan can still be edited
     if (this.contentEl._status === undefined) {
       this.contentEl._status = p.status;
@@ -319,12 +328,12 @@ export class PlanView extends DetailView {
   async markReady() {
     await runAction(this, "ready", () => api("POST", `/agent/plans/${enc(this.id)}/ready`));
   }
-  async land() {
+  async land(force = false) {
     this.landResult = null;
     try {
       this.busy = "land";
       this.update(true);
-      const r = await api("POST", `/agent/plans/${enc(this.id)}/land`);
+      const r = await api("POST", `/agent/plans/${enc(this.id)}/land`, force ? { force: true } : undefined);
       this.landResult = { ok: true, message: r.message, commit: r.commit, branch: r.branch };
     } catch (err) {
       this.landResult = { ok: false, message: err.message };

@@ -22,6 +22,7 @@ export const S = {
   tasks: new Map(), // id -> task
   byPlan: new Map(), // plan id -> Set(task id)
   orchestrating: new Set(), // plan ids whose orchestrator runs
+  verifying: new Set(), // plan ids whose branch is being verified (plan-verify.js)
   activity: new Map(), // "task:<id>" / "plan:<id>" -> latest activity line (live only)
   health: null,
   dispatcher: null,
@@ -127,6 +128,7 @@ export function dropPlan(id) {
   if (!S.plans.has(id)) return;
   S.plans.delete(id);
   S.orchestrating.delete(id);
+  S.verifying.delete(id);
   dirty.plans.add(id);
   dirty.cols.add("plans");
   dirty.planOptions = true;
@@ -135,7 +137,7 @@ export function dropPlan(id) {
 
 /** A plan as stored here: the API's derived fields (computed here from the tasks) stripped. */
 export function planRecord(plan) {
-  const { orchestrating, progress, total_cost_usd, task_details, ...raw } = plan;
+  const { orchestrating, progress, total_cost_usd, task_details, lifecycle, ...raw } = plan;
   return raw;
 }
 
@@ -146,6 +148,8 @@ export function applySnapshot(plansGrouped, tasksGrouped) {
       planIds.add(plan.id);
       if (plan.orchestrating) S.orchestrating.add(plan.id);
       else S.orchestrating.delete(plan.id);
+      if (plan.lifecycle && plan.lifecycle.state === "verifying") S.verifying.add(plan.id);
+      else S.verifying.delete(plan.id);
       setPlan(planRecord(plan)); // derived fields: computed here
     }
   }

@@ -19,7 +19,7 @@ import { S, activityLine, applySnapshot, dirty, dropPlan, dropTask, setPlan, set
 import { toast } from "./toast.js";
 
 const EVENT_TYPES = [
-  "plan.created", "plan.updated", "plan.status", "plan.deleted", "plan.orchestration", "plan.log",
+  "plan.created", "plan.updated", "plan.status", "plan.deleted", "plan.orchestration", "plan.verification", "plan.log",
   "task.created", "task.updated", "task.status", "task.deleted", "task.log", "dispatcher.status",
   "chat.created", "chat.updated", "chat.deleted", "chat.turn", "chat.message", "chat.log",
 ];
@@ -40,6 +40,11 @@ function applyEvent(type, data) {
         S.orchestrating.delete(data.plan_id);
         S.activity.delete(`plan:${data.plan_id}`);
       }
+      dirty.plans.add(data.plan_id);
+      break;
+    case "plan.verification":
+      if (data.active) S.verifying.add(data.plan_id);
+      else S.verifying.delete(data.plan_id);
       dirty.plans.add(data.plan_id);
       break;
     case "plan.log": {

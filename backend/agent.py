@@ -34,6 +34,7 @@ import watchfiles
 
 from backend.budget import LIMITED_AGENTS, BudgetTracker, budget_note, planning_cost, task_cost
 from backend.config import Settings
+from backend.costs import record_orchestration
 from backend.doctor import start_problems
 from backend.errors import Conflict, Invalid, NotFound, ShipyardError, describe_exception
 from backend.events import Event, EventBus
@@ -582,7 +583,7 @@ class Dispatcher:
 
         answer, _stats = self.run_orchestrator(
             plan, build_user_message(plan), stop, budget_usd=self.budget.remaining(plan.id),
-            on_stats=lambda stats: self.store.update_plan(plan.id, orchestration=dump(stats)))
+            on_stats=lambda stats: record_orchestration(self.store, plan.id, stats))
         for note in answer.notes:
             self._plan_note(plan.id, note, kind="warning")
         if stop.is_set():
@@ -890,7 +891,7 @@ class Dispatcher:
             self.git.delete_branch(branch_for(task_id))
         return self.store.move_task(task_id, TaskStatus.pending, expect=[task.status],
                                     started=None, finished=None, branch=None, head_commit=None,
-                                    outcome=None, result=None)
+                                    outcome=None, result=None, repair=None, repairs=[])
 
     def delete_task(self, task_id: str, cascade: bool = False) -> list[str]:
         """Delete a task that is not running (an orphaned ``in_progress`` one too).

@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from backend.costs import orchestration_cost, task_cost
 from backend.errors import NotFound
 from backend.events import Event
 from backend.models import Plan, RunStats, Task
@@ -39,18 +40,6 @@ MIN_RUN_BUDGET_USD = 0.0001
 LIMITED_AGENTS = frozenset({"claude"})
 
 
-def task_cost(task: Task) -> float:
-    """What a task has cost so far, all its attempts.
-
-    Where the task keeps a run history, its ``total_cost_usd`` is that cumulative figure
-    (backend/costs.py of the repair work; once merged, this is the same as its task_cost);
-    otherwise the latest run's cost is all that is known.
-    """
-    if getattr(task, "run_history", None):
-        return float(getattr(task, "total_cost_usd", 0.0) or 0.0)
-    return float(task.run.cost_usd) if task.run and task.run.cost_usd else 0.0
-
-
 def _run_cost(run: RunStats | dict[str, Any] | None) -> float:
     if run is None:
         return 0.0
@@ -61,8 +50,7 @@ def _run_cost(run: RunStats | dict[str, Any] | None) -> float:
 def planning_cost(plan: Plan) -> float:
     """The plan's own runs: its orchestrations (every Retry's too, where the plan sums them in
     ``orchestration_cost_usd``) and every re-plan."""
-    orchestration = max(_run_cost(plan.orchestration), float(getattr(plan, "orchestration_cost_usd", 0.0) or 0.0))
-    return orchestration + sum(_run_cost(r.run) for r in plan.replans)
+    return orchestration_cost(plan) + sum(_run_cost(r.run) for r in plan.replans)
 
 
 def money(value: float) -> str:

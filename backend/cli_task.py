@@ -81,6 +81,17 @@ def task_show(task_id: str, json_out: JsonFlag = False) -> None:
     if run:
         out(f"run: {run.get('outcome')}  cost ${run.get('cost_usd') or 0:.4f}  "
                    f"turns {run.get('num_turns')}  {(run.get('duration_ms') or 0) / 1000:.1f} s")
+    runs = task.get("run_history") or []
+    if len(runs) > 1:
+        out(f"total cost ${task.get('total_cost_usd') or 0:.4f} over {len(runs)} runs: "
+            + ", ".join(f"{r['kind']} ${r.get('cost_usd') or 0:.4f}" for r in runs))
+    if task.get("repair"):
+        out(task["repair"]["summary"].replace("`", ""), fg=typer.colors.MAGENTA)
+    for repair in task.get("repairs") or []:
+        if repair.get("result"):
+            out(f"repair attempt {repair['attempt']} of {repair['of']} ({repair['kind']}"
+                + (f" on {', '.join(repair['paths'])}" if repair.get("paths") else "")
+                + f"): {repair['result']}")
     if task.get("depends_on"):
         out(f"depends on: {', '.join(task['depends_on'])}")
     if task.get("files"):

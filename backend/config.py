@@ -175,6 +175,11 @@ class Settings(BaseModel):
         description="Shell command run on the integrated result; a failure rejects the task.",
     )
     test_timeout_s: float = Field(default=600, gt=0, description="Limit for test_command.")
+    repair_attempts: int = Field(
+        default=1, ge=0, le=5,
+        description="How often a task whose integration conflicts or fails test_command is handed "
+        "back to its agent (session resumed, merge in progress) before it fails; 0: fail at once.",
+    )
     verify_command: str | None = Field(
         default=None,
         description="Shell command run on a plan branch's tip once every task of the plan is "

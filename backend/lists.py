@@ -18,6 +18,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
+from backend.costs import orchestration_cost, task_cost
 from backend.errors import Invalid, ShipyardError
 from backend.models import PlanStatus, TaskStatus, dump
 from backend.plan_state import lifecycle
@@ -111,8 +112,9 @@ def plan_item(store: Store, entry: Entry, active: frozenset[str] | set[str],
     data = dict(entry.summary)
     data["orchestrating"] = entry.id in active
     progress = dict.fromkeys((s.value for s in TaskStatus), 0)
-    orchestration = data.get("orchestration") or {}
-    cost = orchestration.get("cost_usd") or 0.0
+    # the orchestrations and every re-plan (backend/budget.py planning_cost), then the tasks
+    cost = orchestration_cost(data) + sum(float((r.get("run") or {}).get("cost_usd") or 0.0)
+                                          for r in data.get("replans") or [])
     tasks = store.task_index
     states = []
     for task_id in entry.links:
@@ -122,8 +124,7 @@ def plan_item(store: Store, entry: Entry, active: frozenset[str] | set[str],
         if task.summary.get("superseded_by") is None:  # replaced by a re-plan: not the plan's work
             states.append({"status": task.status, "outcome": task.summary.get("outcome")})
         progress[task.status] += 1
-        run = task.summary.get("run") or {}
-        cost += run.get("cost_usd") or 0.0
+        cost += task_cost(task.summary)
     progress["total"] = len(entry.links)
     data["progress"] = progress
     data["total_cost_usd"] = round(cost, 6)

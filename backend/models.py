@@ -121,6 +121,44 @@ class RunStats(BaseModel):
     session_id: str | None = None
 
 
+class RunRecord(BaseModel):
+    """One agent run of a task, kept so costs add up across every attempt (see backend/costs.py).
+
+    ``kind`` says why the run happened: ``run`` (the first attempt), ``rerun`` (a later
+    attempt after Rerun), ``retry`` (a fresh session after a resume could not continue) or
+    ``repair`` (the agent resumed to resolve a conflict or a failing test on integration).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    kind: str = "run"
+    attempt: int = 0
+    agent: str | None = None
+    cost_usd: float | None = None
+    outcome: str | None = None
+    #: what prompted the run (for a repair: "conflict on app.py" / "tests failed")
+    reason: str | None = None
+    duration_ms: int | None = None
+    finished: str | None = None
+
+
+class RepairState(BaseModel):
+    """A task's integration repair in progress (live on the card) or as it ended (``history``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    kind: str  # "conflict" or "tests"
+    attempt: int
+    of: int
+    paths: list[str] = Field(default_factory=list)
+    #: titles of the integrated tasks whose work this task met
+    met: list[str] = Field(default_factory=list)
+    #: the line the dashboard shows, e.g. "repairing conflict on `app.py` (attempt 1 of 1)"
+    summary: str = ""
+    #: how this attempt ended ("repaired", or why it did not work); None while it runs
+    result: str | None = None
+
+
 class Verification(BaseModel):
     """The plan branch checked as a whole (``verify_command`` on its tip; backend/verification.py).
 
@@ -195,6 +233,9 @@ class Plan(BaseModel):
     tasks: list[str] = Field(default_factory=list)
     error: str | None = None
     orchestration: RunStats | None = None
+    #: Sum of the cost of every orchestration of this plan (``orchestration`` is the latest; a
+    #: Retry runs the orchestrator again). See backend/costs.py.
+    orchestration_cost_usd: float = 0.0
     integration_branch: str | None = None
     base_branch: str | None = None
     base_commit: str | None = None
@@ -247,6 +288,15 @@ class Task(BaseModel):
     started: str | None = None
     finished: str | None = None
     run: RunStats | None = None
+    #: Cumulative cost in USD of every agent run of this task: first run, reruns, retries and
+    #: repairs all add to it (``run`` holds only the latest run). Plan totals and budgets use this.
+    total_cost_usd: float = 0.0
+    #: One entry per agent run (kind, attempt, cost, outcome, reason), oldest first.
+    run_history: list[RunRecord] = Field(default_factory=list)
+    #: The integration repair running now (None otherwise); see backend/repair.py.
+    repair: RepairState | None = None
+    #: Every repair attempt of the latest attempt at the task, with how each ended.
+    repairs: list[RepairState] = Field(default_factory=list)
     result: str | None = None
     #: how a completed task ended: "integrated" (its commits are on the target branch) or
     #: "no_changes" (the agent changed nothing: not a success to celebrate, and it can be rerun)

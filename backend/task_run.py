@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backend.budget import run_limits
+from backend.costs import record_run
 from backend.errors import NotFound, ShipyardError, describe_exception
 from backend.git import GitError
 from backend.holdpoints import hold
-from backend.models import RunStats, Task, TaskStatus, dump, utcnow
+from backend.models import RunStats, Task, TaskStatus, utcnow
 from backend.reaper import MARK, RUN_MARK
 from backend.runners.core import AgentEvent, RunRequest, RunResult
 from backend.runners.registry import label as agent_label
@@ -66,11 +67,27 @@ class Stop:
 class TaskFailure(Exception):
     """A task cannot be completed; ``summary`` is the one-line reason, ``details`` the log text."""
 
-    def __init__(self, summary: str, details: str = "", keep_branch: bool = True) -> None:
+    def __init__(self, summary: str, details: str = "", keep_branch: bool = True, output: str = "") -> None:
         super().__init__(summary)
         self.summary = summary
         self.details = details
         self.keep_branch = keep_branch
+        self.output = output  # a failed command's output tail (for a repair prompt)
+
+
+class IntegrationFailure(TaskFailure):
+    """Integrating the task's work failed in a way its agent may repair (backend/repair.py).
+
+    ``kind`` is "conflict" (``paths`` conflict with ``target_tip``) or "tests" (the test
+    command failed on the merge with ``target_tip``; ``output`` is its output's tail).
+    """
+
+    def __init__(self, summary: str, details: str, *, kind: str, target_tip: str,
+                 paths: list[str] | None = None, output: str = "") -> None:
+        super().__init__(summary, details, keep_branch=True, output=output)
+        self.kind = kind
+        self.target_tip = target_tip
+        self.paths = paths or []
 
 
 def task_trailer(task_id: str) -> str:
@@ -158,7 +175,6 @@ class TaskRun:
                                   keep_branch=False)
             self._prepare(base_commit)
             result = self._run_agent()
-            self._record(result)
             if not result.ok:
                 if result.outcome == "cancelled":
                     raise _Stopped()
@@ -217,7 +233,7 @@ class TaskRun:
                   exit_code=proc.returncode)
         if proc.returncode != 0:
             raise TaskFailure(f"the {label} command failed (exit code {proc.returncode}): {command}",
-                              f"output (last 4000 characters):\n{tail}")
+                              f"output (last 4000 characters):\n{tail}", output=tail)
 
     def _run_agent(self) -> RunResult:
         """Run the agent; a rerun resumes the task's own session when the agent can.
@@ -239,9 +255,12 @@ class TaskRun:
             if result.ok or result.num_turns or result.outcome == "cancelled":
                 return result
             self.note(f"could not resume ({result.reason}); starting a fresh session", kind="warning")
+            return self._run_once(previous, resume=None, kind="retry")
         return self._run_once(previous, resume=None)
 
-    def _run_once(self, previous: str | None, resume: str | None) -> RunResult:
+    def _run_once(self, previous: str | None, resume: str | None, *, prompt: str | None = None,
+                  kind: str | None = None, reason: str | None = None) -> RunResult:
+        """One agent run; its cost is added to the task's (see backend/costs.py) whatever the outcome."""
         limits = run_limits(self.disp.budget, self.settings, self.task, self.agent)
         for note in limits.pop("notes"):
             self.note(note, kind="warning")
@@ -252,7 +271,7 @@ class TaskRun:
                 if value is not None), kind="limits", **limits)
         request = RunRequest(
             **limits,
-            prompt=build_prompt(self.disp, self.task, previous),
+            prompt=prompt or build_prompt(self.disp, self.task, previous),
             cwd=self.worktree,
             append_system_prompt=AGENT_INSTRUCTIONS.format(project=self.settings.name, branch=self.branch),
             permission_mode=self.settings.permission_mode,
@@ -265,16 +284,18 @@ class TaskRun:
             log_path=self.log_path,
             resume=resume,
         )
-        return self.disp.runner_for(self.agent).run(request, on_event=self._on_event, cancel=self.stop.event)
+        result = self.disp.runner_for(self.agent).run(request, on_event=self._on_event, cancel=self.stop.event)
+        self._record(result, kind or ("rerun" if self.task.attempts > 1 else "run"), reason)
+        return result
 
-    def _record(self, result: RunResult) -> None:
+    def _record(self, result: RunResult, kind: str = "run", reason: str | None = None) -> None:
         usage = result.usage or {}
         stats = RunStats(agent=self.agent, model=result.model, outcome=result.outcome,
                          cost_usd=result.cost_usd,
                          input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"),
                          num_turns=result.num_turns, duration_ms=result.duration_ms,
                          session_id=result.session_id)
-        self.store.update_task(self.task.id, run=dump(stats))
+        record_run(self.store, self.task.id, stats, kind, self.task.attempts, reason)
 
     def _failure_details(self, result: RunResult) -> str:
         lines = [f"outcome: {result.outcome}", f"reason: {result.reason}"]
@@ -298,12 +319,14 @@ class TaskRun:
             self._complete("no changes: the agent finished without changing any file", keep_branch=False,
                            outcome="no_changes")
             return
-        # Only the merge onto the target's current tip and the compare-and-swap of its ref are
-        # serial; cleaning up and recording the result happen after the lock is released.
-        with self.disp.integration_lock:
-            if self.stop.event.is_set():
-                raise _Stopped()
-            merged = self._integrate(tip)
+        try:
+            merged = self._integrate_serially(tip)
+        except IntegrationFailure as failure:
+            if self.settings.repair_attempts <= 0:
+                raise
+            from backend.repair import Repair  # repair.py builds on this module
+
+            merged, tip = Repair(self, base_commit, failure).run_all()
         if merged is None:  # the branch holds nothing the target lacks (e.g. reset back)
             self._complete("no changes: the target branch already holds everything the agent did",
                            keep_branch=False, outcome="no_changes")
@@ -313,6 +336,17 @@ class TaskRun:
                   commit=merged, branch=self.target)
         self._complete(f"integrated into {self.target} as {merged[:10]}", keep_branch=False,
                        head_commit=tip)
+
+    def _integrate_serially(self, tip: str) -> str | None:
+        """:meth:`_integrate` under the dispatcher's integration lock.
+
+        Only the merge onto the target's current tip and the compare-and-swap of its ref are
+        serial; cleaning up and recording the result happen after the lock is released.
+        """
+        with self.disp.integration_lock:
+            if self.stop.event.is_set():
+                raise _Stopped()
+            return self._integrate(tip)
 
     def _integrate(self, tip: str) -> str | None:
         """Merge ``tip`` onto the target and move the target; the new target tip, or None if up to date."""
@@ -327,13 +361,16 @@ class TaskRun:
                 target_tip, tip, f"Merge {self.branch}: {self.task.title}\n\n{task_trailer(self.task.id)}")
             if not outcome.ok:
                 paths = ", ".join(outcome.conflicts) or "(unknown paths)"
-                raise TaskFailure(f"merge conflict with {self.target} in: {paths}",
-                                  f"{outcome.message}\nThe branch {self.branch} was kept for inspection.")
+                details = f"{outcome.message}\nThe branch {self.branch} was kept for inspection."
+                if not outcome.conflicts:
+                    raise TaskFailure(f"could not merge with {self.target}: {outcome.message}", details)
+                raise IntegrationFailure(f"merge conflict with {self.target} in: {paths}", details,
+                                         kind="conflict", target_tip=target_tip, paths=outcome.conflicts)
             if outcome.up_to_date:
                 return None
             assert outcome.commit is not None
             if self.settings.test_command:
-                self._test(outcome.commit)
+                self._test(outcome.commit, target_tip)
             # Recorded before the branch moves: if the server dies right after, recovery finds
             # this commit on the target and completes the task instead of running it again.
             self.store.update_task(self.task.id, head_commit=tip)
@@ -341,14 +378,22 @@ class TaskRun:
                 return outcome.commit
         raise TaskFailure(f"{self.target} kept moving while integrating; try again.")
 
-    def _test(self, commit: str) -> None:
+    def _test(self, commit: str, target_tip: str) -> None:
         path = self.disp.worktrees_dir / f"{self.task.id}-test"
         try:
             try:
                 self.disp.worktrees.checkout(path, commit, None)  # warm when the pool has one
             except GitError as exc:
                 raise TaskFailure(f"could not check out the integrated result: {exc}") from exc
-            self._shell(self.settings.test_command or "", "test", path, self.settings.test_timeout_s)
+            try:
+                self._shell(self.settings.test_command or "", "test", path, self.settings.test_timeout_s)
+            except TaskFailure as failure:
+                raise IntegrationFailure(
+                    f"tests failed on the integrated result: {failure.summary}",
+                    failure.details + f"\nThe integration was not kept; {self.branch} was kept.",
+                    kind="tests", target_tip=target_tip, output=failure.output or failure.details) from failure
+        except IntegrationFailure:
+            raise
         except TaskFailure as failure:
             raise TaskFailure(f"tests failed on the integrated result: {failure.summary}", failure.details
                               + f"\nThe integration was not kept; {self.branch} was kept.") from failure

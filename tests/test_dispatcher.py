@@ -151,14 +151,15 @@ def test_same_line_conflict_fails_the_later_task(git_repo: Path, env: dict, star
                                              text("done")])
     model_server.script("# Task: Retitle 2", [delay(1.5, bash("echo '# second title' > README.md && "
                                                               "git commit -qam two")), text("done")])
-    server = start_server(git_repo, env)
+    server = start_server(git_repo, {**env, "SHIPYARD_REPAIR_ATTEMPTS": "0"})  # no repair: fail at once
     with server.client() as http:
         current, by_id = run_plan(http, plan)
     statuses = sorted(t["status"] for t in by_id.values())
     assert statuses == ["completed", "failed"]
     failed = next(t for t in by_id.values() if t["status"] == "failed")
     assert "merge conflict" in failed["error"] and "README.md" in failed["error"]
-    assert "README.md" in failed["error_log"]
+    assert "README.md" in failed["error_log"] and "repair" not in failed["error"]
+    assert not failed["repairs"] and [h["kind"] for h in failed["run_history"]] == ["run"]
     assert git(git_repo, "rev-parse", "--verify", "-q", f"shipyard/task-{failed['id']}").strip()  # kept
     assert git(git_repo, "show", f"{current['integration_branch']}:README.md") == "# first title\n"
 
@@ -205,6 +206,11 @@ def test_cancel_and_rerun(git_repo: Path, env: dict, start_server, model_server:
         done = task_finished(http, task_id)
         assert done["status"] == "completed", done["error_log"]
         assert done["attempts"] == 2
+        # both runs are counted (the cancelled one may have reported no cost before it was stopped)
+        assert [h["kind"] for h in done["run_history"]] == ["run", "rerun"]
+        assert done["total_cost_usd"] == pytest.approx(sum(h["cost_usd"] or 0 for h in done["run_history"]),
+                                                       abs=1e-6)
+        assert done["total_cost_usd"] >= done["run"]["cost_usd"] > 0
     assert git(git_repo, "show", "shipyard/tasks:later.txt") == "ok\n"
     # the rerun resumed the agent's own session (same session id) and was told what went wrong; the
     # earlier messages are in that session only if Claude Code flushed its transcript before the cancel
@@ -218,7 +224,8 @@ def test_failing_test_command_rejects_the_integration(git_repo: Path, env: dict,
                                                       model_server: ModelServer) -> None:
     plan = plan_with(model_server, "Tested", [{"title": "Break it", "content": "x", "task_type": "bugfix"}])
     agent_writes(model_server, "Break it", "broken.txt", "bad\n")
-    server = start_server(git_repo, {**env, "SHIPYARD_TEST_COMMAND": "test ! -f broken.txt"})
+    server = start_server(git_repo, {**env, "SHIPYARD_TEST_COMMAND": "test ! -f broken.txt",
+                                     "SHIPYARD_REPAIR_ATTEMPTS": "0"})
     with server.client() as http:
         current, by_id = run_plan(http, plan)
     task = next(iter(by_id.values()))

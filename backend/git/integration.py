@@ -8,13 +8,17 @@ compare-and-swap (retried on a moved tip). Building a merge takes no lock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from backend.git.command import (
     SLOW_TIMEOUT,
+    GitError,
+    _check_ref_arg,
     _decode,
     _decode_path,
     _listing,
     _short,
+    _tail,
 )
 from backend.git.worktrees import WorktreeOps
 
@@ -141,6 +145,59 @@ class IntegrationOps(WorktreeOps):
                 message=f"{into} kept moving while Shipyard merged {branch} into it "
                 f"({attempts} attempts); nothing was changed.",
             )
+
+    # ------------------------------------------------------------------ repair
+
+    def merge_into_worktree(self, worktree: Path, commit: str, message: str) -> MergeOutcome:
+        """Merge ``commit`` into the branch checked out in a task worktree, in that worktree.
+
+        For a repair (backend/repair.py): the agent should see the plan's current
+        work in its own checkout. A clean merge is committed (``commit`` is the new
+        tip); a conflicting one is left in progress, conflict markers in the files
+        and ``MERGE_HEAD`` set, for the agent to resolve (``conflicts`` lists the
+        unmerged paths). Anything else that stops git (an untracked file in the way)
+        is a GitError. Takes no lock: it writes only that worktree's own index,
+        files and branch, like the agent does.
+        """
+        worktree = self._task_worktree(worktree)
+        sha = self._commit_id(commit, "commit")
+        proc = self._git(
+            "merge", "--no-edit", "--no-stat", "--no-verify", "--no-autostash", "-m", message, sha,
+            what=f"merge {_short(sha)} into {worktree}", cwd=worktree, check=False,
+            timeout=max(self.timeout, SLOW_TIMEOUT), config=self.identity_config(),
+        )
+        unmerged = self._git(
+            "diff", "--name-only", "-z", "--diff-filter=U", what=f"list unmerged paths in {worktree}",
+            cwd=worktree,
+        )
+        conflicts = [_decode_path(p) for p in unmerged.stdout.split(b"\0") if p]
+        if conflicts:
+            details = [line.strip() for line in _decode(proc.stdout).splitlines()
+                       if line.startswith("CONFLICT")]
+            return MergeOutcome(
+                ok=False, commit=None, conflicts=conflicts, conflict_details=details,
+                message=f"Merging {_short(sha)} in {worktree} stopped with conflicts in: "
+                f"{_listing(conflicts)}.",
+            )
+        if proc.returncode != 0:
+            err = _decode(proc.stderr) + _decode(proc.stdout)
+            raise GitError(f"Could not merge {_short(sha)} into {worktree}: {_tail(err)}",
+                           returncode=proc.returncode, stderr=err)
+        tip = self._out("rev-parse", "HEAD", what="read the merged commit", cwd=worktree)
+        return MergeOutcome(ok=True, commit=tip, conflicts=[],
+                            message=f"Merged {_short(sha)} into {worktree} as {_short(tip)}.")
+
+    def conflict_markers(self, commit: str, paths: list[str]) -> list[str]:
+        """Which of ``paths`` still hold conflict markers (``<<<<<<<``/``>>>>>>>`` lines) in ``commit``."""
+        _check_ref_arg(commit)
+        if not paths:
+            return []
+        proc = self._git(
+            "grep", "-l", "-I", "-E", "^(<<<<<<<|>>>>>>>)( |$)", commit, "--", *paths,
+            what=f"look for conflict markers in {_short(commit)}", ok_codes=(0, 1),
+        )
+        prefix = f"{commit}:"
+        return [line.removeprefix(prefix) for line in _decode_path(proc.stdout).splitlines() if line]
 
 
 def _parse_merge_tree(out: bytes) -> tuple[str, list[str], list[str]]:

@@ -74,6 +74,13 @@ class RefOps(RepoBase):
         )
         return proc.returncode == 0
 
+    def commits_since(self, since: str, tip: str) -> set[str]:
+        """Every commit reachable from ``tip`` but not from ``since`` (``git rev-list since..tip``)."""
+        _check_ref_arg(since)
+        _check_ref_arg(tip)
+        out = self._out("rev-list", f"{since}..{tip}", "--", what=f"list the commits {since}..{tip}")
+        return set(out.split())
+
     def find_trailer(self, tip: str, trailer: str, since: str | None = None) -> str | None:
         """The newest commit in ``since..tip`` with a message line exactly ``trailer``, or None."""
         _check_ref_arg(tip)

@@ -39,7 +39,8 @@ class TaskFileError(ValueError):
 def render_task(task: Task) -> str:
     data = task.model_dump(mode="json", exclude={"title", "content", "status"})
     meta = {key: data.pop(key) for key in _META_ORDER}
-    meta.update({key: value for key, value in data.items() if value not in (None, [], {})})
+    meta.update({key: value for key, value in data.items()
+                 if value not in (None, [], {}) and not (key == "total_cost_usd" and value == 0)})
     block = yaml.dump(meta, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000).strip()
     title = " ".join(task.title.split())
     return f"---\n{block}\n---\n# {title}\n\n{task.content.rstrip()}\n"

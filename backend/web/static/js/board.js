@@ -12,6 +12,7 @@ import { $, fill, h, icon, patch } from "./dom.js";
 import { agentChip } from "./agents.js";
 import { enc, fmtCost, fmtCount, fmtDuration } from "./format.js";
 import { renderDispatcher } from "./header.js";
+import { costBreakdown, repairCardLine, repairSig, taskCost } from "./repair.js";
 import { navigate } from "./router.js";
 import { S, TASK_COLUMNS, TASK_LABEL, changedNothing, dirty, isOrchestrating, planStats } from "./store.js";
 import { planBadge, planLifecycle } from "./plan-verify.js";
@@ -70,7 +71,7 @@ function taskSig(t) {
   const plan = t.plan_id ? S.plans.get(t.plan_id) : null;
   return [t.title, t.status, t.outcome, t.task_type, plan ? plan.title : t.plan_id, t.attempts, t.error,
     t.run && t.run.cost_usd, t.run && t.run.duration_ms, S.activity.get(`task:${t.id}`), waitLine(t), t.agent,
-    t.run && t.run.model, t.run && t.run.output_tokens, t.superseded_by].join("\u0001");
+    t.run && t.run.model, t.run && t.run.output_tokens, t.superseded_by, repairSig(t)].join("\u0001");
 }
 function fillTaskCard(el, t) {
   const plan = t.plan_id ? S.plans.get(t.plan_id) : null;
@@ -96,9 +97,10 @@ function fillTaskCard(el, t) {
       t.plan_id ? h("span", { class: "plan-ref", title: plan ? `Plan: ${plan.title}` : "plan" }, icon("plan"),
         plan ? plan.title : t.plan_id) : null,
       h("span", { class: "grow" }),
-      runCost(t.run),
+      runCost(t),
       t.run && t.run.duration_ms && t.status !== "in_progress" ? h("span", { title: "duration" },
         fmtDuration(t.run.duration_ms)) : null) : null,
+    repairCardLine(t),
     t.status === "in_progress" && activity ? h("div", { class: "card-activity", title: activity }, activity) : null,
     t.status === "failed" && t.error ? h("div", { class: "card-error" }, t.error) : null,
     waitLine(t) ? h("div", { class: `card-wait${taskWaits(t).some((w) => w.held) ? " held" : ""}`, title: waitLine(t) },
@@ -106,10 +108,12 @@ function fillTaskCard(el, t) {
   );
 }
 
-/** Cost, or "—" with the tokens when the agent reports no cost (Codex, Gemini CLI). */
-function runCost(run) {
+/** Cost of every run so far, or "—" with the tokens when the agent reports no cost (Codex, Gemini CLI). */
+function runCost(t) {
+  const run = t.run;
   if (!run) return null;
-  if (run.cost_usd) return h("span", { title: "cost" }, fmtCost(run.cost_usd));
+  const cost = taskCost(t);
+  if (cost) return h("span", { title: costBreakdown(t) }, fmtCost(cost));
   const tokens = (run.input_tokens || 0) + (run.output_tokens || 0);
   return tokens ? h("span", { class: "no-cost", title: "the agent reports no cost: tokens in + out" },
     `— · ${fmtCount(tokens)} tok`) : null;

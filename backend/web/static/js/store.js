@@ -8,6 +8,7 @@
  * (board.js) reads S and clears `dirty`. Events carry whole records, so applying
  * one twice is harmless and the state converges after a reconnect.
  */
+import { taskCost } from "./repair.js";
 export const TASK_COLUMNS = ["pending", "in_progress", "completed", "failed"];
 export const TASK_LABEL = { pending: "pending", in_progress: "in progress", completed: "completed", failed: "failed" };
 /** A completed task whose agent changed nothing: its own outcome, shown apart and rerunnable. */
@@ -37,7 +38,7 @@ export function isOrchestrating(plan) {
 export function planStats(planId) {
   const plan = S.plans.get(planId);
   const stats = { pending: 0, in_progress: 0, completed: 0, failed: 0, total: 0, cost: 0 };
-  if (plan && plan.orchestration && plan.orchestration.cost_usd) stats.cost += plan.orchestration.cost_usd;
+  if (plan) stats.cost += Math.max(plan.orchestration_cost_usd || 0, (plan.orchestration && plan.orchestration.cost_usd) || 0);
   for (const r of (plan && plan.replans) || []) if (r.run && r.run.cost_usd) stats.cost += r.run.cost_usd;
   const ids = S.byPlan.get(planId);
   if (ids) {
@@ -47,7 +48,7 @@ export function planStats(planId) {
       if (t.superseded_by != null) stats.superseded = (stats.superseded || 0) + 1; // replaced by a re-plan
       else stats[t.status] = (stats[t.status] || 0) + 1;
       stats.total++;
-      if (t.run && t.run.cost_usd) stats.cost += t.run.cost_usd;
+      stats.cost += taskCost(t) || 0;
     }
   }
   if (plan && plan.tasks && plan.tasks.length > stats.total) stats.total = plan.tasks.length;

@@ -10,6 +10,7 @@ import { agentLabel } from "./agents.js";
 import { api } from "./api.js";
 import { h, icon, mdBlock, patch, statusBadge } from "./dom.js";
 import { renderDiff } from "./diff.js";
+import { costBreakdown, repairPanel, repairSig, taskCost } from "./repair.js";
 import { enc, fmtCost, fmtCount, fmtDuration, fmtWhen, fullTime, shortSha } from "./format.js";
 import { actionButton, messageNotice, patchActions, runAction, stat } from "./panel.js";
 import { isOpen } from "./router.js";
@@ -139,7 +140,7 @@ export class TaskView extends DetailView {
     patch(this.messageEl, JSON.stringify(this.message), () => messageNotice(this.message));
     const errorLog = this.detail && this.detail.status === "failed" ? this.detail.error_log : null;
     const waits = taskWaits(t);
-    patch(this.errorEl, JSON.stringify([t.status, t.error, errorLog, waits]), () => waits.length
+    patch(this.errorEl, JSON.stringify([t.status, t.error, errorLog, waits, repairSig(t)]), () => [repairPanel(t), waits.length
       ? h("div", { class: `notice ${waits.some((w) => w.held) ? "error" : "info"} task-waits`, role: "status" },
         icon(waits.some((w) => w.held) ? "alert" : "info"),
         h("div", { class: "notice-body" }, h("strong", null, "Not started yet"),
@@ -153,9 +154,10 @@ export class TaskView extends DetailView {
       : nothing ? messageNotice({ kind: "info", title: "No changes",
         text: "The agent finished without changing any file, so there was nothing to merge. Rerun it if "
           + "that is not what you expected." })
-        : t.status === "completed" && t.result ? messageNotice({ kind: "ok", text: `Completed: ${t.result}` }) : null);
+        : t.status === "completed" && t.result ? messageNotice({ kind: "ok", text: `Completed: ${t.result}` }) : null]);
     const run = t.run || {};
-    patch(this.statsEl, JSON.stringify([run, t.branch, t.base_commit, t.started, t.finished, t.status, t.agent]), () => {
+    patch(this.statsEl, JSON.stringify([run, t.branch, t.base_commit, t.started, t.finished, t.status, t.agent,
+      t.total_cost_usd, (t.run_history || []).length]), () => {
       const running = t.status === "in_progress" && t.started;
       this.durationEl = h("dd", { title: "duration" },
         running ? fmtDuration(Date.now() - new Date(t.started).getTime()) : fmtDuration(run.duration_ms));
@@ -164,7 +166,8 @@ export class TaskView extends DetailView {
         ran ? h("dl", { class: "stats task-stats" },
           stat("Agent", (run.agent || t.agent) ? agentLabel(run.agent || t.agent) + (run.model ? ` · ${run.model}` : "")
             : "—"),
-          stat("Cost", fmtCost(run.cost_usd), run.cost_usd == null ? { title: "this agent reports no cost" } : undefined),
+          stat("Cost", fmtCost(taskCost(t)), taskCost(t) == null ? { title: "this agent reports no cost" }
+            : { title: costBreakdown(t) }),
           stat("Tokens", `${fmtCount(run.input_tokens)} / ${fmtCount(run.output_tokens)}`,
             { title: "input / output tokens" }),
           stat("Turns", run.num_turns == null ? "—" : String(run.num_turns)),

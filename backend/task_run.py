@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 STANDALONE_BRANCH = "shipyard/tasks"
 #: Agents whose CLI can continue an earlier session on a rerun.
-RESUMABLE_AGENTS = frozenset({"claude", "codex", "gemini"})
+RESUMABLE_AGENTS = frozenset({"claude", "codex", "gemini", "opencode"})
 
 AGENT_INSTRUCTIONS = """You are an autonomous coding agent working for Shipyard on the project "{project}".
 You are in a git worktree of the project on the branch {branch}; other agents work on other
@@ -239,10 +239,10 @@ class TaskRun:
         """Run the agent; a rerun resumes the task's own session when the agent can.
 
         The worktree path is the same for every attempt, so Claude Code's
-        ``--resume`` (and Codex's ``exec resume``, Gemini's ``--resume``) finds the
-        conversation and the agent keeps what it learnt. If the session cannot be
-        resumed (no result and no turns), the attempt starts a fresh session.
-        opencode, and a rerun with another agent, always start fresh.
+        ``--resume`` (and Codex's ``exec resume``, Gemini's ``--resume``, opencode's
+        ``--session``) finds the conversation and the agent keeps what it learnt. If
+        the session cannot be resumed (no result and no turns), the attempt starts a
+        fresh session. A rerun with another agent always starts fresh.
         """
         previous = self.task.error if self.task.attempts > 1 else None
         run = self.task.run

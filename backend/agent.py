@@ -108,6 +108,8 @@ class Dispatcher:
         self.executor = make_executor(settings, store)
         self._executor_problem: str | None = None
         self._retry_pending = False
+        #: target branch -> the tip Shipyard last moved it to (TaskRun._integrate; the CAS verifies it)
+        self.integrated_tips: dict[str, str] = {}
         self._ensured: set[str] = set()
         # plans
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="orchestrator")

@@ -81,6 +81,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     checks = _CachedChecks(lambda: run_checks(settings, quick=True, trust=disp.trust))
     gate = AdmissionGate(settings.list_concurrency)
     pages = lists.PageCache()
+    exports = lists.ExportCache()
     ConnectionLimits.shed_waiting = gate.shed_oldest
 
     @contextlib.asynccontextmanager
@@ -170,8 +171,10 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
             q: str | None = Query(None, max_length=200, description="text in the title or summary"),
             order: str | None = Query(None, pattern="^(asc|desc)$", description=_ORDER_DOC),
             detail: str = Query("summary", pattern="^(summary|full)$", description=_DETAIL_DOC),
+            ids: str | None = Query(None, max_length=lists.PAGE_MAX * 13,
+                                    description="only these plans: ids, comma-separated (at most 500)"),
     ) -> Response:
-        """Plans: a page when any of limit/cursor/status/q/order is given, else every plan by status."""
+        """Plans: a page when any of limit/cursor/status/q/order/ids is given, else every plan by status."""
         statuses = lists.parse_statuses(status, lists.PLAN_STATUSES)
         index = store.plan_index
         active = set(disp._active_orchestrations)
@@ -182,9 +185,19 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
             describe = (lambda pid: disp.describe_plan(store.get_plan(pid))) if full else None
             return lists.plan_items(store, entries, active, describe, verifying)
 
+        if ids is not None:  # the plans a page of tasks refers to (the board shows their titles)
+            wanted = lists.parse_ids(ids, "plan")
+            return Response(await asyncio.to_thread(lambda: lists.page_of_ids(index, wanted, render)),
+                            media_type="application/json")
+
         if limit is None and cursor is None and statuses is None and q is None and order is None:
-            return StreamingResponse(lists.export(lists.PLAN_STATUSES, index, render, blocking=full),
-                                     media_type="application/json")
+            if full:
+                return StreamingResponse(lists.export(lists.PLAN_STATUSES, index, render, blocking=True),
+                                         media_type="application/json")
+            body = await exports.body("plans", (index.version, store.task_index.version, frozenset(active),
+                                                frozenset(verifying)),
+                                      lambda: lists.export_body(lists.PLAN_STATUSES, index, render))
+            return StreamingResponse(lists.stream_body(body), media_type="application/json")
 
         def page() -> bytes:
             return lists.page_body(index, lambda: index.page(
@@ -339,8 +352,12 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
 
         if (limit is None and cursor is None and statuses is None and plan_id is None and q is None
                 and order is None):
-            return StreamingResponse(lists.export(lists.TASK_STATUSES, index, render, blocking=full),
-                                     media_type="application/json")
+            if full:
+                return StreamingResponse(lists.export(lists.TASK_STATUSES, index, render, blocking=True),
+                                         media_type="application/json")
+            body = await exports.body("tasks", (index.version,),
+                                      lambda: lists.export_body(lists.TASK_STATUSES, index, render))
+            return StreamingResponse(lists.stream_body(body), media_type="application/json")
 
         def page() -> bytes:
             return lists.page_body(index, lambda: index.page(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -128,7 +129,48 @@ def run_checks(settings: Settings, quick: bool = False, environ: dict[str, str] 
             checks += _claude_checks(settings, env, trust)
         else:
             checks += _other_agent_checks(settings, agent, env, trust)
+            if agent == "codex" and settings.planner_agent == "codex" and not quick \
+                    and checks[-1].name == "codex credentials":  # installed and trusted
+                checks.append(codex_sandbox_check(DRIVERS[agent](settings.agent_bin(agent)).find_bin()))
     return checks
+
+
+def codex_sandbox_check(binary: str | None) -> Check:
+    """Whether Codex's read-only sandbox (its planning mode, ``-s read-only``) really stops writes here.
+
+    Codex enforces read-only with its own Linux sandbox (Landlock/seccomp), not
+    by asking: where the kernel lacks it, a planning run could change the
+    project. Measured by running ``codex sandbox -- sh -c 'echo > probe'``: on
+    a working host that fails with "Read-only file system". (Codex, Gemini CLI
+    and opencode have no root rule: measured, all three run their no-approval
+    modes as root without IS_SANDBOX.)
+    """
+    if binary is None:
+        return Check("codex sandbox", "error", "Codex was not found.")
+    with tempfile.TemporaryDirectory(prefix="shipyard-doctor-") as tmp:
+        home = Path(tmp) / "codex-home"
+        home.mkdir()
+        probe = Path(tmp) / "probe.txt"
+        env = {**os.environ, "CODEX_HOME": str(home)}
+        try:
+            proc = subprocess.run([binary, "sandbox", "--", "sh", "-c", f"echo probe > '{probe}'"],
+                                  cwd=tmp, env=env, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return Check("codex sandbox", "error", f"Codex's sandbox could not be tried: {exc}.",
+                         "plan with another agent (orchestrator_agent) on this host.")
+        if probe.exists():
+            return Check("codex sandbox", "error",
+                         "Codex's read-only sandbox does not stop writes on this host: a planning run "
+                         "could change the project.",
+                         "plan with another agent (orchestrator_agent), or run Shipyard where Landlock "
+                         "is available.")
+        said = (proc.stderr + proc.stdout).strip().splitlines()
+        if any("read-only file system" in line.lower() for line in said):
+            return Check("codex sandbox", "ok", "read-only planning is enforced (a write in "
+                         "'codex sandbox' failed with \"Read-only file system\")")
+        return Check("codex sandbox", "error",
+                     f"Codex's sandbox did not run: {said[-1] if said else f'exit code {proc.returncode}'}.",
+                     "plan with another agent (orchestrator_agent) on this host.")
 
 
 def _other_agent_checks(settings: Settings, agent: str, env: dict[str, str],

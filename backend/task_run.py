@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 STANDALONE_BRANCH = "shipyard/tasks"
 #: Agents whose CLI can continue an earlier session on a rerun.
-RESUMABLE_AGENTS = frozenset({"claude", "codex", "gemini"})
+RESUMABLE_AGENTS = frozenset({"claude", "codex", "gemini", "opencode"})
 
 AGENT_INSTRUCTIONS = """You are an autonomous coding agent working for Shipyard on the project "{project}".
 You are in a git worktree of the project on the branch {branch}; other agents work on other
@@ -299,10 +299,10 @@ class TaskRun:
         """Run the agent; a rerun resumes the task's own session when the agent can.
 
         The worktree path is the same for every attempt, so Claude Code's
-        ``--resume`` (and Codex's ``exec resume``, Gemini's ``--resume``) finds the
-        conversation and the agent keeps what it learnt. If the session cannot be
-        resumed (no result and no turns), the attempt starts a fresh session.
-        opencode, and a rerun with another agent, always start fresh.
+        ``--resume`` (and Codex's ``exec resume``, Gemini's ``--resume``, opencode's
+        ``--session``) finds the conversation and the agent keeps what it learnt. If
+        the session cannot be resumed (no result and no turns), the attempt starts a
+        fresh session. A rerun with another agent always starts fresh.
         """
         previous = self._previous_error()
         run = self.task.run
@@ -421,8 +421,12 @@ class TaskRun:
 
     def _integrate(self, tip: str) -> str | None:
         """Merge ``tip`` onto the target and move the target; the new target tip, or None if up to date."""
+        tips = self.disp.integrated_tips
         for _attempt in range(3):
-            target_tip = self.git.rev_parse(self.target)
+            # the tip this server last moved the target to saves a git call per task under the
+            # integration lock; the compare-and-swap below catches a tip moved by anyone else
+            cached = tips.pop(self.target, None)
+            target_tip = cached or self.git.rev_parse(self.target)
             if target_tip is None and self.target == STANDALONE_BRANCH:  # deleted by hand: start it again
                 self.git.ensure_branch(STANDALONE_BRANCH, self.base_ref)
                 target_tip = self.git.rev_parse(self.target)
@@ -430,6 +434,8 @@ class TaskRun:
                 raise TaskFailure(f"the integration branch {self.target} is gone.")
             outcome = self.git.merge_commit(
                 target_tip, tip, f"Merge {self.branch}: {self.task.title}\n\n{task_trailer(self.task.id)}")
+            if not outcome.ok and cached is not None and self.git.rev_parse(self.target) != cached:
+                continue  # merged onto a tip someone else has moved since: try the real one
             if not outcome.ok:
                 paths = ", ".join(outcome.conflicts) or "(unknown paths)"
                 details = f"{outcome.message}\nThe branch {self.branch} was kept for inspection."
@@ -438,6 +444,8 @@ class TaskRun:
                 raise IntegrationFailure(f"merge conflict with {self.target} in: {paths}", details,
                                          kind="conflict", target_tip=target_tip, paths=outcome.conflicts)
             if outcome.up_to_date:
+                if cached is not None:  # judged against a remembered tip: look at the real one
+                    continue
                 return None
             assert outcome.commit is not None
             if self.settings.test_command:
@@ -446,6 +454,7 @@ class TaskRun:
             # this commit on the target and completes the task instead of running it again.
             self.store.update_task(self.task.id, head_commit=tip)
             if self.git.update_ref(f"refs/heads/{self.target}", outcome.commit, target_tip):
+                tips[self.target] = outcome.commit
                 return outcome.commit
         raise TaskFailure(f"{self.target} kept moving while integrating; try again.")
 

@@ -188,7 +188,7 @@ def main() -> int:
     parser.add_argument("--plans", type=int, default=1_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each load phase")
-    parser.add_argument("--crowd", type=int, default=1_000)
+    parser.add_argument("--crowd", type=int, default=1_000, help="0: skip the crowd phase")
     parser.add_argument("--crowd-plans", type=int, default=10_000)
     parser.add_argument("--recovery-limit", type=float, default=600.0)
     args = parser.parse_args()
@@ -220,6 +220,8 @@ def main() -> int:
         finally:
             server.stop()
 
+        if args.crowd <= 0:
+            return 0
         project2 = make_repo(Path(tmp) / "project2")
         populate(project2 / ".shipyard", args.crowd_plans, args.crowd_plans)
         server = start(project2)

@@ -68,3 +68,15 @@ def test_doctor_checks_every_agent_in_use(git_repo: Path, tmp_path: Path) -> Non
     assert checks["codex credentials"].ok
     assert not checks["gemini"].ok and "gemini_bin" in checks["gemini"].fix
     assert "claude" not in checks
+
+
+def test_doctor_tries_codex_read_only_sandbox_when_codex_plans(git_repo: Path, tmp_path: Path) -> None:
+    """Codex's planning mode is only read-only where its sandbox works: doctor tries a write in it."""
+    settings = load_settings(git_repo, environ={"SHIPYARD_ORCHESTRATOR_AGENT": "codex"})
+    checks = {c.name: c for c in run_checks(settings, environ={"OPENAI_API_KEY": "x", "HOME": str(tmp_path)})}
+    sandbox = checks["codex sandbox"]
+    assert sandbox.ok, sandbox  # this host (like the test bed's) has a working sandbox
+    assert "Read-only file system" in sandbox.detail
+    quick = {c.name for c in run_checks(settings, quick=True,
+                                         environ={"OPENAI_API_KEY": "x", "HOME": str(tmp_path)})}
+    assert "codex sandbox" not in quick  # the health endpoint stays fast

@@ -172,7 +172,7 @@ def test_gemini_stream_without_finish_is_a_failure(server: ModelServer, agent_ho
     assert result.reason
 
 
-@pytest.mark.parametrize("agent_name", ["codex", "gemini"])
+@pytest.mark.parametrize("agent_name", ["codex", "gemini", "opencode"])
 def test_resume_continues_the_earlier_session(agent_name: str, server: ModelServer, agent_home: Path,
                                               project: Path, tmp_path: Path) -> None:
     runner = make_runner(agent_name, agent_bin(agent_name),
@@ -189,6 +189,26 @@ def test_resume_continues_the_earlier_session(agent_name: str, server: ModelServ
     assert resumed.session_id == result.session_id
     request = script.requests[0]
     assert any("remember the word pelican" in t for t in request.user_texts)
+
+
+@pytest.mark.parametrize("agent_name", ["gemini", "opencode"])
+def test_a_prompt_larger_than_argv_allows_reaches_the_model(agent_name: str, server: ModelServer,
+                                                          agent_home: Path, project: Path,
+                                                          tmp_path: Path) -> None:
+    """Linux refuses one argv string over 128 KiB (E2BIG); plans can be longer, so prompts go on stdin."""
+    runner = make_runner(agent_name, agent_bin(agent_name),
+                         hermetic_agent_environ(agent_name, server, agent_home))
+    head = f"{agent_name}: a very long plan begins"
+    tail = f"{agent_name}: and the long plan ends here"
+    filler = "".join(f"step {i}: keep going with the plan.\n" for i in range(5000))
+    prompt = f"{head}\n{filler}{tail}"
+    assert len(prompt.encode()) > 150 * 1024
+    script = server.script(lambda r: tail in "\n".join(r.user_texts), [text("read it all")])
+    result, _ = run(runner, prompt, project, tmp_path)
+    assert result.ok, result
+    assert result.text == "read it all"
+    sent = "\n".join(script.requests[0].user_texts)
+    assert head in sent and tail in sent and "step 4999: keep going" in sent
 
 
 def test_codex_output_schema_is_passed_and_the_answer_parsed(server: ModelServer, agent_home: Path,

@@ -404,3 +404,27 @@ def test_standalone_tasks_are_landed_from_the_api_and_the_cli(git_repo: Path, en
     assert "Landed shipyard/tasks on main" in cli.stdout
     assert (git_repo / "solo2.txt").read_text() == "two\n"
     assert git(git_repo, "status", "--porcelain") == ""
+
+
+def test_integration_keeps_a_commit_made_on_the_target_by_hand(git_repo: Path, env: dict, start_server,
+                                                                model_server: ModelServer) -> None:
+    """The server remembers the tip it last integrated to; a branch moved by someone else is still merged onto."""
+    server = start_server(git_repo, env)
+    agent_writes(model_server, "First", "first.txt", "one\n")
+    agent_writes(model_server, "Second", "second.txt", "two\n")
+    with server.client() as http:
+        first = task_finished(http, http.post("/agent/tasks", json={"title": "First", "content": "x"}).json()["id"])
+        assert first["status"] == "completed", first["error_log"]
+        # someone adds a commit to shipyard/tasks by hand (plumbing: no checkout of the branch)
+        tip = git(git_repo, "rev-parse", "shipyard/tasks").strip()
+        blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=git_repo, input="by hand\n",
+                              capture_output=True, text=True, check=True).stdout.strip()
+        tree = subprocess.run(["git", "mktree"], cwd=git_repo, capture_output=True, text=True, check=True,
+                              input=git(git_repo, "ls-tree", tip) + f"100644 blob {blob}\thand.txt\n").stdout.strip()
+        hand = git(git_repo, "commit-tree", tree, "-p", tip, "-m", "by hand").strip()
+        git(git_repo, "update-ref", "refs/heads/shipyard/tasks", hand, tip)
+        second = task_finished(http, http.post("/agent/tasks", json={"title": "Second", "content": "x"}).json()["id"])
+    assert second["status"] == "completed", second["error_log"]
+    assert git(git_repo, "merge-base", "--is-ancestor", hand, "shipyard/tasks") == ""
+    assert git(git_repo, "show", "shipyard/tasks:hand.txt") == "by hand\n"
+    assert git(git_repo, "show", "shipyard/tasks:second.txt") == "two\n"

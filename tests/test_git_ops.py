@@ -457,6 +457,30 @@ def test_update_ref_is_compare_and_swap(repo: GitRepo, wt_root: Path) -> None:
     assert repo.rev_parse("main") == main
 
 
+
+def test_checked_out_check_reads_head_files_like_git(repo: GitRepo, wt_root: Path) -> None:
+    """The per-integration "checked out anywhere?" check answers as ``git worktree list`` does."""
+    main = repo.rev_parse("main")
+    assert main is not None
+    repo.ensure_branch("elsewhere", "main")
+    repo.ensure_branch("idle", "main")
+    repo.add_worktree(wt_root / "a", "task/a", "main")
+    repo.add_detached_worktree(wt_root / "d", main)
+    git(repo.root, "worktree", "add", "-q", str(wt_root / "e"), "elsewhere")
+    listed = repo.list_worktrees()
+    assert repo._heads_from_files() is not None  # answered from the files, no git process
+    for branch in ("main", "task/a", "elsewhere", "idle", "refs/heads/task/a"):
+        slow = repo.checked_out_at(branch, listed)
+        fast = repo.checked_out_at(branch)
+        assert (fast and fast.resolve()) == (slow and slow.resolve()), branch
+    assert repo.checked_out_at("idle") is None
+    assert repo.checked_out_at("elsewhere").resolve() == (wt_root / "e").resolve()  # type: ignore[union-attr]
+    newer = commit_on(repo, "task/n", {"n.txt": "n\n"}, wt_root)
+    with pytest.raises(GitError, match=f"checked out in {wt_root / 'e'}"):
+        repo.update_ref("elsewhere", newer, main)
+    git(repo.root, "-C", str(wt_root / "e"), "checkout", "-q", "--detach")
+    assert repo.update_ref("elsewhere", newer, main) is True  # no longer checked out: it moves
+
 # --------------------------------------------------------------------------- landing
 
 

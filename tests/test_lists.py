@@ -135,6 +135,17 @@ def test_plan_pages_filters_and_progress(http: httpx.Client, marker: str) -> Non
     export = http.get("/agent/plans").json()
     assert list(export) == ["draft", "ready", "executing", "review", "done", "failed"]
     assert set(ids[:2]) <= {p["id"] for p in export["ready"]}
+    # the plans a page of tasks refers to, by id, in the order asked; unknown ids are left out
+    picked = http.get("/agent/plans", params={"ids": f"{ids[4]},{ids[1]},aaaaaaaaaaaa"}).json()
+    assert [p["id"] for p in picked["items"]] == [ids[4], ids[1]] and picked["next_cursor"] is None
+    assert picked["items"][0]["title"] == f"{marker} plan 4" and "progress" in picked["items"][0]
+    bad = http.get("/agent/plans", params={"ids": "../etc"})
+    assert bad.status_code == 422 and "ids" in bad.json()["detail"]
+    # the export is built once per change and every client gets the same, current bytes
+    again = http.get("/agent/plans").json()
+    assert again == export
+    http.post(f"/agent/plans/{ids[2]}/ready").raise_for_status()
+    assert ids[2] in {p["id"] for p in http.get("/agent/plans").json()["ready"]}
 
 
 @pytest.mark.parametrize("query, word", [

@@ -210,3 +210,22 @@ def test_a_status_change_writes_before_it_renames(store: Store, monkeypatch: pyt
     store.move_task(task.id, TaskStatus.failed, error="cancelled", error_log="log")
     assert "error: cancelled" in seen[-1]
     assert store.get_task(task.id).error == "cancelled" and store.get_plan(plan.id).error
+
+
+def test_claim_reads_only_the_claimed_file(store: Store, monkeypatch) -> None:
+    """A claim takes its candidates from the index: one file read, not the whole pending folder."""
+    import backend.store.store as store_module
+
+    store.build_index()
+    tasks = [store.create_task(f"t{n}", "x") for n in range(60)]
+    store._task_cache.clear()  # as after a restart: every file would need a parse
+    read: list[str] = []
+    real = store_module.read_inside
+    monkeypatch.setattr(store_module, "read_inside", lambda path, root: read.append(path.name) or real(path, root))
+    claimed = store.claim_next_task()
+    assert claimed is not None and claimed.id == tasks[0].id
+    assert read == [f"{tasks[0].id}.md"]
+    (store.root / "tasks" / "pending" / "by-hand.md").write_text("# By hand\n\nno watcher running\n")
+    for task in tasks[1:]:
+        store.move_task(task.id, TaskStatus.failed)
+    assert store.claim_next_task().id == "by-hand"  # type: ignore[union-attr]

@@ -35,6 +35,20 @@ def commit(agent: str, name: str) -> list:
             shell(agent, f"git add -A && git commit -q -m 'Add {name}'"), text(f"Done: {name}")]
 
 
+def assert_chips_inside_cards(page, width: int) -> None:
+    """Every agent chip ends inside its card's padding, and the card's top row does not overflow."""
+    boxes = page.evaluate("""() => [...document.querySelectorAll('.card .agent-chip')].map((chip) => {
+        const card = chip.closest('.card'), top = chip.parentElement;
+        const c = card.getBoundingClientRect(), r = chip.getBoundingClientRect();
+        return {chip: r.right, card: c.right, text: chip.textContent,
+                overflow: top.scrollWidth - top.clientWidth};
+    })""")
+    assert boxes, "no agent chips on the board"
+    for box in boxes:
+        assert box["chip"] <= box["card"] - 8, (width, box)  # clear of the card's right edge
+        assert box["overflow"] <= 0, (width, box)
+
+
 def test_pick_an_agent_for_a_task_and_for_a_plan(browser: Browser, git_repo: Path, all_agents_env: dict,
                                                 agents_model_server: ModelServer, start_server) -> None:
     model = agents_model_server
@@ -82,9 +96,10 @@ def test_pick_an_agent_for_a_task_and_for_a_plan(browser: Browser, git_repo: Pat
         expect(plan_card.locator(".agent-chip")).to_have_text("Gemini CLI")
         d.shot("agents-05-plan")
         page.keyboard.press("Escape")
-        d.shot("agents-06-board")
-        page.set_viewport_size({"width": 1920, "height": 1000})
-        d.shot("agents-07-board-wide")
+        for width in (1280, 1440, 1920):
+            page.set_viewport_size({"width": width, "height": 1000})
+            assert_chips_inside_cards(page, width)
+            d.shot(f"agents-06-board-{width}")
         d.check()
     plan_branch = [b.strip(" *") for b in git(git_repo, "branch", "--list", "shipyard/plan-*").splitlines()]
     assert git(git_repo, "show", f"{plan_branch[0]}:switched.txt") == "switched.txt by gemini\n"

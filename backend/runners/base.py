@@ -130,3 +130,37 @@ def prompt_with_instructions(request: RunRequest) -> str:
     """The prompt with the system instructions in front, for agents without a flag for them."""
     extra = "\n\n".join(p for p in (request.system_prompt, request.append_system_prompt) if p)
     return f"{extra.strip()}\n\n---\n\n{request.prompt}" if extra else request.prompt
+
+
+#: Most characters of an answer a parser keeps for the result (a run log line is cut at 1 MiB too).
+ANSWER_LIMIT = 1024 * 1024
+
+
+class AnswerText:
+    """An answer arriving in deltas, kept to :data:`ANSWER_LIMIT` characters.
+
+    An agent can stream hundreds of MB of answer; the runner's memory must not
+    grow with it (goal: 50 MB for 500 MB of output), so what is past the limit is
+    counted, not kept, and the text says how much was left out.
+    """
+
+    def __init__(self, limit: int = ANSWER_LIMIT) -> None:
+        self.limit = limit
+        self._parts: list[str] = []
+        self._size = 0
+        self.omitted = 0
+
+    def add(self, text: str) -> None:
+        room = self.limit - self._size
+        piece = text[:room] if room > 0 else ""
+        if piece:
+            self._parts.append(piece)
+            self._size += len(piece)
+        self.omitted += len(text) - len(piece)
+
+    def __bool__(self) -> bool:
+        return bool(self._size or self.omitted)
+
+    def text(self) -> str:
+        joined = "".join(self._parts)
+        return joined + (f"… [{self.omitted} more characters]" if self.omitted else "")

@@ -70,7 +70,7 @@ class CodexParser(StreamParser):
 
     def __init__(self, request: RunRequest, label: str) -> None:
         super().__init__(request, label)
-        self.texts: list[str] = []
+        self.last_text: str | None = None  # the result is the last text: keep no others
         self.usage: dict[str, Any] | None = None
         self.failure: str | None = None
         self.turns = 0
@@ -122,7 +122,7 @@ class CodexParser(StreamParser):
             if not done:
                 return []
             text = str(item.get("text", ""))
-            self.texts.append(text)
+            self.last_text = text
             return [AgentEvent("text", now, one_line(text) or "(empty text)", clip({"text": text}))]
         if itype == "reasoning":
             if not done:
@@ -166,7 +166,7 @@ class CodexParser(StreamParser):
         return [AgentEvent("other", now, f"{itype} item", clip(item))] if done else []
 
     def verdict(self, result: RunResult, lingered: bool) -> None:
-        result.text = self.texts[-1] if self.texts else None
+        result.text = self.last_text
         result.num_turns = self.turns or None
         result.duration_ms = int((time.monotonic() - self.started) * 1000)
         if self.usage is not None:

@@ -2,7 +2,9 @@
 
 Measured on 0.61.0 (``/work/shared/agent-cli-notes.md``):
 
-* ``gemini -p PROMPT --output-format stream-json`` streams JSONL: ``init``,
+* ``gemini --output-format stream-json`` with the prompt on **stdin** (headless
+  because stdin is not a terminal; up to 8 MiB, where ``-p PROMPT`` in argv
+  stops at Linux's 128 KiB per argument) streams JSONL: ``init``,
   ``message`` (assistant text with ``delta: true``), ``tool_use``,
   ``tool_result``, ``error``, ``result{status, stats}``.
 * Its auth method must be chosen in ``settings.json`` (else exit 41 "Invalid
@@ -31,7 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from backend.runners.base import AgentDriver, StreamParser, prompt_with_instructions
+from backend.runners.base import AgentDriver, AnswerText, StreamParser, prompt_with_instructions
 from backend.runners.records import AgentEvent, RunRequest, RunResult
 from backend.runners.wording import CONNECT_HINTS, clip, describe_api_error, one_line
 
@@ -63,8 +65,8 @@ class GeminiParser(StreamParser):
 
     def __init__(self, request: RunRequest, label: str) -> None:
         super().__init__(request, label)
-        self.text_parts: list[str] = []
-        self.answer = ""
+        self.last_answer: str | None = None  # only the last answer is the result: keep no others
+        self.answer = AnswerText()
         self.result_obj: dict[str, Any] | None = None
         self.errors: list[str] = []
         self.tool_names: dict[str, str] = {}
@@ -83,7 +85,7 @@ class GeminiParser(StreamParser):
             if obj.get("role") != "assistant":
                 return [AgentEvent("other", now, one_line(f"{obj.get('role')}: {content}"),
                                    clip({"role": obj.get("role"), "text": content}))]
-            self.answer += content
+            self.answer.add(content)
             return [AgentEvent("text", now, one_line(content) or "(empty text)", clip({"text": content}))]
         if kind == "tool_use":
             self._close_text()
@@ -120,8 +122,8 @@ class GeminiParser(StreamParser):
 
     def _close_text(self) -> None:
         if self.answer:
-            self.text_parts.append(self.answer)
-            self.answer = ""
+            self.last_answer = self.answer.text()
+            self.answer = AnswerText()
 
     def _summary(self, name: str, params: Any) -> str:
         inp = params if isinstance(params, dict) else {}
@@ -134,6 +136,9 @@ class GeminiParser(StreamParser):
 
     def _failure(self) -> str | None:
         res = self.result_obj or {}
+        if any("loop detected" in e.lower() for e in self.errors):
+            # Gemini CLI cuts an answer it sees repeating and still says "success" (0.61.0)
+            return "Gemini CLI stopped the answer: it detected a loop in the model's output"
         if res.get("status") == "success":
             return None
         error = res.get("error")
@@ -143,7 +148,7 @@ class GeminiParser(StreamParser):
 
     def verdict(self, result: RunResult, lingered: bool) -> None:
         self._close_text()
-        result.text = self.text_parts[-1] if self.text_parts else None
+        result.text = self.last_answer
         result.model = self.model
         if self.result_obj is None:
             self.no_result(result)
@@ -163,6 +168,10 @@ class GeminiParser(StreamParser):
             result.reason = f"Gemini CLI reported success but exited with code {result.exit_code}"
             return
         result.ok, result.outcome, result.subtype = True, "finished", "success"
+
+
+#: Gemini CLI 0.61 truncates stdin beyond this many bytes (``MAX_STDIN_SIZE`` in its bundle).
+MAX_STDIN_BYTES = 8 * 1024 * 1024
 
 
 def auth_type(env: Mapping[str, str]) -> str | None:
@@ -211,6 +220,10 @@ class GeminiDriver(AgentDriver):
         if env.get("GEMINI_CLI_HOME") and not auth_type(env) and not (
                 Path(env["GEMINI_CLI_HOME"]) / ".gemini" / "oauth_creds.json").is_file():
             return "Gemini CLI has no credentials: set GEMINI_API_KEY for the server"
+        size = len(prompt_with_instructions(request).encode("utf-8"))
+        if size > MAX_STDIN_BYTES:
+            return (f"the prompt is {size / 2**20:.1f} MiB; Gemini CLI reads at most "
+                    f"{MAX_STDIN_BYTES // 2**20} MiB of it (it would cut the rest silently)")
         return super().preflight(request, env, argv)
 
     def build_argv(self, request: RunRequest, binary: str, home: Path | None) -> list[str]:
@@ -221,8 +234,15 @@ class GeminiDriver(AgentDriver):
         if request.resume:
             argv += ["--resume", request.resume]
         argv += list(request.extra_args)
-        argv += ["-p", prompt_with_instructions(request)]
-        return argv
+        return argv  # the prompt goes on stdin (see stdin_data)
+
+    def stdin_data(self, request: RunRequest) -> bytes | None:
+        """The prompt, on stdin: argv strings are limited to 128 KiB on Linux, plans are not.
+
+        With stdin not a terminal Gemini CLI runs headless and reads the prompt
+        from it (up to 8 MiB, checked in :meth:`preflight`).
+        """
+        return prompt_with_instructions(request).encode("utf-8")
 
     def parser(self, request: RunRequest) -> StreamParser:
         return GeminiParser(request, self.label)

@@ -13,8 +13,11 @@ Measured on 1.18.33 (``/work/shared/agent-cli-notes.md``):
 * Everything is allowed by default (workers). Read-only (the orchestrator):
   its ``plan`` agent still lets ``bash`` write, so ``OPENCODE_PERMISSION``
   denies edit, bash and webfetch outright.
-* It reports a cost per step (0 for a custom model) and tokens. A rerun starts
-  a fresh session.
+* It reports a cost per step (0 for a custom model) and tokens. A rerun
+  continues the earlier session with ``--session <id>`` (the session lives in
+  opencode's own data folder, ``$XDG_DATA_HOME/opencode``).
+* The message goes on **stdin** (``opencode run`` reads it there when stdin is
+  not a terminal): argv strings stop at Linux's 128 KiB per argument.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ class OpencodeParser(StreamParser):
 
     def __init__(self, request: RunRequest, label: str) -> None:
         super().__init__(request, label)
-        self.texts: list[str] = []
+        self.last_text: str | None = None  # the result is the last text: keep no others
         self.input_tokens = 0
         self.output_tokens = 0
         self.cost = 0.0
@@ -75,7 +78,7 @@ class OpencodeParser(StreamParser):
             return [*first, AgentEvent("other", now, f"step {self.steps} started", {})]
         if kind == "text":
             text = str(part.get("text", ""))
-            self.texts.append(text)
+            self.last_text = text
             return [*first, AgentEvent("text", now, one_line(text) or "(empty text)", clip({"text": text}))]
         if kind == "reasoning":
             thought = str(part.get("text", ""))
@@ -128,7 +131,7 @@ class OpencodeParser(StreamParser):
         ]
 
     def verdict(self, result: RunResult, lingered: bool) -> None:
-        result.text = self.texts[-1] if self.texts else None
+        result.text = self.last_text
         result.num_turns = self.steps or None
         result.duration_ms = int((time.monotonic() - self.started) * 1000)
         result.usage = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
@@ -170,9 +173,15 @@ class OpencodeDriver(AgentDriver):
             argv += ["--agent", "plan"]
         if request.model:
             argv += ["-m", request.model]
+        if request.resume:
+            argv += ["--session", request.resume]
         argv += list(request.extra_args)
-        argv.append(prompt_with_instructions(request))
-        return argv
+        return argv  # the message goes on stdin (see stdin_data)
+
+    def stdin_data(self, request: RunRequest) -> bytes | None:
+        """The message, on stdin: ``opencode run`` reads it there when stdin is not a
+        terminal, and argv strings stop at Linux's 128 KiB per argument."""
+        return prompt_with_instructions(request).encode("utf-8")
 
     def parser(self, request: RunRequest) -> StreamParser:
         return OpencodeParser(request, self.label)

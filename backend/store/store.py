@@ -410,10 +410,20 @@ class Store:
         return task
 
     def claim_next_task(self, skip: Callable[[Task], bool] | None = None) -> Task | None:
-        """Atomically move the oldest pending task to ``in_progress`` and return it."""
+        """Atomically move the oldest pending task to ``in_progress`` and return it.
+
+        Candidates come from the task index (``(created, id)`` order, kept current under
+        this same lock), so a claim reads only the file it claims (and those ``skip``
+        passes over) instead of parsing the whole pending folder.
+        """
         with self.lock:
-            for task in self.list_tasks(TaskStatus.pending)[TaskStatus.pending.value]:
-                if skip is not None and skip(task):
+            self._index_new_pending()
+            for entry in self.task_index.snapshot(TaskStatus.pending.value):
+                try:
+                    task = self.get_task(entry.id)
+                except NotFound:
+                    continue
+                if task.status != TaskStatus.pending or (skip is not None and skip(task)):
                     continue
                 try:
                     return self.move_task(task.id, TaskStatus.in_progress,
@@ -422,6 +432,22 @@ class Store:
                 except (NotFound, Conflict):
                     continue
         return None
+
+    def _index_new_pending(self) -> None:
+        """Index pending files the index has not seen (dropped by hand with no watcher running).
+
+        A listing of names, no parse: the server's watcher normally got there first.
+        """
+        index = self.task_index
+        if not index.built:
+            index.reconcile()
+            return
+        folder = self.tasks_dir / TaskStatus.pending.value
+        for name in os.listdir(folder):
+            if name.endswith(TASK_SUFFIX) and not is_temp_name(name):
+                entry = index.get(name.removesuffix(TASK_SUFFIX))
+                if entry is None or entry.status != TaskStatus.pending.value:
+                    index.check_path(folder / name)
 
     def claim_task(self, task_id: str) -> Task | None:
         """Atomically move one pending task to ``in_progress``; None if it is not pending (any more)."""

@@ -24,7 +24,8 @@ import json
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -204,13 +205,16 @@ class Responses(Dialect):
                         "content": [{"type": "output_text", "text": block, "annotations": []}]}
                 event("response.output_item.added", {"output_index": index,
                                                       "item": {**item, "content": []}})
-                event("response.output_text.delta", {"item_id": item["id"], "output_index": index,
-                                                      "content_index": 0, "delta": block})
+                for piece in _pieces(block):
+                    event("response.output_text.delta", {"item_id": item["id"], "output_index": index,
+                                                          "content_index": 0, "delta": piece})
             event("response.output_item.done", {"output_index": index, "item": item})
             outputs.append(item)
         if turn.stop_reason == "unfinished":
             return  # the stream ends without response.completed
         tokens_in, tokens_out = _usage_numbers(req)
+        if sum(len(b) for b in turn.blocks if isinstance(b, str)) > PIECE:
+            outputs = []  # Codex reads the items from output_item.done; one event of 100s of MB is slow for it
         event("response.completed", {"response": {
             **base, "status": "completed", "output": outputs,
             "usage": {"input_tokens": tokens_in, "input_tokens_details": {"cached_tokens": 0},
@@ -287,7 +291,8 @@ class ChatCompletions(Dialect):
                                                     "arguments": json.dumps(block.input)}}]})
                 calls += 1
             elif isinstance(block, str):
-                chunk({"content": block})
+                for piece in _pieces(block):
+                    chunk({"content": piece})
         if turn.stop_reason == "unfinished":
             return
         tokens_in, tokens_out = _usage_numbers(req)
@@ -379,8 +384,33 @@ class Gemini(Dialect):
             write(": scripted stall\n\n")
             wait(STALL_LIMIT_S)
             return
-        answer = self.answer_object(turn, req, finish=turn.stop_reason != "unfinished")
+        blocks = turn.blocks
+        if sum(len(b) for b in blocks if isinstance(b, str)) > PIECE:
+            # A real stream sends a long answer as many chunks; so does this one (and
+            # the CLI never has to parse one event of hundreds of MB).
+            held: str | None = None  # the last piece goes out with the finish
+            for piece in (p for b in blocks if isinstance(b, str) for p in _pieces(b)):
+                if held is not None:
+                    early = self.answer_object(replace(turn, blocks=(held,)), req, finish=False)
+                    write(f"data: {json.dumps(early)}\n\n")
+                held = piece
+            blocks = (held or "", *(b for b in blocks if not isinstance(b, str)))
+        answer = self.answer_object(replace(turn, blocks=blocks), req,
+                                    finish=turn.stop_reason != "unfinished")
         write(f"data: {json.dumps(answer)}\n\n")
+
+
+#: Longest text sent in one streamed delta; longer answers go out in pieces, as real APIs stream them.
+PIECE = 1024 * 1024
+
+
+def _pieces(text: str) -> Iterator[str]:
+    """``text`` in deltas of at most :data:`PIECE` characters (one piece when short, even empty)."""
+    if len(text) <= PIECE:
+        yield text
+        return
+    for start in range(0, len(text), PIECE):
+        yield text[start:start + PIECE]
 
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (Responses(), ChatCompletions(), Gemini())}

@@ -181,10 +181,28 @@ def agent_env(agent: str, server: ModelServer, home: Path) -> dict[str, str]:
                                    "models": {"scripted": {"name": "scripted"}}}},
             "model": "local/scripted", "autoupdate": False, "share": "disabled",
         }))
+        seed_opencode_config_dir(home / ".config" / "opencode")
         return {**common, "OPENCODE_CONFIG": str(config),
                 "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local/share"),
                 "XDG_CACHE_HOME": str(home / ".cache"), "XDG_STATE_HOME": str(home / ".local/state")}
     raise ValueError(agent)
+
+
+def seed_opencode_config_dir(folder: Path) -> None:
+    """Make opencode's config folder look as if its plugin package were installed.
+
+    opencode 1.18 runs ``npm install @opencode-ai/plugin`` (arborist, against
+    registry.npmjs.org) in the background in every config folder without
+    ``node_modules``. A run of a few seconds ends before it completes, so in a
+    fresh test HOME every run started it again: 15-20 MB of downloads and CPU
+    on a shared machine. Its check is "node_modules exists and package-lock.json
+    lists what package.json asks for", which this satisfies. Not on the path to
+    the first model request (strace: the registry connect comes after it).
+    """
+    (folder / "node_modules").mkdir(parents=True, exist_ok=True)
+    deps = {"@opencode-ai/plugin": "1.18.33"}
+    (folder / "package.json").write_text(json.dumps({"dependencies": deps}))
+    (folder / "package-lock.json").write_text(json.dumps({"packages": {"": {"dependencies": deps}}}))
 
 
 def hermetic_agent_environ(agent: str, server: ModelServer, home: Path) -> dict[str, str]:

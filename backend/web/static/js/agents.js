@@ -47,5 +47,8 @@ export function agentSelect({ id, name, value, fallback, label }) {
 export function agentChip(name, model) {
   if (!name) return null;
   const text = model ? `${agentLabel(name)} · ${model}` : agentLabel(name);
-  return h("span", { class: "chip agent-chip", "data-agent": name, title: `Agent: ${text}` }, text);
+  // two parts so a narrow card cuts the model, never the agent's name
+  return h("span", { class: "chip agent-chip", "data-agent": name, title: `Agent: ${text}` },
+    h("span", { class: "agent-name" }, agentLabel(name)),
+    model ? h("span", { class: "agent-model" }, ` · ${model}`) : null);
 }

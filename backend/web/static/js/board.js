@@ -10,6 +10,7 @@
  */
 import { $, fill, h, icon, patch } from "./dom.js";
 import { agentChip } from "./agents.js";
+import { filtering, pages, renderFooters, setQuery } from "./board-pages.js";
 import { enc, fmtCost, fmtCount, fmtDuration } from "./format.js";
 import { renderDispatcher } from "./header.js";
 import { costBreakdown, repairCardLine, repairSig, taskCost } from "./repair.js";
@@ -69,12 +70,14 @@ function waitLine(t) {
 }
 function taskSig(t) {
   const plan = t.plan_id ? S.plans.get(t.plan_id) : null;
-  return [t.title, t.status, t.outcome, t.task_type, plan ? plan.title : t.plan_id, t.attempts, t.error,
+  return [t.title, t.status, t.outcome, t.task_type, plan ? plan.title : S.planNames.get(t.plan_id) || t.plan_id,
+    t.attempts, t.error,
     t.run && t.run.cost_usd, t.run && t.run.duration_ms, S.activity.get(`task:${t.id}`), waitLine(t), t.agent,
     t.run && t.run.model, t.run && t.run.output_tokens, t.superseded_by, repairSig(t)].join("\u0001");
 }
 function fillTaskCard(el, t) {
   const plan = t.plan_id ? S.plans.get(t.plan_id) : null;
+  const planTitle = plan ? plan.title : S.planNames.get(t.plan_id); // a plan not loaded: its title only
   const activity = S.activity.get(`task:${t.id}`);
   el.dataset.status = t.status;
   if (t.superseded_by != null) el.dataset.superseded = String(t.superseded_by); // replaced by a re-plan
@@ -94,8 +97,8 @@ function fillTaskCard(el, t) {
       h("span", { class: "card-id" }, t.id)),
     h("div", { class: "card-title" }, t.title),
     (plan || t.plan_id || t.run) ? h("div", { class: "card-meta" },
-      t.plan_id ? h("span", { class: "plan-ref", title: plan ? `Plan: ${plan.title}` : "plan" }, icon("plan"),
-        plan ? plan.title : t.plan_id) : null,
+      t.plan_id ? h("span", { class: "plan-ref", title: planTitle ? `Plan: ${planTitle}` : "plan" }, icon("plan"),
+        planTitle || t.plan_id) : null,
       h("span", { class: "grow" }),
       runCost(t),
       t.run && t.run.duration_ms && t.status !== "in_progress" ? h("span", { title: "duration" },
@@ -226,6 +229,10 @@ function reorderColumn(col) {
   while (cursor) {
     const next = cursor.nextElementSibling;
     const id = cursor.dataset.id;
+    if (!id) { // the load-more footer (board-pages.js) stays last
+      cursor = next;
+      continue;
+    }
     const owner = col === "plans" ? S.plans.get(id) : S.tasks.get(id);
     if (!owner || (col !== "plans" && owner.status !== col)) cursor.remove();
     cursor = next;
@@ -240,11 +247,15 @@ function updateCounts() {
     total[t.status]++;
     if (taskMatches(t)) shown[t.status]++;
   }
-  const filtering = Boolean(filterText || filterPlan);
+  const anyFilter = Boolean(filterText || filterPlan);
   for (const col of Object.keys(columns)) {
     const c = columns[col];
-    const filteredHere = filtering && (col === "plans" ? Boolean(filterText) : true);
-    const text = filteredHere && shown[col] !== total[col] ? `${shown[col]} / ${total[col]}` : String(total[col]);
+    const filteredHere = anyFilter && (col === "plans" ? Boolean(filterText) : true);
+    // the server's figures (every item, not only the loaded pages) once they are in
+    if (pages.known && pages.total[col] != null) total[col] = Math.max(pages.total[col], total[col]);
+    const matching = filteredHere && pages.known && filtering(col) && pages.matching[col] != null
+      ? Math.max(pages.matching[col], shown[col]) : shown[col];
+    const text = filteredHere && matching !== total[col] ? `${matching} / ${total[col]}` : String(total[col]);
     if (c.count.textContent !== text) c.count.textContent = text;
     const empty = shown[col] === 0;
     if (col === "plans") renderPlansEmpty(empty, total.plans === 0);
@@ -310,6 +321,7 @@ export function renderBoard() {
   dirty.counts = false;
   if (changed) {
     updateCounts();
+    renderFooters();
     renderDispatcher();
   }
 }
@@ -317,6 +329,7 @@ export function renderBoard() {
 export function setFilter() {
   filterText = filterInput.value.trim().toLowerCase();
   filterPlan = planFilter.value;
+  setQuery(filterInput.value.trim(), filterPlan);
   dirty.filter = true;
   scheduleFlush();
 }
@@ -338,7 +351,7 @@ export function initBoard() {
   $("#board").addEventListener("keydown", (e) => {
     const card = e.target.closest && e.target.closest(".card");
     if (!card || e.altKey || e.ctrlKey || e.metaKey) return;
-    const visible = (container) => [...container.children].filter((c) => !c.hidden);
+    const visible = (container) => [...container.children].filter((c) => !c.hidden && c.classList.contains("card"));
     const colEl = card.closest(".column");
     const cards = visible(colEl.querySelector(".cards"));
     const index = cards.indexOf(card);

@@ -196,9 +196,14 @@ export class Feed {
     for (const ev of pending) this.add(ev);
     this.el.scrollTop = this.el.scrollHeight;
   }
-  /** Render already-fetched older events above the shown ones, a slice per task, then watch the top. */
+  /**
+   * Render already-fetched older events above the shown ones, a slice per frame, then watch
+   * the top. Each slice waits for the frame before it to be painted: the newest events are on
+   * screen first, and no slice (with the layout it forces) delays that first paint.
+   */
   fill(events) {
     this.filling = true;
+    const next = (fn) => requestAnimationFrame(() => setTimeout(fn, 0));
     const step = () => {
       if (!events.length) {
         this.filling = false;
@@ -215,9 +220,9 @@ export class Feed {
       el.scrollTop = el.scrollHeight - fromBottom;
       this.first = slice[0].seq;
       this.updateTop();
-      setTimeout(step, 0);
+      next(step);
     };
-    setTimeout(step, 0);
+    next(step);
   }
   updateTop() {
     const earlier = (this.first || 1) - 1;

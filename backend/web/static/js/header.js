@@ -7,6 +7,7 @@
  * dispatcher's "Workers n/m" with its two-step Pause / Resume (#dispatcher).
  */
 import { api, onUnauthorized } from "./api.js";
+import { pages } from "./board-pages.js";
 import { $, h, icon, patch } from "./dom.js";
 import { S, dirty } from "./store.js";
 import { scheduleFlush } from "./stream.js";
@@ -93,7 +94,8 @@ export function renderDispatcher() {
   if (!d) return;
   if (el.hidden) el.hidden = false;
   let running = 0;
-  for (const t of S.tasks.values()) if (t.status === "in_progress") running++;
+  if (pages.known) running = pages.total.in_progress || 0; // every running task, loaded or not
+  else for (const t of S.tasks.values()) if (t.status === "in_progress") running++;
   const confirming = Date.now() < dispatcherConfirm;
   const sig = [d.running, d.max_parallel_workers, running, confirming].join("|");
   patch(el, sig, () => [

@@ -14,6 +14,7 @@
  */
 import { api } from "./api.js";
 import { filterInput, initBoard, setFilter } from "./board.js";
+import { initPages } from "./board-pages.js";
 import { $ } from "./dom.js";
 import { initHeader } from "./header.js";
 import * as markdown from "./markdown.js";
@@ -36,6 +37,7 @@ addRoute("review", (id) => (id ? new ReviewView(id) : null));
 addRoute("new-task", () => new TaskEditorView());
 
 initBoard();
+initPages();
 initHeader();
 
 document.addEventListener("keydown", (e) => {

@@ -64,8 +64,8 @@ export class PlanView extends DetailView {
     this.load();
   }
   async load() {
+    this.feed.load(); // the log and the record are fetched together (the feed needs nothing from the record)
     await this.loadDetail();
-    this.feed.load();
   }
   detailLoaded(detail) {
     if (!S.plans.has(this.id) && detail) { // not in the snapshot yet (just created): show it on the board too

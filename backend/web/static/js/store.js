@@ -25,6 +25,8 @@ export const S = {
   orchestrating: new Set(), // plan ids whose orchestrator runs
   verifying: new Set(), // plan ids whose branch is being verified (plan-verify.js)
   activity: new Map(), // "task:<id>" / "plan:<id>" -> latest activity line (live only)
+  planNames: new Map(), // plan id -> title, for plans not loaded that loaded tasks belong to
+  planTotals: new Map(), // plan id -> {pending, …, total, cost} from the plan summaries (board-pages.js)
   health: null,
   dispatcher: null,
   synced: false,
@@ -38,6 +40,14 @@ export function isOrchestrating(plan) {
 export function planStats(planId) {
   const plan = S.plans.get(planId);
   const stats = { pending: 0, in_progress: 0, completed: 0, failed: 0, total: 0, cost: 0 };
+  const totals = S.planTotals.get(planId);
+  if (totals) { // the server's progress (its tasks need not be loaded), nudged by live events
+    for (const key of ["pending", "in_progress", "completed", "failed"]) stats[key] = totals[key] || 0;
+    stats.total = Math.max(totals.total || 0, plan && plan.tasks ? plan.tasks.length : 0);
+    if (totals.superseded) stats.superseded = totals.superseded; // replaced by a re-plan, not failures
+    stats.cost = totals.cost || 0;
+    return stats;
+  }
   if (plan) stats.cost += Math.max(plan.orchestration_cost_usd || 0, (plan.orchestration && plan.orchestration.cost_usd) || 0);
   for (const r of (plan && plan.replans) || []) if (r.run && r.run.cost_usd) stats.cost += r.run.cost_usd;
   const ids = S.byPlan.get(planId);
@@ -128,6 +138,7 @@ export function setPlan(plan) {
 export function dropPlan(id) {
   if (!S.plans.has(id)) return;
   S.plans.delete(id);
+  S.planTotals.delete(id);
   S.orchestrating.delete(id);
   S.verifying.delete(id);
   dirty.plans.add(id);
@@ -140,29 +151,6 @@ export function dropPlan(id) {
 export function planRecord(plan) {
   const { orchestrating, progress, total_cost_usd, task_details, lifecycle, ...raw } = plan;
   return raw;
-}
-
-export function applySnapshot(plansGrouped, tasksGrouped) {
-  const planIds = new Set();
-  for (const status of Object.keys(plansGrouped)) {
-    for (const plan of plansGrouped[status]) {
-      planIds.add(plan.id);
-      if (plan.orchestrating) S.orchestrating.add(plan.id);
-      else S.orchestrating.delete(plan.id);
-      if (plan.lifecycle && plan.lifecycle.state === "verifying") S.verifying.add(plan.id);
-      else S.verifying.delete(plan.id);
-      setPlan(planRecord(plan)); // derived fields: computed here
-    }
-  }
-  for (const id of [...S.plans.keys()]) if (!planIds.has(id)) dropPlan(id);
-  const taskIds = new Set();
-  for (const status of Object.keys(tasksGrouped)) {
-    for (const task of tasksGrouped[status]) {
-      taskIds.add(task.id);
-      setTask(task);
-    }
-  }
-  for (const id of [...S.tasks.keys()]) if (!taskIds.has(id)) dropTask(id);
 }
 
 /** Latest activity line for a card: what the agent is doing right now. */

@@ -10,12 +10,12 @@
  *   (data -> DOM built) and shipyard:board-ready (navigation start -> painted),
  * read by bench/board_render.py and the tests. There is no polling.
  */
-import { api } from "./api.js";
 import { renderBoard } from "./board.js";
+import { loadFirstPages, noteEvent } from "./board-pages.js";
 import { $ } from "./dom.js";
 import { refreshHealth, renderDispatcher } from "./header.js";
 import { currentView } from "./router.js";
-import { S, activityLine, applySnapshot, dirty, dropPlan, dropTask, setPlan, setTask } from "./store.js";
+import { S, activityLine, dirty, dropPlan, dropTask, setPlan, setTask } from "./store.js";
 import { toast } from "./toast.js";
 
 const EVENT_TYPES = [
@@ -25,6 +25,7 @@ const EVENT_TYPES = [
 ];
 
 function applyEvent(type, data) {
+  noteEvent(type, data); // column counts and plan progress (board-pages.js)
   switch (type) {
     case "plan.created":
     case "plan.updated":
@@ -144,10 +145,11 @@ async function resync() {
   const gen = ++syncGen;
   syncing = true;
   try {
-    const [plans, tasks] = await Promise.all([api("GET", "/agent/plans"), api("GET", "/agent/tasks")]);
+    // every column's first page (board-pages.js); the rest loads as it scrolls into view
+    const current = await loadFirstPages({ reset: true });
     if (gen !== syncGen) return;
+    if (!current) return; // a newer load (a filter change) is applying its pages
     if (firstRender) performance.mark("shipyard:data");
-    applySnapshot(plans, tasks);
     S.synced = true;
     dirty.counts = true;
   } catch (err) {

@@ -49,8 +49,8 @@ export class TaskView extends DetailView {
     return S.tasks.get(this.id) || (this.detail && !this.missing ? this.detail : null);
   }
   async load() {
+    this.feed.load(); // the log and the record are fetched together (the feed needs nothing from the record)
     await this.loadDetail();
-    this.feed.load();
     this.loadDiff();
   }
   async loadDiff() {

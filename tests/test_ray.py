@@ -103,6 +103,13 @@ def worker_processes(worker_dir: Path) -> list[psutil.Process]:
     return found
 
 
+def _name(proc: psutil.Process) -> str:
+    try:
+        return proc.name()
+    except psutil.Error:
+        return ""
+
+
 def sleeping_agents(worker_dir: Path) -> list[psutil.Process]:
     """The ``sleep 300`` an agent of this test started on a worker."""
     found = []
@@ -269,7 +276,7 @@ def test_a_restarted_shipyard_reattaches_to_the_running_attempt(
         wait_for(lambda: any(e["kind"] == "tool_use"
                              for e in http.get(f"/agent/tasks/{task['id']}/log").json()["events"]),
                  timeout=90, message="the agent to start waiting")
-    agents = worker_processes(worker_dir)
+    agents = [p for p in worker_processes(worker_dir) if _name(p) == "claude"]  # (not the loop's sleeps)
     port = server.url.rsplit(":", 1)[1]
     server.kill()  # kill -9: no shutdown, the detached actor and its agent live on
     assert agents and all(p.is_running() for p in agents)

@@ -9,10 +9,13 @@
   (:mod:`backend.task_run`).
 * Shape: which pending task may start (dependencies, overlapping ``files``) is decided by
   :class:`backend.schedule.Scheduler`; the loop only skips what it says is blocked.
+* The orchestrator run itself (agent, read-only tools, schema, validation) is
+  :func:`backend.orchestrator_run.run_orchestrator`, shared with re-planning.
 * Review: with ``review_tasks`` (or a plan's ``review``) orchestration ends in
-  ``plans/review/`` holding proposals; :meth:`approve_plan` publishes them all at once.
-* Recovery: :meth:`recover` is the one place that makes the state on disk
-  consistent after a crash; it runs at start-up before anything else.
+  ``plans/review/`` holding proposals; ``Dispatcher.review``
+  (:class:`backend.review.PlanReview`) checks, edits, approves or discards them.
+* Recovery: :meth:`recover` (:class:`backend.recovery.Recovery`) is the one place
+  that makes the state on disk consistent after a crash; it runs at start-up.
 * Shutdown is warm then cold: stop claiming, cancel runs (their tasks return
   to pending), wait a grace period, and let the runner kill what is left.
 """
@@ -32,11 +35,11 @@ from typing import Any
 
 import watchfiles
 
-from backend.budget import LIMITED_AGENTS, BudgetTracker, budget_note, planning_cost, task_cost
+from backend.budget import BudgetTracker, budget_note, planning_cost, task_cost
 from backend.config import Settings
 from backend.costs import record_orchestration
 from backend.doctor import start_problems
-from backend.errors import Conflict, Invalid, NotFound, ShipyardError, describe_exception
+from backend.errors import Conflict, NotFound, ShipyardError, describe_exception
 from backend.events import Event, EventBus
 from backend.executors import AttemptHandle, make_executor
 from backend.executors.base import last_seq
@@ -44,38 +47,32 @@ from backend.git import GitError, GitRepo
 from backend.guardian import Guardian
 from backend.holdpoints import hold
 from backend.landing import land_plan, plan_diff, refuse_if_landed
-from backend.models import Plan, PlanStatus, RunStats, Task, TaskStatus, TaskType, dump, utcnow
+from backend.models import Plan, PlanStatus, Task, TaskStatus, TaskType, dump, utcnow
 from backend.orchestrator import (
     OrchestrationError,
-    ParsedAnswer,
     TaskSpec,
-    answer_text,
-    answered_in_text,
-    build_system_prompt,
     build_user_message,
-    check_tasks,
     clean_path,
-    parse_answer,
-    task_schema,
 )
+from backend.orchestrator_run import run_orchestrator
 from backend.plan_state import lifecycle
-from backend.reaper import MARK, RUN_MARK, kill_marked
+from backend.reaper import MARK, RUN_MARK
+from backend.recovery import Recovery
 from backend.replan import Replanner
+from backend.review import PlanReview, proposal_of
 from backend.runners.claude_code import ClaudeCodeRunner
-from backend.runners.core import AgentEvent, Runner, RunRequest
+from backend.runners.core import Runner
 from backend.runners.registry import label as agent_label
 from backend.runners.registry import make_runner
 from backend.schedule import Scheduler, dependents_of, describe_wait
 from backend.store import Store
-from backend.task_run import STANDALONE_BRANCH, Stop, TaskRun, branch_for, plan_branch, task_trailer
+from backend.task_run import STANDALONE_BRANCH, Stop, TaskRun, branch_for, plan_branch
 from backend.trust import TrustGate
 from backend.verification import Verifier
 from backend.worktree_pool import WorktreePool
 
 log = logging.getLogger(__name__)
 
-READ_ONLY_TOOLS = ["Read", "Grep", "Glob"]
-WRITE_TOOLS = ["Write", "Edit", "MultiEdit", "NotebookEdit", "Bash"]
 #: Seconds between looks at an executor that cannot start attempts (e.g. the Ray head is down).
 EXECUTOR_RETRY_S = 5.0
 
@@ -115,7 +112,7 @@ class Dispatcher:
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="orchestrator")
         self._active_orchestrations: dict[str, Future[None]] = {}
         self._orchestration_stops: dict[str, threading.Event] = {}
-        self._plan_lock = threading.Lock()
+        self.plan_lock = threading.Lock()
         # tasks
         self._workers = ThreadPoolExecutor(max_workers=settings.max_parallel_workers,
                                            thread_name_prefix="agent")
@@ -133,6 +130,8 @@ class Dispatcher:
         self.budget = BudgetTracker(store, settings)
         self.scheduler.gate = self.budget.gate  # a plan at its budget starts no more tasks
         self.replans = Replanner(self)
+        self.review = PlanReview(self)  # proposals checked, edited, approved (backend/review.py)
+        self.recovery = Recovery(self)  # the state made consistent after a crash (backend/recovery.py)
         bus.add_listener(self.budget.on_event)
         bus.add_listener(self.scheduler.on_event)  # first: views are fresh before the loop wakes
         bus.add_listener(self._on_bus_event)
@@ -285,48 +284,17 @@ class Dispatcher:
 
     # ================================================================ recovery
     def recover(self) -> None:
-        """Make the state consistent after a crash; the one reaper of dead work."""
-        killed = kill_marked(self.settings.state_path)
-        if killed:
-            log.warning("recovery: stopped %d process(es) left by a previous server", killed)
-        self.replans.recover()  # before staged tasks are discarded: a re-plan may be publishing
-        for plan in self.store.list_plans()[PlanStatus.executing.value]:
-            if plan.id not in self._active_orchestrations and plan.tasks:
-                self._finish_publishing(plan)
-        for plan_id in self.store.discard_all_staged():
-            log.warning("recovery: discarded half-created tasks of plan %s", plan_id)
-        for plan in self.store.list_plans()[PlanStatus.executing.value]:
-            if plan.id in self._active_orchestrations:
-                continue
-            self._drop_unpublished_tasks(plan.id)
-            self.store.move_plan(plan.id, PlanStatus.failed, expect=[PlanStatus.executing],
-                                 error="interrupted by a restart: the server stopped while the "
-                                 "orchestrator was running. Retry to run it again.", tasks=[])
-            log.warning("recovery: plan %s was executing; marked failed", plan.id)
-        for plan in self.store.list_plans()[PlanStatus.review.value]:
-            # approved, published, but stopped before the plan moved on (a re-plan's review is not)
-            if plan.tasks and not self.replans.in_review(plan):
-                self.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.review], proposals=None)
-                log.warning("recovery: plan %s was approved; marked done", plan.id)
-        for task in self.store.list_tasks(TaskStatus.in_progress)[TaskStatus.in_progress.value]:
-            if task.id in self._running or self._reattach(task):
-                continue
-            landed = self._already_integrated(task)
-            self._cleanup_task_git(task.id)
-            if landed is not None:
-                target, commit, head = landed
-                result = f"integrated into {target} as {commit[:10]} (confirmed after a restart)"
-                self.store.move_task(task.id, TaskStatus.completed, expect=[TaskStatus.in_progress],
-                                     finished=utcnow(), result=result, error=None, head_commit=head,
-                                     branch=None, outcome="integrated")
-                log.warning("recovery: task %s was already integrated; marked completed", task.id)
-                continue
-            self.store.move_task(task.id, TaskStatus.pending, expect=[TaskStatus.in_progress],
-                                 started=None, branch=None, head_commit=None)
-            log.warning("recovery: task %s was in progress; returned to pending", task.id)
-        self._remove_stray_worktrees()
+        """Make the state consistent after a crash (see :mod:`backend.recovery`); runs at start-up."""
+        self.recovery.run()
 
-    def _reattach(self, task: Task) -> bool:
+    def is_running(self, task_id: str) -> bool:
+        """Whether this server runs (or has reattached to) an attempt of the task."""
+        return task_id in self._running
+
+    def running_task_ids(self) -> set[str]:
+        return set(self._running)
+
+    def reattach_attempt(self, task: Task) -> bool:
         """Pick up a task whose attempt still runs on a cluster node (remote executors only)."""
         if not self.executor.remote:
             return False
@@ -339,76 +307,6 @@ class Dispatcher:
             self._running[task.id] = running
         running.future = self._workers.submit(self._run_task, task, running, handle)
         return True
-
-    def _already_integrated(self, task: Task) -> tuple[str, str, str] | None:
-        """(target branch, commit, task head) when the task's work is already on its target.
-
-        The server can die after the integration branch moved and before the task was
-        marked completed. Running such a task again would apply its change twice, so
-        the branch is searched for the ``Shipyard-Task:`` trailer of its merge commit,
-        and for the task's head (recorded before the move; a fast-forward has no merge
-        commit) being contained in it.
-        """
-        if not task.base_commit:
-            return None
-        plan_target = plan_branch(task.plan_id) if task.plan_id else None
-        target = plan_target if plan_target and self.git.branch_exists(plan_target) else STANDALONE_BRANCH
-        try:
-            tip = self.git.rev_parse(target)
-            if tip is None:
-                return None
-            merge = self.git.find_trailer(tip, task_trailer(task.id), since=task.base_commit)
-            if merge is not None:
-                head = self.git.rev_parse(f"{merge}^2") or merge
-                return target, merge, head
-            for head in (self.git.rev_parse(branch_for(task.id)), task.head_commit):
-                if (head and head != task.base_commit and self.git.is_ancestor(task.base_commit, head)
-                        and self.git.is_ancestor(head, tip)):
-                    return target, head, head
-        except GitError as exc:
-            log.warning("recovery: cannot tell whether task %s was integrated: %s", task.id, exc)
-        return None
-
-    def _finish_publishing(self, plan: Plan) -> None:
-        """Complete "publish the tasks, then mark the plan done" for a plan a crash interrupted.
-
-        The plan's task list is written before any task is published, so a plan in
-        ``executing/`` with a task list had already been decided: its tasks are
-        published (those still staged) and the plan becomes done, exactly as if the
-        server had not stopped. Tasks are never created twice.
-        """
-        staged = set(self.store.staged_task_ids(plan.id))
-        missing = [t for t in plan.tasks if t not in staged and self._task_status(t) is None]
-        if missing:
-            log.warning("recovery: plan %s lists tasks that do not exist (%s); it fails", plan.id,
-                        ", ".join(missing))
-            return
-        self.store.publish_staged(plan.id, [t for t in plan.tasks if t in staged])
-        self.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.executing])
-        self._plan_note(plan.id, f"the server stopped while publishing {len(plan.tasks)} task(s); "
-                        "recovery finished it", kind="tasks", task_ids=list(plan.tasks))
-        log.warning("recovery: plan %s had decided its tasks; published them and marked it done",
-                    plan.id)
-
-    def _drop_unpublished_tasks(self, plan_id: str) -> None:
-        """Pending tasks of a plan that never reached done were published half-way: remove them."""
-        for task in self.store.list_tasks(TaskStatus.pending)[TaskStatus.pending.value]:
-            if task.plan_id == plan_id:
-                self.store.delete_task(task.id)
-
-    def _cleanup_task_git(self, task_id: str) -> None:
-        self.worktrees.release(self.worktrees_dir / task_id)  # cleaned before its next use
-        with contextlib.suppress(GitError):
-            self.git.delete_branch(branch_for(task_id))
-
-    def _remove_stray_worktrees(self) -> None:
-        """Take back every worktree under our worktrees/ folder that no live task owns.
-
-        Pooled worktrees and those of tasks interrupted by a crash go (back) into the
-        warm pool, where they are cleaned before their next use; see
-        :meth:`backend.worktree_pool.WorktreePool.recover`.
-        """
-        self.worktrees.recover(set(self._running))
 
     # ================================================================ plans
     def describe_plan(self, plan: Plan, brief: bool = False) -> dict[str, Any]:
@@ -459,7 +357,7 @@ class Dispatcher:
         """Change a plan's spending limit (None: the setting's), in any status; a raise releases
         the plan's tasks waiting on it (the plan.updated event wakes the task loop)."""
         plan = self.store.update_plan(plan_id, max_cost_usd=limit)
-        self._plan_note(plan_id, budget_note(self.budget.state(plan_id)), kind="budget")
+        self.plan_note(plan_id, budget_note(self.budget.state(plan_id)), kind="budget")
         return plan
 
     def review_enabled(self, plan: Plan) -> bool:
@@ -479,7 +377,7 @@ class Dispatcher:
         if blockers:  # the dashboard disables Start with the same words
             raise Conflict("plans cannot start here yet: " + " ".join(
                 f"{c.detail}{f' To fix: {c.fix}' if c.fix else ''}" for c in blockers))
-        with self._plan_lock:
+        with self.plan_lock:
             plan = self.store.get_plan(plan_id)
             wanted = {k: v for k, v in (choices or {}).items() if v is not None}
             if wanted and plan.status in (PlanStatus.draft, PlanStatus.ready) \
@@ -504,7 +402,7 @@ class Dispatcher:
         return {"status": "executing", "plan_id": plan_id}
 
     def _orchestration_done(self, plan_id: str) -> None:
-        with self._plan_lock:
+        with self.plan_lock:
             self._active_orchestrations.pop(plan_id, None)
             self._orchestration_stops.pop(plan_id, None)
         try:  # the last line of defence: an orchestration never leaves its plan in executing
@@ -544,7 +442,7 @@ class Dispatcher:
             raise Conflict(f"plan {plan_id} is being orchestrated; cancel it first.")
         self.store.delete_plan(plan_id, forbid=[PlanStatus.executing])
 
-    def _plan_note(self, plan_id: str, summary: str, kind: str = "shipyard", **data: Any) -> None:
+    def plan_note(self, plan_id: str, summary: str, kind: str = "shipyard", **data: Any) -> None:
         event = {"kind": kind, "ts": time.time(), "summary": summary, "data": data}
         try:
             with open(self.store.plan_log_path(plan_id), "a", encoding="utf-8") as handle:
@@ -584,10 +482,10 @@ class Dispatcher:
             if plan.status == PlanStatus.executing and plan.tasks:
                 # the tasks were already decided (and maybe published): that outcome stands
                 log.warning("plan %s: %s after its tasks were recorded; finishing it", plan_id, error)
-                self._finish_publishing(plan)
+                self.recovery.finish_publishing(plan)
                 return
             self.store.discard_staged(plan_id)
-            self._plan_note(plan_id, f"failed: {error}", kind="failed")
+            self.plan_note(plan_id, f"failed: {error}", kind="failed")
             self.store.move_plan(plan_id, PlanStatus.failed, expect=[PlanStatus.executing],
                                  error=error, tasks=[])
         except ShipyardError as exc:
@@ -603,100 +501,41 @@ class Dispatcher:
         if base_commit is None:
             raise OrchestrationError(f"the base branch {base} has no commits yet: make a first commit.")
         agent = plan.orchestrator_agent or settings.planner_agent
-        self._plan_note(plan.id, f"orchestrator ({agent_label(agent)}, read-only) starting on "
+        self.plan_note(plan.id, f"orchestrator ({agent_label(agent)}, read-only) starting on "
                         f"{settings.name} (base {base})", agent=agent)
         if stop.is_set():
-            raise OrchestrationError(self._stopped_reason())
+            raise OrchestrationError(self.stopped_reason())
 
-        answer, _stats = self.run_orchestrator(
-            plan, build_user_message(plan), stop, budget_usd=self.budget.remaining(plan.id),
+        answer, _stats = run_orchestrator(
+            self, plan, build_user_message(plan), stop, budget_usd=self.budget.remaining(plan.id),
             on_stats=lambda stats: record_orchestration(self.store, plan.id, stats))
         for note in answer.notes:
-            self._plan_note(plan.id, note, kind="warning")
+            self.plan_note(plan.id, note, kind="warning")
         if stop.is_set():
-            raise OrchestrationError(self._stopped_reason())
+            raise OrchestrationError(self.stopped_reason())
         if self.review_enabled(self.store.get_plan(plan.id)):
             proposals = [proposal_of(spec) for spec in answer.tasks]
             self.store.update_plan(plan.id, base_branch=base, base_commit=base_commit)
-            self._plan_note(plan.id, f"{len(proposals)} proposed task(s) from the {answer.source} "
+            self.plan_note(plan.id, f"{len(proposals)} proposed task(s) from the {answer.source} "
                             "await review: edit them, then Approve or Discard", kind="review",
                             proposals=proposals)
             self.store.move_plan(plan.id, PlanStatus.review, expect=[PlanStatus.executing],
                                  proposals=proposals)
             return
-        task_ids = self._publish_specs(plan.id, answer.tasks, base, base_commit)
-        self._plan_note(plan.id, f"created {len(task_ids)} task(s) from the {answer.source}",
+        task_ids = self.publish_specs(plan.id, answer.tasks, base, base_commit)
+        self.plan_note(plan.id, f"created {len(task_ids)} task(s) from the {answer.source}",
                         kind="tasks", task_ids=task_ids)
         hold("plan.published")
         self.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.executing])
 
-    def run_orchestrator(self, plan: Plan, message: str, stop: threading.Event,
-                         extra_prompt: str = "", budget_usd: float | None = None,
-                         on_stats: Any = None) -> tuple[ParsedAnswer, RunStats]:
-        """One read-only orchestrator run on ``message``; the validated answer and what it cost.
-
-        Start and re-plan (backend/replan.py) share it: same agent, tools, schema and
-        validation. ``extra_prompt`` is appended to the orchestrator's instructions;
-        ``budget_usd`` is Claude Code's ``--max-budget-usd``; ``on_stats`` receives the
-        run's figures before the answer is validated (so a bad answer is still paid for).
-        """
-        settings = self.settings
-        agent = plan.orchestrator_agent or settings.planner_agent
-        workers = plan.agent or settings.agent
-        said: list[str] = []  # every text the model wrote: the JSON may precede a closing remark
-
-        def on_event(event: AgentEvent) -> None:
-            # once each: a model nudged to answer through StructuredOutput often repeats itself
-            if event.kind == "text" and isinstance(event.data.get("text"), str) \
-                    and event.data["text"] not in said:
-                said.append(event.data["text"])
-            self.bus.publish("plan.log", {"plan_id": plan.id, "event": event.to_dict()})
-
-        choice = plan.agent_per_task
-        request = RunRequest(
-            prompt=message,
-            cwd=settings.project_dir,
-            append_system_prompt=build_system_prompt(settings.name, settings.max_tasks,
-                                                     workers if choice else None) + extra_prompt,
-            tools=list(READ_ONLY_TOOLS),
-            disallowed_tools=list(WRITE_TOOLS),
-            json_schema=task_schema(settings.max_tasks, choice),
-            model=settings.model_for(agent, orchestrator=True),
-            extra_args=settings.extra_args_for(agent, orchestrator=True),
-            env={MARK: str(settings.state_path), RUN_MARK: f"plan-{plan.id}"},
-            timeout_s=settings.orchestrator_timeout_s,
-            idle_timeout_s=settings.idle_timeout_s,
-            log_path=self.store.plan_log_path(plan.id),
-            read_only=True,
-            state_dir=self.agents_dir,
-            max_budget_usd=budget_usd if agent in LIMITED_AGENTS else None,
-        )
-        result = self.runner_for(agent).run(request, on_event=on_event, cancel=stop)
-        usage = result.usage or {}
-        stats = RunStats(agent=agent, model=result.model, outcome=result.outcome, cost_usd=result.cost_usd,
-                         input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"),
-                         num_turns=result.num_turns, duration_ms=result.duration_ms,
-                         session_id=result.session_id)
-        if on_stats is not None:
-            on_stats(stats)
-        # A run that ended normally but answered in text instead of through StructuredOutput is
-        # not a failure here: the answer may still be in the text (fenced JSON or a bare object).
-        in_text = answered_in_text(result)
-        if not result.ok and not in_text:
-            raise OrchestrationError(self._stopped_reason() if result.outcome == "cancelled"
-                                     else f"the orchestrator failed: {result.reason}")
-        if in_text:
-            self._plan_note(plan.id, "no StructuredOutput call; looking for JSON in the answer text")
-        answer = parse_answer(result.structured_output, answer_text(said, result), settings.max_tasks, choice)
-        return answer, stats
-
-    def _stopped_reason(self) -> str:
+    def stopped_reason(self) -> str:
         """Why an orchestration was stopped: the user's cancel, or the server shutting down."""
         if self._closing:
             return ("interrupted by the server stopping: the orchestrator was stopped before it "
                     "answered. Retry to run it again.")
         return "cancelled"
-    def _publish_specs(self, plan_id: str, specs: list[TaskSpec], base: str, base_commit: str) -> list[str]:
+
+    def publish_specs(self, plan_id: str, specs: list[TaskSpec], base: str, base_commit: str) -> list[str]:
         """Create a plan's tasks (staged), its integration branch, then publish them all at once."""
         plan = self.store.get_plan(plan_id)
         workers = plan.agent or self.settings.agent  # the agent of tasks that name none
@@ -713,70 +552,6 @@ class Dispatcher:
                                base_commit=base_commit)
         self._link_tasks_to_plan(plan_id, task_ids)
         return task_ids
-
-    # ---------------------------------------------------------------- review
-    def check_proposals(self, tasks: list[Any]) -> dict[str, Any]:
-        """Validate an edited proposal set without saving it (the review screen's inline check)."""
-        checked = check_tasks(tasks, self.settings.max_tasks, agent_choice=True)
-        return {"ok": not checked.problems, "problems": [p.to_dict() for p in checked.problems],
-                "notes": checked.notes}
-
-    def _review_plan(self, plan_id: str) -> Plan:
-        plan = self.store.get_plan(plan_id)
-        if plan.status != PlanStatus.review:
-            raise Conflict(f"plan {plan_id} is {plan.status.value}; only a plan in review has "
-                           "proposals to change.")
-        return plan
-
-    def update_proposals(self, plan_id: str, tasks: list[Any]) -> Plan:
-        """Replace a reviewed plan's proposals with an edited set (validated as in orchestration)."""
-        with self._plan_lock:
-            self._review_plan(plan_id)
-            checked = check_tasks(tasks, self.settings.max_tasks, agent_choice=True)
-            if checked.problems:
-                raise Invalid("the proposals are invalid: "
-                              + "; ".join(p.sentence() for p in checked.problems) + ".")
-            proposals = [proposal_of(spec) for spec in checked.tasks]
-            plan = self.store.update_plan(plan_id, expect=[PlanStatus.review], proposals=proposals)
-        for note in checked.notes:
-            self._plan_note(plan_id, note, kind="warning")
-        self._plan_note(plan_id, f"proposals edited: {len(proposals)} task(s)", kind="review")
-        return plan
-
-    def approve_plan(self, plan_id: str) -> Plan:
-        """Publish a reviewed plan's proposals as tasks, all at once, exactly as orchestration does."""
-        if self.replans.in_review(self._review_plan(plan_id)):  # checked again under the lock
-            return self.replans.approve(plan_id)
-        with self._plan_lock:
-            plan = self._review_plan(plan_id)
-            checked = check_tasks(plan.proposals or [], self.settings.max_tasks, agent_choice=True)
-            if checked.problems:
-                raise Invalid("the proposals are invalid: "
-                              + "; ".join(p.sentence() for p in checked.problems) + ".")
-            base = plan.base_branch or self.base_branch()
-            base_commit = plan.base_commit or self.git.rev_parse(base)
-            if base_commit is None:
-                raise Conflict(f"the base branch {base} has no commits yet: make a first commit.")
-            try:
-                task_ids = self._publish_specs(plan_id, checked.tasks, base, base_commit)
-            except Exception:
-                self.store.discard_staged(plan_id)
-                raise
-            self._plan_note(plan_id, f"approved: created {len(task_ids)} task(s)", kind="tasks",
-                            task_ids=task_ids)
-            return self.store.move_plan(plan_id, PlanStatus.done, expect=[PlanStatus.review],
-                                        proposals=None)
-
-    def discard_plan(self, plan_id: str) -> Plan:
-        """Drop a reviewed plan's proposals (kept readable in the plan log); back to ready."""
-        if self.replans.in_review(self._review_plan(plan_id)):
-            return self.replans.discard(plan_id)
-        with self._plan_lock:
-            plan = self._review_plan(plan_id)
-            self._plan_note(plan_id, f"discarded {len(plan.proposals or [])} proposed task(s); "
-                            "the plan is ready again", kind="discarded", proposals=plan.proposals or [])
-            return self.store.move_plan(plan_id, PlanStatus.ready, expect=[PlanStatus.review],
-                                        proposals=None)
 
     def _create_task(self, title: str, content: str, task_type: TaskType | str = TaskType.feature,
                      plan_id: str | None = None, *, files: list[str] | None = None,
@@ -875,7 +650,7 @@ class Dispatcher:
             raise Conflict(outcome.message)
         return {"ok": True, "message": outcome.message, "commit": outcome.commit, "branch": base}
 
-    def _task_status(self, task_id: str) -> TaskStatus | None:
+    def task_status(self, task_id: str) -> TaskStatus | None:
         try:
             return self.store.get_task(task_id).status
         except NotFound:
@@ -946,7 +721,7 @@ class Dispatcher:
             self.store.delete_task(task_id)
             removed.append(task_id)
         if orphan:  # its run died without cleaning up after itself
-            self._cleanup_task_git(task_id)
+            self.recovery.cleanup_task_git(task_id)
         return removed
 
     def _settle_if_orphaned(self, task_id: str, reason: str) -> bool:
@@ -1120,13 +895,3 @@ def _changed_nothing(task: Task) -> bool:
     """A completed task whose agent changed nothing (older files only say so in ``result``)."""
     return task.status == TaskStatus.completed and (
         task.outcome == "no_changes" or (task.outcome is None and task.result == "no changes"))
-
-
-def proposal_of(spec: TaskSpec) -> dict[str, Any]:
-    """A validated task as a proposal, in the orchestrator's answer format (1-based depends_on)."""
-    return {"title": spec.title, "content": spec.content, "task_type": spec.task_type.value,
-            "files": list(spec.files), "depends_on": [i + 1 for i in spec.depends_on],
-            **({"agent": spec.agent} if spec.agent else {})}
-
-
-__all__ = ["STANDALONE_BRANCH", "Dispatcher", "proposal_of"]

@@ -274,23 +274,23 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     @app.put("/agent/plans/{plan_id}/proposals", tags=["review"])
     def put_proposals(plan_id: str, body: ProposalSet) -> dict[str, Any]:
         """Replace the proposals with an edited set (edit, drop, add); 422 names every problem."""
-        return disp.describe_plan(disp.update_proposals(plan_id, body.tasks))
+        return disp.describe_plan(disp.review.update(plan_id, body.tasks))
 
     @app.post("/agent/plans/{plan_id}/proposals/check", tags=["review"])
     def check_proposals(plan_id: str, body: ProposalSet) -> dict[str, Any]:
         """Validate an edited set without saving it: ``{ok, problems: [{task, message}], notes}``."""
         store.get_plan(plan_id)
-        return disp.check_proposals(body.tasks)
+        return disp.review.check(body.tasks)
 
     @app.post("/agent/plans/{plan_id}/approve", tags=["review"])
     def approve_plan(plan_id: str) -> dict[str, Any]:
         """Publish every proposal as a task at once; the plan becomes done."""
-        return disp.describe_plan(disp.approve_plan(plan_id))
+        return disp.describe_plan(disp.review.approve(plan_id))
 
     @app.post("/agent/plans/{plan_id}/discard", tags=["review"])
     def discard_plan(plan_id: str) -> dict[str, Any]:
         """Drop the proposals (they stay in the plan log); the plan is ready again."""
-        return disp.describe_plan(disp.discard_plan(plan_id))
+        return disp.describe_plan(disp.review.discard(plan_id))
 
     @app.post("/agent/plans/{plan_id}/cancel", tags=["plans"])
     def cancel_plan(plan_id: str) -> dict[str, Any]:

@@ -36,12 +36,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from backend.agent import READ_ONLY_TOOLS, WRITE_TOOLS  # the orchestrator's tool rules
 from backend.config import Settings
 from backend.errors import Conflict, Invalid, NotFound, ShipyardError, Unavailable
 from backend.events import EventBus
 from backend.models import Plan, PlanCreate, PlanStatus
 from backend.orchestrator import answer_text, answered_in_text, excerpt, extract_json
+from backend.orchestrator_run import READ_ONLY_TOOLS, WRITE_TOOLS  # the orchestrator's tool rules
 from backend.reaper import MARK, RUN_MARK
 from backend.runlog import read_log
 from backend.runners.claude_code import AgentEvent, ClaudeCodeRunner, RunRequest, RunResult

@@ -36,7 +36,7 @@ def land_plan(disp: Dispatcher, plan_id: str, force: bool = False) -> dict[str, 
     if plan.status != PlanStatus.done or not plan.integration_branch:
         raise Conflict(f"plan {plan_id} is {plan.status.value}; only a done plan's integrated "
                        "work can be landed.")
-    unfinished = [t for t in plan.tasks if disp._task_status(t) in (TaskStatus.pending, TaskStatus.in_progress)]
+    unfinished = [t for t in plan.tasks if disp.task_status(t) in (TaskStatus.pending, TaskStatus.in_progress)]
     if unfinished:
         raise Conflict(f"{len(unfinished)} task(s) of plan {plan_id} are still pending or running; "
                        "land once they have finished.")
@@ -56,7 +56,7 @@ def land_plan(disp: Dispatcher, plan_id: str, force: bool = False) -> dict[str, 
     with disp.integration_lock:
         outcome = disp.git.land(branch, base)
     if not outcome.ok:
-        disp._plan_note(plan_id, outcome.message, kind="land", ok=False)
+        disp.plan_note(plan_id, outcome.message, kind="land", ok=False)
         raise Conflict(outcome.message)
     forced = bool(refusal)
     message = outcome.message
@@ -72,12 +72,12 @@ def land_plan(disp: Dispatcher, plan_id: str, force: bool = False) -> dict[str, 
                 disp.git.delete_branch(branch)
             deleted = True
         except GitError as exc:  # e.g. checked out somewhere by hand: landed all the same
-            disp._plan_note(plan_id, f"landed, but the plan branch was kept: {exc}", kind="warning")
+            disp.plan_note(plan_id, f"landed, but the plan branch was kept: {exc}", kind="warning")
     if deleted:
         message += f" Deleted {branch}."
         disp.store.update_plan(plan_id, landed=dump(landed.model_copy(update={"message": message,
                                                                               "branch_deleted": True})))
-    disp._plan_note(plan_id, message, kind="land", ok=True, commit=outcome.commit, forced=forced)
+    disp.plan_note(plan_id, message, kind="land", ok=True, commit=outcome.commit, forced=forced)
     return {"ok": True, "message": message, "commit": outcome.commit, "branch": base,
             "forced": forced, "branch_deleted": deleted}
 

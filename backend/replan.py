@@ -2,7 +2,7 @@
 
 ``POST /agent/plans/{id}/replan`` runs the plan's orchestrator again (read-only, the
 same agent, tools, JSON contract and validation as Start, see
-:meth:`backend.agent.Dispatcher.run_orchestrator`) with a message that says what
+:func:`backend.orchestrator_run.run_orchestrator`) with a message that says what
 happened: the original plan, what is integrated on the plan branch (the titles of the
 integrated tasks and ``git diff --stat`` of the branch against its base), and which
 tasks failed and why (their reason and the tail of their error log). It proposes
@@ -38,6 +38,8 @@ from backend.errors import Conflict, Invalid, NotFound, ShipyardError, describe_
 from backend.holdpoints import hold
 from backend.models import Plan, PlanStatus, Replan, Task, TaskStatus, dump, utcnow
 from backend.orchestrator import OrchestrationError, TaskSpec, check_tasks
+from backend.orchestrator_run import run_orchestrator
+from backend.review import proposal_of
 
 if TYPE_CHECKING:
     from backend.agent import Dispatcher
@@ -146,7 +148,7 @@ class Replanner:
         if blockers:
             raise Conflict("plans cannot be re-planned here yet: " + " ".join(
                 f"{c.detail}{f' To fix: {c.fix}' if c.fix else ''}" for c in blockers))
-        with disp._plan_lock:
+        with disp.plan_lock:
             plan = self.store.get_plan(plan_id)
             _integrated, failed, held, busy = self._sort(self._tasks(plan))
             reason = self._refusal(plan, failed, busy)
@@ -195,7 +197,7 @@ class Replanner:
             return self.store.update_plan(plan_id, replans=replans, **(plan_fields or {}))
 
     def _note(self, plan_id: str, summary: str, kind: str = "replan", **data: Any) -> None:
-        self.disp._plan_note(plan_id, summary, kind=kind, **data)
+        self.disp.plan_note(plan_id, summary, kind=kind, **data)
 
     # ------------------------------------------------------------------ the run
     def _run(self, plan_id: str, number: int, review: bool, stop: threading.Event) -> None:
@@ -210,18 +212,19 @@ class Replanner:
             agent = plan.orchestrator_agent or disp.settings.planner_agent
             self._note(plan_id, f"re-plan {number}: orchestrator ({agent}, read-only) starting; "
                        f"replacing {titles}", replan=number, replaces=record.replaces)
-            answer, _stats = disp.run_orchestrator(
-                plan, message, stop, extra_prompt=REPLAN_SECTION, budget_usd=disp.budget.remaining(plan_id),
+            answer, _stats = run_orchestrator(
+                disp, plan, message, stop, extra_prompt=REPLAN_SECTION,
+                budget_usd=disp.budget.remaining(plan_id),
                 on_stats=lambda stats: self._set(plan_id, number, run=dump(stats)))
             for note in answer.notes:
                 self._note(plan_id, note, kind="warning")
             if stop.is_set():
-                raise OrchestrationError(disp._stopped_reason())
+                raise OrchestrationError(disp.stopped_reason())
             if review:
-                proposals = [_proposal(spec) for spec in answer.tasks]
+                proposals = [proposal_of(spec) for spec in answer.tasks]
                 self._note(plan_id, f"re-plan {number}: {len(proposals)} replacement task(s) await review: "
                            "edit them, then Approve or Discard", kind="review", proposals=proposals)
-                with disp._plan_lock:  # the plan and its re-plan enter review in one write
+                with disp.plan_lock:  # the plan and its re-plan enter review in one write
                     self._set(plan_id, number, {"proposals": proposals},
                               move=(PlanStatus.done, PlanStatus.review), state="review")
                 return
@@ -297,7 +300,7 @@ class Replanner:
         concurrent edit or a second Approve cannot publish anything twice or stale).
         """
         disp = self.disp
-        with disp._plan_lock:
+        with disp.plan_lock:
             plan = self.store.get_plan(plan_id)
             if specs is None:
                 checked = check_tasks(plan.proposals or [], disp.settings.max_tasks, agent_choice=True)
@@ -372,7 +375,7 @@ class Replanner:
 
     def discard(self, plan_id: str) -> Plan:
         """Drop a re-plan's proposals: the plan is done again, its failed tasks as they were."""
-        with self.disp._plan_lock:
+        with self.disp.plan_lock:
             plan = self.store.get_plan(plan_id)
             if not self.in_review(plan):
                 raise Conflict(f"plan {plan_id} has no re-plan in review.")
@@ -415,12 +418,6 @@ class Replanner:
 
 def _with(record: Replan, fields: dict[str, Any]) -> dict[str, Any]:
     return {**dump(record), **fields}
-
-
-def _proposal(spec: TaskSpec) -> dict[str, Any]:
-    from backend.agent import proposal_of
-
-    return proposal_of(spec)
 
 
 __all__ = ["REPLAN_SECTION", "Replanner"]

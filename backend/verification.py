@@ -234,13 +234,13 @@ class Verifier:
             self._record(plan.id, Verification(status="skipped", commit=tip, command=command, started=utcnow(),
                                                finished=utcnow(), duration_s=0.0, reason=reason,
                                                round=plan.fixup_rounds))
-            self.disp._plan_note(plan.id, f"verification skipped: {reason}", kind="verification",
+            self.disp.plan_note(plan.id, f"verification skipped: {reason}", kind="verification",
                                  status="skipped", commit=tip)
             return
         started_at = utcnow()
         self._record(plan.id, Verification(status="running", commit=tip, command=command, started=started_at,
                                            round=plan.fixup_rounds))
-        self.disp._plan_note(plan.id, f"verifying {branch} at {tip[:10]}: {command}", kind="verification",
+        self.disp.plan_note(plan.id, f"verifying {branch} at {tip[:10]}: {command}", kind="verification",
                              status="running", commit=tip, command=command)
         started = time.monotonic()
         exit_code, output, reason = self._run(plan.id, tip, command)
@@ -258,7 +258,7 @@ class Verifier:
         self._record(plan.id, result)
         summary = (f"verification passed on {tip[:10]} ({duration:.1f} s)" if passed
                    else f"verification failed on {tip[:10]} ({duration:.1f} s): {reason}")
-        self.disp._plan_note(plan.id, summary, kind="verification", ok=passed, status=result.status,
+        self.disp.plan_note(plan.id, summary, kind="verification", ok=passed, status=result.status,
                              commit=tip, duration_s=duration, exit_code=exit_code, output=tail)
         if not passed:
             self._maybe_fix(plan.id, result)
@@ -373,11 +373,11 @@ class Verifier:
         plan = self.store.get_plan(plan_id)
         limit = self.settings.verify_fix_rounds
         if not self.settings.fixes_on_verify:
-            self.disp._plan_note(plan_id, "fix_on_verify is off: no fix-up task; the plan needs attention",
+            self.disp.plan_note(plan_id, "fix_on_verify is off: no fix-up task; the plan needs attention",
                                  kind="warning")
             return
         if plan.fixup_rounds >= limit:
-            self.disp._plan_note(plan_id, f"no fix-up task: {plan.fixup_rounds} of {limit} fix-up round(s) "
+            self.disp.plan_note(plan_id, f"no fix-up task: {plan.fixup_rounds} of {limit} fix-up round(s) "
                                  "spent; the plan needs attention", kind="warning")
             return
         content = fixup_content(plan, failed, self._task_titles(plan))
@@ -386,7 +386,7 @@ class Verifier:
         # recorded on the plan first, then published: the same order as _link_tasks_to_plan
         self.store.update_plan(plan_id, tasks=[*plan.tasks, task.id], fixup_rounds=plan.fixup_rounds + 1)
         self.store.publish_staged(plan_id, [task.id])
-        self.disp._plan_note(plan_id, f"started fix-up task {task.id} (round {plan.fixup_rounds + 1} of "
+        self.disp.plan_note(plan_id, f"started fix-up task {task.id} (round {plan.fixup_rounds + 1} of "
                              f"{limit}) with the failing output", kind="fixup", task_ids=[task.id])
 
     def _task_titles(self, plan: Plan) -> list[str]:

@@ -172,6 +172,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
             order: str | None = Query(None, pattern="^(asc|desc)$", description=_ORDER_DOC),
             detail: str = Query("summary", pattern="^(summary|full)$", description=_DETAIL_DOC),
             ids: str | None = Query(None, max_length=lists.PAGE_MAX * 13,
+                                    json_schema_extra={"pattern": lists.ids_pattern()},
                                     description="only these plans: ids, comma-separated (at most 500)"),
     ) -> Response:
         """Plans: a page when any of limit/cursor/status/q/order/ids is given, else every plan by status."""

@@ -68,6 +68,14 @@ def page_body(index: ItemIndex[Any], page_of: Callable[[], Page], render: Callab
                      b',"total":', str(page.total).encode(), b',"counts":', _dumps(dict(index.counts)), b"}"])
 
 
+def ids_pattern() -> str:
+    """The documented form of ``?ids=``: at most :data:`PAGE_MAX` comma-separated ids (or blank)."""
+    from backend.store.ids import ID_PATTERN
+
+    one = ID_PATTERN.strip("^$")
+    return rf"^ *$|^ *{one} *(, *{one} *){{0,{PAGE_MAX - 1}}}$"
+
+
 def parse_ids(text: str, kind: str) -> list[str]:
     """A comma-separated list of item ids (``?ids=``), each checked, at most :data:`PAGE_MAX`."""
     from backend.store.ids import is_valid_id

@@ -8,8 +8,8 @@ When merging a finished task onto its target (the plan branch) conflicts, or the
    tip in the worktree, left in progress with conflict markers for a conflict, or
    committed for a test failure (the agent then sees the merged state);
 2. resumes the agent's own session (same worktree path, so Claude Code's
-   ``--resume`` finds it; Codex and Gemini CLI resume too; opencode, or a session
-   that cannot be resumed, starts fresh with the task and the repair context) with
+   ``--resume`` finds it; Codex, Gemini CLI and opencode resume too; a session that
+   cannot be resumed starts fresh with the task and the repair context) with
    a prompt that says which paths conflict, the titles of the integrated tasks whose
    work it met, and the tail of the failing test output;
 3. commits what the agent left uncommitted (concluding the merge) and integrates

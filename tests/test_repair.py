@@ -251,7 +251,7 @@ def test_the_card_and_the_task_panel_show_the_repair(git_repo: Path, claude_envi
 @pytest.mark.parametrize("agent", ["codex", "opencode"])
 def test_other_agents_repair_a_conflict(agent: str, agents_model_server: ModelServer, all_agents_env: dict,
                                         git_repo: Path, start_server) -> None:
-    """Codex resumes its own session (``exec resume``); opencode starts a fresh one with the context."""
+    """Codex (``exec resume``) and opencode (``--session``) resume their own session to repair."""
     server = agents_model_server
     prefix = f"Edit by {agent}"
     server.script(repairing(prefix), [
@@ -285,9 +285,7 @@ def test_other_agents_repair_a_conflict(agent: str, agents_model_server: ModelSe
     assert task["repairs"][0]["met"] == [f"{prefix} 1"]
     assert [h["kind"] for h in task["run_history"]] == ["run", "repair"]
     notes = [e["summary"] for e in logs[task["id"]] if e["kind"] == "repair"]
-    if agent == "codex":
-        assert any(n.startswith("resuming the agent's session") for n in notes), notes
-    else:  # opencode cannot resume: a fresh session gets the task and the repair context
-        assert not any(n.startswith("resuming") for n in notes), notes
-        first = server.requests_for(repairing(prefix))[0]
-        assert f"# Task: {task['title']}" in first.first_user_text and PROMPT_HEADING in first.first_user_text
+    assert any(n.startswith("resuming the agent's session") for n in notes), notes
+    # the same conversation went on: the task's own prompt first, the repair prompt as a later turn
+    first = server.requests_for(repairing(prefix))[0]
+    assert f"# Task: {task['title']}" in first.first_user_text and PROMPT_HEADING not in first.first_user_text

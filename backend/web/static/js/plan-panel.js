@@ -204,7 +204,7 @@ export class PlanView extends DetailView {
       const items = [
         stat("Tasks", s.total ? `${s.completed}/${s.total} done` : "—"),
         stat("Failed", s.total ? String(s.failed) : "—"),
-        stat("Total cost", fmtCost(s.cost), { title: "orchestrator, re-plans and all tasks" }),
+        stat("Cost", fmtCost(s.cost), { title: "total: orchestrator, re-plans and all tasks" }),
       ];
       if (budget.limit != null) {
         items.push(stat("Budget", money(budget.limit), {

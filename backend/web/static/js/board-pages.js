@@ -18,6 +18,7 @@
  */
 import { api } from "./api.js";
 import { h } from "./dom.js";
+import { taskCost } from "./repair.js";
 import { S, TASK_COLUMNS, dirty, dropPlan, dropTask, planRecord, setPlan, setTask } from "./store.js";
 import { scheduleFlush } from "./stream.js";
 
@@ -230,6 +231,13 @@ export function noteEvent(type, data) {
         dirty.plans.add(planId);
       }
       dirty.counts = true;
+    }
+    // a run's cost arrives as a task update: the plan's total moves with it, not a refresh later
+    const totals = task && task.plan_id ? S.planTotals.get(task.plan_id) : null;
+    const added = task ? (taskCost(task) || 0) - (old ? taskCost(old) || 0 : 0) : 0;
+    if (totals && added) {
+      totals.cost = (totals.cost || 0) + added;
+      dirty.plans.add(task.plan_id);
     }
     if (type !== "task.log") refreshSoon();
   } else if (type === "plan.created" || type === "plan.deleted" || type === "plan.status") {

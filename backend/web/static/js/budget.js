@@ -12,6 +12,7 @@ import { api } from "./api.js";
 import { h, icon } from "./dom.js";
 import { enc } from "./format.js";
 import { runAction } from "./panel.js";
+import { taskCost } from "./repair.js";
 import { S } from "./store.js";
 
 /** Dollars for people: cents from a cent up, else four decimals (as backend/budget.py money()). */
@@ -28,12 +29,6 @@ export function planningCost(plan) {
   return cost;
 }
 
-/** What a task has cost: its cumulative total where it keeps a run history, else its latest run. */
-export function taskCost(t) {
-  if (t.run_history && t.run_history.length) return t.total_cost_usd || 0;
-  return t.run && t.run.cost_usd ? t.run.cost_usd : 0;
-}
-
 /** {limit, spent, reached} of a plan from the client state (limit null: no limit). */
 export function planBudget(plan) {
   const setting = S.health && S.health.limits ? S.health.limits.max_plan_cost_usd : null;
@@ -41,7 +36,7 @@ export function planBudget(plan) {
   let spent = planningCost(plan);
   for (const id of plan.tasks || []) {
     const t = S.tasks.get(id);
-    if (t) spent += taskCost(t);
+    if (t) spent += taskCost(t) || 0;
   }
   return { limit, spent, reached: limit != null && spent >= limit };
 }

@@ -195,13 +195,22 @@ def test_authentication_failure_then_fixed(server: ServerProcess, model_server: 
 
 def test_kill_9_mid_turn_is_interrupted_and_can_continue(git_repo: Path, env: dict[str, str], start_server,
                                                           model_server: ModelServer) -> None:
-    turn(model_server, "Plan a cache", [read("app.py"), stall()])
+    # the later turn first (scripts match in order): a message that quotes the earlier one is turn 2
     turn(model_server, "Still there?", [structured({"reply": "Yes: where were we?"})])
+    turn(model_server, "Plan a cache", [read("app.py"), stall()])
     first = start_server(git_repo, env)
     with first.client() as http:
         chat_id = http.post("/agent/chats", json={"message": "Plan a cache"}).json()["id"]
-        model_server.wait_for(lambda r: "Plan a cache" in latest_prompt(r) and r.position == 1, timeout=30)
+        stalled = model_server.wait_for(lambda r: "Plan a cache" in latest_prompt(r) and r.position == 1,
+                                        timeout=30)
         assert http.get(f"/agent/chats/{chat_id}").json()["status"] == "thinking"
+        # Claude Code writes its session file a moment after the requests: killed before that, the
+        # session cannot be resumed and the chat goes on in a new one (a note says so). This test is
+        # about resuming, so the kill comes once the session is on disk.
+        sessions = Path(env["CLAUDE_CONFIG_DIR"]) / "projects"
+        wait_for(lambda: any("Plan a cache" in f.read_text(errors="replace")
+                             for f in sessions.glob(f"*/{stalled.session_id}.jsonl")),
+                 timeout=15, message="Claude Code's session file")
     first.kill()  # kill -9: its claude process is orphaned, the chat file says "thinking"
     second = start_server(git_repo, env)
     with second.client() as http:
@@ -217,6 +226,29 @@ def test_kill_9_mid_turn_is_interrupted_and_can_continue(git_repo: Path, env: di
         assert last_message(chat)["text"] == "Yes: where were we?"
     session = {r.session_id for r in model_server.requests_for(lambda r: "Plan a cache" in r.first_user_text)}
     assert len(session) == 1
+
+
+def test_a_lost_session_goes_on_in_a_new_one_with_the_conversation(
+        server: ServerProcess, model_server: ModelServer, env: dict[str, str]) -> None:
+    """Claude Code lost the session (killed before writing it, or cleaned up): nothing is lost."""
+    # the later turn first: the new session's message quotes the earlier one (scripts match in order)
+    turn(model_server, "And eviction?", [structured({"reply": "Least recently used, 1,000 entries."})])
+    turn(model_server, "Where do we cache?", [structured({"reply": "In store.py, next to get_task."})])
+    with server.client() as http:
+        chat_id = http.post("/agent/chats", json={"message": "Where do we cache?"}).json()["id"]
+        idle(http, chat_id, 1)
+        first = requests_of(model_server, "Where do we cache?")[0].session_id
+        for stored in (Path(env["CLAUDE_CONFIG_DIR"]) / "projects").glob(f"*/{first}.jsonl"):
+            stored.unlink()
+        say(http, chat_id, "And eviction?")
+        chat = idle(http, chat_id, 2)
+        assert last_message(chat)["text"] == "Least recently used, 1,000 entries."
+        notes = [m["text"] for m in chat["transcript"]["messages"] if m["kind"] == "note"]
+        assert any("could not be resumed" in n for n in notes), notes
+    # the new session was told what had been said, and went on from there
+    request = requests_of(model_server, "And eviction?")[0]
+    assert request.session_id != first
+    assert "In store.py, next to get_task." in latest_prompt(request)
 
 
 def test_write_attempts_leave_the_project_unchanged(server: ServerProcess, model_server: ModelServer) -> None:

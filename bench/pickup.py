@@ -82,17 +82,24 @@ def wait_for_warm_pool(http: httpx.Client, timeout: float = 1800) -> None:
     raise SystemExit("the worktree pool did not fill up")
 
 
+def bench_bed(root: Path, files: int, script: str = FAKE_AGENT) -> tuple[Path, Path, dict[str, str]]:
+    """A project of ``files`` files, a stand-in agent running ``script``, and the server's env.
+
+    The agent writes its marks (start times, answers) into the returned ``marks`` folder.
+    """
+    project = make_repo(root / "project", repo_files(files))
+    agent = root / "fake-claude"
+    agent.write_text(script)
+    agent.chmod(0o755)
+    marks = root / "marks"
+    marks.mkdir()
+    return project, marks, {"SHIPYARD_CLAUDE_BIN": str(agent), "PICKUP_DIR": str(marks), "IS_SANDBOX": "1"}
+
+
 def one_run(args: argparse.Namespace) -> tuple[list[float], float | None]:
     """Latencies (ms) of one run's counted tasks, and the uncounted warm-up's, if any."""
     with tempfile.TemporaryDirectory(prefix="shipyard-pickup-", dir=args.dir) as tmp:
-        root = Path(tmp)
-        project = make_repo(root / "project", repo_files(args.files))
-        agent = root / "fake-claude"
-        agent.write_text(FAKE_AGENT)
-        agent.chmod(0o755)
-        marks = root / "marks"
-        marks.mkdir()
-        env = {"SHIPYARD_CLAUDE_BIN": str(agent), "PICKUP_DIR": str(marks), "IS_SANDBOX": "1"}
+        project, marks, env = bench_bed(Path(tmp), args.files)
         server = ServerProcess(project, env).start()
         latencies: list[float] = []
         warmup = 1 if args.files else 0
@@ -168,14 +175,8 @@ def run_waves(server: ServerProcess, marks: Path, tasks: int, waves: int) -> tup
 def waves_main(args: argparse.Namespace) -> None:
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="shipyard-pickup-", dir=args.dir) as tmp:
-            root = Path(tmp)
-            project = make_repo(root / "project", repo_files(args.files))
-            agent = root / "fake-claude"
-            agent.write_text(FAKE_AGENT)
-            agent.chmod(0o755)
-            marks = root / "marks"
-            marks.mkdir()
-            env = {"SHIPYARD_CLAUDE_BIN": str(agent), "PICKUP_DIR": str(marks), "IS_SANDBOX": "1",
+            project, marks, env = bench_bed(Path(tmp), args.files)
+            env = {**env,
                    "SHIPYARD_MAX_TASKS": str(args.tasks),
                    "SHIPYARD_MAX_PARALLEL_WORKERS": str(max(1, args.tasks // args.waves))}
             server = ServerProcess(project, env).start()

@@ -32,8 +32,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.pickup import FAKE_AGENT, repo_files, wait_for_warm_pool
-from tests.support import ServerProcess, make_repo
+from bench.pickup import FAKE_AGENT, bench_bed, wait_for_warm_pool
+from tests.support import ServerProcess
 
 #: the stand-in's task branch writes one file per task (the orchestrator branch is pickup's)
 WRITING_AGENT = FAKE_AGENT.replace(
@@ -59,17 +59,10 @@ def ready(http: httpx.Client, plan_id: str, timeout: float = 600) -> dict:
 def one_run(args: argparse.Namespace) -> tuple[float, float]:
     """(added ms, run ms) of one plan."""
     with tempfile.TemporaryDirectory(prefix="shipyard-verify-", dir=args.dir) as tmp:
-        root = Path(tmp)
-        project = make_repo(root / "project", repo_files(args.files))
-        agent = root / "fake-claude"
-        agent.write_text(WRITING_AGENT)
-        agent.chmod(0o755)
-        marks = root / "marks"
-        marks.mkdir()
+        project, marks, env = bench_bed(Path(tmp), args.files, WRITING_AGENT)
         answer = [{"title": f"t{n}", "content": "x", "task_type": "chore"} for n in range(args.tasks)]
         (marks / "answer.json").write_text(json.dumps({"tasks": answer}))
-        env = {"SHIPYARD_CLAUDE_BIN": str(agent), "PICKUP_DIR": str(marks), "IS_SANDBOX": "1",
-               "SHIPYARD_VERIFY_COMMAND": args.verify_command, "SHIPYARD_MAX_PARALLEL_WORKERS": str(args.tasks)}
+        env = {**env, "SHIPYARD_VERIFY_COMMAND": args.verify_command, "SHIPYARD_MAX_PARALLEL_WORKERS": str(args.tasks)}
         server = ServerProcess(project, env).start()
         try:
             with server.client() as http:

@@ -180,7 +180,8 @@ def private_reaches(modules: dict[str, Path]) -> list[PrivateReach]:
                     if _is_private(alias.name):
                         found.append(PrivateReach(f"{name}:{node.lineno}", alias.name))
             elif isinstance(node, ast.Attribute) and _is_private(node.attr) and node.attr not in own:
-                if not (isinstance(node.value, ast.Name) and node.value.id in _STDLIB_PRIVATE_OK):
+                stdlib = isinstance(node.value, ast.Name) and node.value.id in _STDLIB_PRIVATE_OK
+                if not stdlib:
                     found.append(PrivateReach(f"{name}:{node.lineno}", node.attr))
     return found
 

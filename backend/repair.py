@@ -36,8 +36,8 @@ from backend.runners.core import RunResult
 from backend.task_run import (
     RESUMABLE_AGENTS,
     IntegrationFailure,
+    Stopped,
     TaskFailure,
-    _Stopped,
     build_prompt,
 )
 
@@ -87,7 +87,7 @@ class Repair:
         """Repair until integrated; (new target tip or None if nothing to merge, task tip).
 
         Raises TaskFailure naming every attempt when the attempts are spent, and
-        ``_Stopped`` when the task is cancelled or the dispatcher stops meanwhile.
+        ``Stopped`` when the task is cancelled or the dispatcher stops meanwhile.
         """
         failure = self.first
         self.run.note(f"integration failed: {failure.summary}; handing it back to the agent",
@@ -123,7 +123,7 @@ class Repair:
         result = self._agent(state, failure, paths)
         if result.outcome == "cancelled" or run.stop.event.is_set():
             self._keep_work(state)
-            raise _Stopped()
+            raise Stopped()
         self._keep_work(state)
         if not result.ok:
             return f"the agent failed: {result.reason}"
@@ -134,7 +134,7 @@ class Repair:
         if left:
             return f"conflict markers are still in: {', '.join(left)}"
         try:
-            merged = run._integrate_serially(tip)
+            merged = run.integrate_serially(tip)
         except IntegrationFailure as again:
             return again
         return merged, tip
@@ -150,12 +150,12 @@ class Repair:
         session = task.run.session_id if task.run and (task.run.agent or "claude") == run.agent else None
         if session and run.agent in RESUMABLE_AGENTS:
             run.note(f"resuming the agent's session {session} to repair", kind="repair")
-            result = run._run_once(None, resume=session, prompt=context, kind="repair", reason=reason)
+            result = run.run_once(None, resume=session, prompt=context, kind="repair", reason=reason)
             if result.ok or result.num_turns or result.outcome == "cancelled":
                 return result
             run.note(f"could not resume ({result.reason}); repairing in a fresh session", kind="warning")
-        fresh = build_prompt(run.disp, run.task) + "\n" + context
-        return run._run_once(None, resume=None, prompt=fresh, kind="repair", reason=reason)
+        fresh = build_prompt(run.yard, run.task) + "\n" + context
+        return run.run_once(None, resume=None, prompt=fresh, kind="repair", reason=reason)
 
     def prompt(self, state: RepairState, failure: IntegrationFailure, paths: list[str]) -> str:
         """Exactly what happened and what to do, for the agent."""

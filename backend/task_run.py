@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from backend.budget import run_limits
 from backend.costs import record_run
@@ -33,13 +33,10 @@ from backend.models import RunStats, Task, TaskStatus, utcnow
 from backend.reaper import MARK, RUN_MARK
 from backend.runners.core import AgentEvent, RunRequest, RunResult
 from backend.runners.registry import label as agent_label
-
-if TYPE_CHECKING:
-    from backend.agent import Dispatcher
+from backend.yard import STANDALONE_BRANCH, Yard, branch_for, plan_branch, task_trailer
 
 log = logging.getLogger(__name__)
 
-STANDALONE_BRANCH = "shipyard/tasks"
 #: Agents whose CLI can continue an earlier session on a rerun.
 RESUMABLE_AGENTS = frozenset({"claude", "codex", "gemini", "opencode"})
 
@@ -92,24 +89,11 @@ class IntegrationFailure(TaskFailure):
         self.paths = paths or []
 
 
-def task_trailer(task_id: str) -> str:
-    """The line on a task's integration commit that says which task it carries."""
-    return f"Shipyard-Task: {task_id}"
-
-
-def branch_for(task_id: str) -> str:
-    return f"shipyard/task-{task_id}"
-
-
-def plan_branch(plan_id: str) -> str:
-    return f"shipyard/plan-{plan_id}"
-
-
-def build_prompt(disp: Dispatcher, task: Task, previous_error: str | None = None) -> str:
+def build_prompt(yard: Yard, task: Task, previous_error: str | None = None) -> str:
     parts = [f"# Task: {task.title}", task.content.strip()]
     if task.plan_id:
         try:
-            plan = disp.store.get_plan(task.plan_id)
+            plan = yard.store.get_plan(task.plan_id)
             context = f"## Context\n\nThis task is part of the plan \"{plan.title}\"."
             if plan.summary.strip():
                 context += f"\n\n{plan.summary.strip()}"
@@ -126,19 +110,19 @@ def build_prompt(disp: Dispatcher, task: Task, previous_error: str | None = None
 class TaskRun:
     """One attempt at one task. Create, then call :meth:`execute` on a worker thread."""
 
-    def __init__(self, disp: Dispatcher, task: Task, stop: Stop) -> None:
-        self.disp = disp
+    def __init__(self, yard: Yard, task: Task, stop: Stop) -> None:
+        self.yard = yard
         self.task = task
         self.stop = stop
-        self.store = disp.store
-        self.git = disp.git
-        self.settings = disp.settings
+        self.store = yard.store
+        self.git = yard.git
+        self.settings = yard.settings
         self.branch = branch_for(task.id)
-        self.worktree = disp.worktrees_dir / task.id
+        self.worktree = yard.worktrees_dir / task.id
         self.log_path = self.store.task_log_path(task.id)
         self.target = self.base_ref = ""
         self.base_commit = ""
-        self.agent = disp.task_agent(task)
+        self.agent = yard.task_agent(task)
         #: Set by recovery when the attempt is still running on a cluster node (see Dispatcher.recover).
         self.reattached: AttemptHandle | None = None
         self.remote_tip: str | None = None
@@ -148,8 +132,8 @@ class TaskRun:
         if self.task.plan_id and self.git.branch_exists(plan_branch(self.task.plan_id)):
             branch = plan_branch(self.task.plan_id)
             return branch, branch
-        base = self.disp.base_branch()
-        self.disp.ensure_branch_once(STANDALONE_BRANCH, base)
+        base = self.yard.base_branch()
+        self.yard.ensure_branch_once(STANDALONE_BRANCH, base)
         if self.task.depends_on:  # start from the integrated work it depends on
             return STANDALONE_BRANCH, STANDALONE_BRANCH
         return STANDALONE_BRANCH, base
@@ -160,10 +144,10 @@ class TaskRun:
         event = {"kind": kind, "ts": time.time(), "summary": summary, "data": data}
         with open(self.log_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(event, ensure_ascii=False) + "\n")
-        self.disp.bus.publish("task.log", {"task_id": self.task.id, "event": event})
+        self.yard.bus.publish("task.log", {"task_id": self.task.id, "event": event})
 
     def _on_event(self, event: AgentEvent) -> None:
-        self.disp.bus.publish("task.log", {"task_id": self.task.id, "event": event.to_dict()})
+        self.yard.bus.publish("task.log", {"task_id": self.task.id, "event": event.to_dict()})
 
     # -------------------------------------------------------------- steps
     def execute(self) -> None:
@@ -191,15 +175,15 @@ class TaskRun:
                 self._lost(outcome.lost)
                 return
             result = outcome.result
-            if self.disp.executor.remote:  # a local run records itself, per run (see _run_once)
+            if self.yard.executor.remote:  # a local run records itself, per run (see run_once)
                 self._record(result, "rerun" if task.attempts > 1 else "run")
             if not result.ok:
                 if result.outcome == "cancelled":
-                    raise _Stopped()
+                    raise Stopped()
                 raise TaskFailure(f"the agent failed: {result.reason}", self._failure_details(result),
                                   keep_branch=True)
             self._finish(base_commit)
-        except _Stopped:
+        except Stopped:
             self._stopped()
         except TaskFailure as failure:
             if self.stop.event.is_set():
@@ -212,7 +196,7 @@ class TaskRun:
 
     def _run_attempt(self, base_commit: str) -> AttemptOutcome:
         """Run the agent through the dispatcher's executor (here, or on a cluster node)."""
-        executor = self.disp.executor
+        executor = self.yard.executor
         spec = AttemptSpec(
             task_id=self.task.id, attempt=self.task.attempts, agent=self.agent, branch=self.branch,
             base_commit=base_commit,
@@ -257,7 +241,7 @@ class TaskRun:
             self._remove_worktree(keep_branch=True)
         started = time.monotonic()
         try:
-            reused = self.disp.worktrees.checkout(self.worktree, base_commit, self.branch)
+            reused = self.yard.worktrees.checkout(self.worktree, base_commit, self.branch)
         except GitError as exc:
             raise TaskFailure(f"could not create the worktree: {exc}", keep_branch=False) from exc
         self.note(f"worktree ready at {base_commit[:10]} ({'warm, reused' if reused else 'new'}, "
@@ -282,7 +266,7 @@ class TaskRun:
     def _shell(self, command: str, label: str, cwd: Path, timeout: float) -> None:
         """Run a configured shell command; a failure is a TaskFailure naming the step."""
         self.note(f"{label}: {command}", kind=label)
-        env = self.disp.child_env(f"task-{self.task.id}")
+        env = self.yard.child_env(f"task-{self.task.id}")
         try:
             proc = subprocess.run(command, shell=True, cwd=cwd, capture_output=True, text=True,
                                   timeout=timeout, env=env, start_new_session=True)
@@ -311,28 +295,28 @@ class TaskRun:
                                      and self.agent in RESUMABLE_AGENTS) else None
         if session:
             self.note(f"resuming the agent's earlier session {session}")
-            result = self._run_once(previous, resume=session)
+            result = self.run_once(previous, resume=session)
             if result.ok or result.num_turns or result.outcome == "cancelled":
                 return result
             self.note(f"could not resume ({result.reason}); starting a fresh session", kind="warning")
-            return self._run_once(previous, resume=None, kind="retry")
-        return self._run_once(previous, resume=None)
+            return self.run_once(previous, resume=None, kind="retry")
+        return self.run_once(previous, resume=None)
 
     def _previous_error(self) -> str | None:
         return self.task.error if self.task.attempts > 1 else None
 
-    def _run_once(self, previous: str | None, resume: str | None, *, prompt: str | None = None,
+    def run_once(self, previous: str | None, resume: str | None, *, prompt: str | None = None,
                   kind: str | None = None, reason: str | None = None) -> RunResult:
         """One agent run; its cost is added to the task's (see backend/costs.py) whatever the outcome."""
         request = self._request(previous, resume, prompt=prompt)
-        result = self.disp.runner_for(self.agent).run(request, on_event=self._on_event, cancel=self.stop.event)
+        result = self.yard.runner_for(self.agent).run(request, on_event=self._on_event, cancel=self.stop.event)
         self._record(result, kind or ("rerun" if self.task.attempts > 1 else "run"), reason)
         return result
 
     def _request(self, previous: str | None, resume: str | None, announce: bool = True,
                  prompt: str | None = None) -> RunRequest:
         """The agent's request; ``announce`` writes the run's limits (turns, budget) to the log."""
-        limits = run_limits(self.disp.budget, self.settings, self.task, self.agent)
+        limits = run_limits(self.yard.budget, self.settings, self.task, self.agent)
         notes = limits.pop("notes")
         if announce:
             for note in notes:
@@ -344,13 +328,13 @@ class TaskRun:
                     if value is not None), kind="limits", **limits)
         return RunRequest(
             **limits,
-            prompt=prompt or build_prompt(self.disp, self.task, previous),
+            prompt=prompt or build_prompt(self.yard, self.task, previous),
             cwd=self.worktree,
             append_system_prompt=AGENT_INSTRUCTIONS.format(project=self.settings.name, branch=self.branch),
             permission_mode=self.settings.permission_mode,
             model=self.settings.model_for(self.agent),
             extra_args=self.settings.extra_args_for(self.agent),
-            state_dir=self.disp.agents_dir,
+            state_dir=self.yard.agents_dir,
             env={MARK: str(self.settings.state_path), RUN_MARK: f"task-{self.task.id}"},
             timeout_s=self.settings.task_timeout_s,
             idle_timeout_s=self.settings.idle_timeout_s,
@@ -380,7 +364,7 @@ class TaskRun:
         return "\n".join(lines)
 
     def _finish(self, base_commit: str) -> None:
-        if not self.disp.executor.remote:  # a remote attempt commits on its worker and pushes
+        if not self.yard.executor.remote:  # a remote attempt commits on its worker and pushes
             committed = self.git.commit_all(self.worktree, f"{self.task.title}\n\nShipyard task "
                                             f"{self.task.id} (changes the agent left uncommitted)")
             if committed:
@@ -391,9 +375,9 @@ class TaskRun:
                            outcome="no_changes")
             return
         try:
-            merged = self._integrate_serially(tip)
+            merged = self.integrate_serially(tip)
         except IntegrationFailure as failure:
-            if self.settings.repair_attempts <= 0 or self.disp.executor.remote:  # no local worktree to repair in
+            if self.settings.repair_attempts <= 0 or self.yard.executor.remote:  # no local worktree to repair in
                 raise
             from backend.repair import Repair  # repair.py builds on this module
 
@@ -408,20 +392,20 @@ class TaskRun:
         self._complete(f"integrated into {self.target} as {merged[:10]}", keep_branch=False,
                        head_commit=tip)
 
-    def _integrate_serially(self, tip: str) -> str | None:
+    def integrate_serially(self, tip: str) -> str | None:
         """:meth:`_integrate` under the dispatcher's integration lock.
 
         Only the merge onto the target's current tip and the compare-and-swap of its ref are
         serial; cleaning up and recording the result happen after the lock is released.
         """
-        with self.disp.integration_lock:
+        with self.yard.integration_lock:
             if self.stop.event.is_set():
-                raise _Stopped()
+                raise Stopped()
             return self._integrate(tip)
 
     def _integrate(self, tip: str) -> str | None:
         """Merge ``tip`` onto the target and move the target; the new target tip, or None if up to date."""
-        tips = self.disp.integrated_tips
+        tips = self.yard.integrated_tips
         for _attempt in range(3):
             # the tip this server last moved the target to saves a git call per task under the
             # integration lock; the compare-and-swap below catches a tip moved by anyone else
@@ -459,10 +443,10 @@ class TaskRun:
         raise TaskFailure(f"{self.target} kept moving while integrating; try again.")
 
     def _test(self, commit: str, target_tip: str) -> None:
-        path = self.disp.worktrees_dir / f"{self.task.id}-test"
+        path = self.yard.worktrees_dir / f"{self.task.id}-test"
         try:
             try:
-                self.disp.worktrees.checkout(path, commit, None)  # warm when the pool has one
+                self.yard.worktrees.checkout(path, commit, None)  # warm when the pool has one
             except GitError as exc:
                 raise TaskFailure(f"could not check out the integrated result: {exc}") from exc
             try:
@@ -478,12 +462,12 @@ class TaskRun:
             raise TaskFailure(f"tests failed on the integrated result: {failure.summary}", failure.details
                               + f"\nThe integration was not kept; {self.branch} was kept.") from failure
         finally:
-            self.disp.worktrees.release(path)
+            self.yard.worktrees.release(path)
 
     # -------------------------------------------------------------- endings
     def _remove_worktree(self, keep_branch: bool = False) -> None:
         """Hand the worktree back to the warm pool; delete the task branch unless kept."""
-        self.disp.worktrees.release(self.worktree)
+        self.yard.worktrees.release(self.worktree)
         if keep_branch:
             return
         try:
@@ -514,7 +498,7 @@ class TaskRun:
         except (NotFound, OSError) as exc:  # e.g. the file was damaged by hand while it ran
             log.warning("task %s: cannot record the failure normally: %s", self.task.id,
                         describe_exception(exc))
-            self.disp._settle(self.task.id, failure.summary)
+            self.yard.settle(self.task.id, failure.summary)
 
     def _stopped(self) -> None:
         if self.stop.reason == "stop":
@@ -526,5 +510,5 @@ class TaskRun:
             self._fail(TaskFailure("cancelled", "The task was cancelled by the user.", keep_branch=True))
 
 
-class _Stopped(Exception):
+class Stopped(Exception):
     """The run was stopped on purpose (cancel or dispatcher stop)."""

@@ -34,32 +34,27 @@ from typing import Any
 from backend.budget import BudgetTracker, budget_note, planning_cost, task_cost
 from backend.claim_loop import ClaimLoop
 from backend.config import Settings
-from backend.costs import record_orchestration
 from backend.doctor import start_problems
 from backend.errors import Conflict, NotFound, ShipyardError, describe_exception
 from backend.events import EventBus
 from backend.executors import make_executor
 from backend.git import GitError, GitRepo
 from backend.guardian import Guardian
-from backend.holdpoints import hold
 from backend.landing import land_plan, plan_diff, refuse_if_landed
 from backend.models import Plan, PlanStatus, Task, TaskStatus, TaskType, dump, utcnow
 from backend.orchestrations import Orchestrations
 from backend.orchestrator import (
     OrchestrationError,
     TaskSpec,
-    build_user_message,
     clean_path,
-    proposal_of,
 )
-from backend.orchestrator_run import run_orchestrator
+from backend.plan_start import PlanStart
 from backend.plan_state import lifecycle
 from backend.recovery import Recovery
 from backend.replan import Replanner
 from backend.review import PlanReview
 from backend.runners.claude_code import ClaudeCodeRunner
 from backend.runners.core import Runner
-from backend.runners.registry import label as agent_label
 from backend.schedule import Scheduler, dependents_of, describe_wait
 from backend.store import Store
 from backend.trust import TrustGate
@@ -105,6 +100,7 @@ class Dispatcher:
         self.review = PlanReview(self.yard, self.replans)  # proposals checked, edited, approved
         # the state made consistent after a crash (backend/recovery.py)
         self.recovery = Recovery(self.yard, self.replans, self.orchestrations, self.loop)
+        self.plan_start = PlanStart(self.yard, self.recovery)  # orchestration of a started plan
         bus.add_listener(self.budget.on_event)
         bus.add_listener(self.scheduler.on_event)  # first: views are fresh before the loop wakes
         bus.add_listener(self.loop.on_bus_event)
@@ -339,7 +335,7 @@ class Dispatcher:
         """The last line of defence: an orchestration never leaves its plan in executing."""
         try:
             if self.store.get_plan(plan_id).status == PlanStatus.executing:
-                self._fail_plan(plan_id, "the orchestration ended without recording an outcome")
+                self.plan_start.fail(plan_id, "the orchestration ended without recording an outcome")
         except ShipyardError:
             pass
 
@@ -390,67 +386,14 @@ class Dispatcher:
             log.warning("plan %s cannot start: %s", plan_id, exc.detail)
             return
         try:
-            self._orchestrate(plan, stop)
+            self.plan_start.orchestrate(plan, stop)
         except OrchestrationError as exc:
-            self._fail_plan(plan_id, str(exc))
+            self.plan_start.fail(plan_id, str(exc))
         except ShipyardError as exc:
-            self._fail_plan(plan_id, exc.detail)
+            self.plan_start.fail(plan_id, exc.detail)
         except Exception as exc:
             log.exception("orchestration of plan %s crashed", plan_id)
-            self._fail_plan(plan_id, f"orchestration stopped: {describe_exception(exc)}")
-
-    def _fail_plan(self, plan_id: str, error: str) -> None:
-        """End an orchestration that went wrong; never raises, never strands published tasks."""
-        try:
-            plan = self.store.get_plan(plan_id)
-            if plan.status == PlanStatus.executing and plan.tasks:
-                # the tasks were already decided (and maybe published): that outcome stands
-                log.warning("plan %s: %s after its tasks were recorded; finishing it", plan_id, error)
-                self.recovery.finish_publishing(plan)
-                return
-            self.store.discard_staged(plan_id)
-            self.plan_note(plan_id, f"failed: {error}", kind="failed")
-            self.store.move_plan(plan_id, PlanStatus.failed, expect=[PlanStatus.executing],
-                                 error=error, tasks=[])
-        except ShipyardError as exc:
-            log.warning("plan %s: could not record its failure (%s): %s", plan_id, error, exc.detail)
-        except Exception:
-            log.exception("plan %s: could not record its failure (%s); the next start-up will",
-                          plan_id, error)
-
-    def _orchestrate(self, plan: Plan, stop: threading.Event) -> None:
-        settings = self.settings
-        base = self.base_branch()
-        base_commit = self.git.rev_parse(base)
-        if base_commit is None:
-            raise OrchestrationError(f"the base branch {base} has no commits yet: make a first commit.")
-        agent = plan.orchestrator_agent or settings.planner_agent
-        self.plan_note(plan.id, f"orchestrator ({agent_label(agent)}, read-only) starting on "
-                        f"{settings.name} (base {base})", agent=agent)
-        if stop.is_set():
-            raise OrchestrationError(self.stopped_reason())
-
-        answer, _stats = run_orchestrator(
-            self.yard, plan, build_user_message(plan), stop, budget_usd=self.budget.remaining(plan.id),
-            on_stats=lambda stats: record_orchestration(self.store, plan.id, stats))
-        for note in answer.notes:
-            self.plan_note(plan.id, note, kind="warning")
-        if stop.is_set():
-            raise OrchestrationError(self.stopped_reason())
-        if self.review_enabled(self.store.get_plan(plan.id)):
-            proposals = [proposal_of(spec) for spec in answer.tasks]
-            self.store.update_plan(plan.id, base_branch=base, base_commit=base_commit)
-            self.plan_note(plan.id, f"{len(proposals)} proposed task(s) from the {answer.source} "
-                            "await review: edit them, then Approve or Discard", kind="review",
-                            proposals=proposals)
-            self.store.move_plan(plan.id, PlanStatus.review, expect=[PlanStatus.executing],
-                                 proposals=proposals)
-            return
-        task_ids = self.publish_specs(plan.id, answer.tasks, base, base_commit)
-        self.plan_note(plan.id, f"created {len(task_ids)} task(s) from the {answer.source}",
-                        kind="tasks", task_ids=task_ids)
-        hold("plan.published")
-        self.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.executing])
+            self.plan_start.fail(plan_id, f"orchestration stopped: {describe_exception(exc)}")
 
     def stopped_reason(self) -> str:
         """Why an orchestration was stopped: the user's cancel, or the server shutting down."""

@@ -21,28 +21,23 @@ how it ended, is kept in ``Task.repairs``. When the attempts are spent the task
 fails naming the reason of the integration and of each repair attempt, with its
 branch kept and everything the agent wrote committed onto it.
 
-The hook in :mod:`backend.task_run` is one call: ``Repair(run, base, failure).run_all()``.
+It is the retry strategy of :class:`backend.integration.Integrator`, one call:
+``Repair(run, base, failure, integrate).run_all()``; it sees the run only through
+:class:`backend.run_contract.RunHandle`.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Callable
+from typing import NoReturn
 
 from backend.errors import NotFound
 from backend.git import GitError
 from backend.models import RepairState, dump
+from backend.run_contract import IntegrationFailure, RunHandle, Stopped, TaskFailure
 from backend.runners.core import RunResult
-from backend.task_run import (
-    RESUMABLE_AGENTS,
-    IntegrationFailure,
-    Stopped,
-    TaskFailure,
-    build_prompt,
-)
-
-if TYPE_CHECKING:
-    from backend.task_run import TaskRun
+from backend.task_prompt import RESUMABLE_AGENTS, build_prompt
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +69,11 @@ def describe(kind: str, paths: list[str], attempt: int, of: int) -> str:
 class Repair:
     """The repair attempts of one task run, after its integration failed with ``failure``."""
 
-    def __init__(self, run: TaskRun, base_commit: str, failure: IntegrationFailure) -> None:
+    def __init__(self, run: RunHandle, base_commit: str, failure: IntegrationFailure,
+                 integrate: Callable[[str], str | None]) -> None:
         self.run = run
+        #: integrates a tip again, through the same test gate (Integrator.integrate_serially)
+        self.integrate = integrate
         self.git = run.git
         self.base_commit = base_commit
         self.first = failure
@@ -134,7 +132,7 @@ class Repair:
         if left:
             return f"conflict markers are still in: {', '.join(left)}"
         try:
-            merged = run.integrate_serially(tip)
+            merged = self.integrate(tip)
         except IntegrationFailure as again:
             return again
         return merged, tip

@@ -1,12 +1,12 @@
-"""Carrying out one task: worktree, agent, commit, integrate, clean up.
+"""Carrying out one task: prepare a worktree, run the agent, finish (integrate, clean up).
 
 The dispatcher claims a task and hands it to :func:`run_task` on a worker
 thread. Every way a run can end is written to the task in words: completed
 (integrated, or "no changes": its own outcome, which can be rerun), failed (agent failure, timeout, idle, setup,
 conflict, tests; the task branch is kept for inspection), cancelled by the
 user (failed, "cancelled"), or stopped by the dispatcher (back to pending).
-The user's own working tree is never touched: integration happens through
-refs (see :mod:`backend.git`) and tests run in a worktree of their own.
+The user's own working tree is never touched: integration (:mod:`backend.integration`)
+happens through refs and tests run in a worktree of their own.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,89 +28,23 @@ from backend.errors import NotFound, ShipyardError, describe_exception
 from backend.executors.base import AttemptHandle, AttemptOutcome, AttemptSpec
 from backend.git import GitError
 from backend.holdpoints import hold
+from backend.integration import Integrator
 from backend.models import RunStats, Task, TaskStatus, utcnow
 from backend.reaper import MARK, RUN_MARK
+from backend.run_contract import Stop, Stopped, TaskFailure
 from backend.runners.core import AgentEvent, RunRequest, RunResult
 from backend.runners.registry import label as agent_label
-from backend.yard import STANDALONE_BRANCH, Yard, branch_for, plan_branch, task_trailer
+from backend.task_prompt import AGENT_INSTRUCTIONS, RESUMABLE_AGENTS, build_prompt
+from backend.yard import STANDALONE_BRANCH, Yard, branch_for, plan_branch
 
 log = logging.getLogger(__name__)
-
-#: Agents whose CLI can continue an earlier session on a rerun.
-RESUMABLE_AGENTS = frozenset({"claude", "codex", "gemini", "opencode"})
-
-AGENT_INSTRUCTIONS = """You are an autonomous coding agent working for Shipyard on the project "{project}".
-You are in a git worktree of the project on the branch {branch}; other agents work on other
-tasks in parallel in their own worktrees, and your branch will be merged automatically.
-- Do exactly the task below; keep changes focused on it.
-- If the project has tests, run the relevant ones and make sure they pass.
-- Commit your work with git (git add -A && git commit -m "<clear message>") when you are done.
-- Do not push, do not switch or create branches, do not rewrite history.
-"""
-
-
-@dataclass
-class Stop:
-    """Why a running task is being stopped: set by the dispatcher before it signals."""
-
-    reason: str = ""  # "cancel" (user: task fails) or "stop" (dispatcher: back to pending)
-    event: threading.Event = field(default_factory=threading.Event)
-
-    def request(self, reason: str) -> None:
-        if not self.event.is_set():
-            self.reason = reason
-            self.event.set()
-
-
-class TaskFailure(Exception):
-    """A task cannot be completed; ``summary`` is the one-line reason, ``details`` the log text."""
-
-    def __init__(self, summary: str, details: str = "", keep_branch: bool = True, output: str = "") -> None:
-        super().__init__(summary)
-        self.summary = summary
-        self.details = details
-        self.keep_branch = keep_branch
-        self.output = output  # a failed command's output tail (for a repair prompt)
-
-
-class IntegrationFailure(TaskFailure):
-    """Integrating the task's work failed in a way its agent may repair (backend/repair.py).
-
-    ``kind`` is "conflict" (``paths`` conflict with ``target_tip``) or "tests" (the test
-    command failed on the merge with ``target_tip``; ``output`` is its output's tail).
-    """
-
-    def __init__(self, summary: str, details: str, *, kind: str, target_tip: str,
-                 paths: list[str] | None = None, output: str = "") -> None:
-        super().__init__(summary, details, keep_branch=True, output=output)
-        self.kind = kind
-        self.target_tip = target_tip
-        self.paths = paths or []
-
-
-def build_prompt(yard: Yard, task: Task, previous_error: str | None = None) -> str:
-    parts = [f"# Task: {task.title}", task.content.strip()]
-    if task.plan_id:
-        try:
-            plan = yard.store.get_plan(task.plan_id)
-            context = f"## Context\n\nThis task is part of the plan \"{plan.title}\"."
-            if plan.summary.strip():
-                context += f"\n\n{plan.summary.strip()}"
-            parts.append(context)
-        except NotFound:
-            pass
-    if previous_error:
-        parts.append("## Previous attempt\n\nAn earlier attempt at this task failed: "
-                     f"{previous_error}\nThe worktree has been reset to the latest integrated state; "
-                     "do the task again.")
-    return "\n\n".join(parts) + "\n"
-
 
 class TaskRun:
     """One attempt at one task. Create, then call :meth:`execute` on a worker thread."""
 
-    def __init__(self, yard: Yard, task: Task, stop: Stop) -> None:
+    def __init__(self, yard: Yard, task: Task, stop: Stop, integrator: Integrator | None = None) -> None:
         self.yard = yard
+        self.integrator = integrator or Integrator(yard)
         self.task = task
         self.stop = stop
         self.store = yard.store
@@ -249,7 +182,7 @@ class TaskRun:
         self.store.update_task(self.task.id, branch=self.branch, base_commit=base_commit, agent=self.agent)
         self._copy_files()
         if self.settings.setup_command:
-            self._shell(self.settings.setup_command, "setup", self.worktree, self.settings.task_timeout_s)
+            self.shell(self.settings.setup_command, "setup", self.worktree, self.settings.task_timeout_s)
 
     def _copy_files(self) -> None:
         project = self.settings.project_dir
@@ -263,7 +196,7 @@ class TaskRun:
                 shutil.copy2(src, dest)
                 self.note(f"copied {match} into the worktree")
 
-    def _shell(self, command: str, label: str, cwd: Path, timeout: float) -> None:
+    def shell(self, command: str, label: str, cwd: Path, timeout: float) -> None:
         """Run a configured shell command; a failure is a TaskFailure naming the step."""
         self.note(f"{label}: {command}", kind=label)
         env = self.yard.child_env(f"task-{self.task.id}")
@@ -374,14 +307,8 @@ class TaskRun:
             self._complete("no changes: the agent finished without changing any file", keep_branch=False,
                            outcome="no_changes")
             return
-        try:
-            merged = self.integrate_serially(tip)
-        except IntegrationFailure as failure:
-            if self.settings.repair_attempts <= 0 or self.yard.executor.remote:  # no local worktree to repair in
-                raise
-            from backend.repair import Repair  # repair.py builds on this module
-
-            merged, tip = Repair(self, base_commit, failure).run_all()
+        integrated = self.integrator.integrate(self, base_commit, tip)
+        merged, tip = integrated.merged, integrated.tip
         if merged is None:  # the branch holds nothing the target lacks (e.g. reset back)
             self._complete("no changes: the target branch already holds everything the agent did",
                            keep_branch=False, outcome="no_changes")
@@ -391,78 +318,6 @@ class TaskRun:
                   commit=merged, branch=self.target)
         self._complete(f"integrated into {self.target} as {merged[:10]}", keep_branch=False,
                        head_commit=tip)
-
-    def integrate_serially(self, tip: str) -> str | None:
-        """:meth:`_integrate` under the dispatcher's integration lock.
-
-        Only the merge onto the target's current tip and the compare-and-swap of its ref are
-        serial; cleaning up and recording the result happen after the lock is released.
-        """
-        with self.yard.integration_lock:
-            if self.stop.event.is_set():
-                raise Stopped()
-            return self._integrate(tip)
-
-    def _integrate(self, tip: str) -> str | None:
-        """Merge ``tip`` onto the target and move the target; the new target tip, or None if up to date."""
-        tips = self.yard.integrated_tips
-        for _attempt in range(3):
-            # the tip this server last moved the target to saves a git call per task under the
-            # integration lock; the compare-and-swap below catches a tip moved by anyone else
-            cached = tips.pop(self.target, None)
-            target_tip = cached or self.git.rev_parse(self.target)
-            if target_tip is None and self.target == STANDALONE_BRANCH:  # deleted by hand: start it again
-                self.git.ensure_branch(STANDALONE_BRANCH, self.base_ref)
-                target_tip = self.git.rev_parse(self.target)
-            if target_tip is None:
-                raise TaskFailure(f"the integration branch {self.target} is gone.")
-            outcome = self.git.merge_commit(
-                target_tip, tip, f"Merge {self.branch}: {self.task.title}\n\n{task_trailer(self.task.id)}")
-            if not outcome.ok and cached is not None and self.git.rev_parse(self.target) != cached:
-                continue  # merged onto a tip someone else has moved since: try the real one
-            if not outcome.ok:
-                paths = ", ".join(outcome.conflicts) or "(unknown paths)"
-                details = f"{outcome.message}\nThe branch {self.branch} was kept for inspection."
-                if not outcome.conflicts:
-                    raise TaskFailure(f"could not merge with {self.target}: {outcome.message}", details)
-                raise IntegrationFailure(f"merge conflict with {self.target} in: {paths}", details,
-                                         kind="conflict", target_tip=target_tip, paths=outcome.conflicts)
-            if outcome.up_to_date:
-                if cached is not None:  # judged against a remembered tip: look at the real one
-                    continue
-                return None
-            assert outcome.commit is not None
-            if self.settings.test_command:
-                self._test(outcome.commit, target_tip)
-            # Recorded before the branch moves: if the server dies right after, recovery finds
-            # this commit on the target and completes the task instead of running it again.
-            self.store.update_task(self.task.id, head_commit=tip)
-            if self.git.update_ref(f"refs/heads/{self.target}", outcome.commit, target_tip):
-                tips[self.target] = outcome.commit
-                return outcome.commit
-        raise TaskFailure(f"{self.target} kept moving while integrating; try again.")
-
-    def _test(self, commit: str, target_tip: str) -> None:
-        path = self.yard.worktrees_dir / f"{self.task.id}-test"
-        try:
-            try:
-                self.yard.worktrees.checkout(path, commit, None)  # warm when the pool has one
-            except GitError as exc:
-                raise TaskFailure(f"could not check out the integrated result: {exc}") from exc
-            try:
-                self._shell(self.settings.test_command or "", "test", path, self.settings.test_timeout_s)
-            except TaskFailure as failure:
-                raise IntegrationFailure(
-                    f"tests failed on the integrated result: {failure.summary}",
-                    failure.details + f"\nThe integration was not kept; {self.branch} was kept.",
-                    kind="tests", target_tip=target_tip, output=failure.output or failure.details) from failure
-        except IntegrationFailure:
-            raise
-        except TaskFailure as failure:
-            raise TaskFailure(f"tests failed on the integrated result: {failure.summary}", failure.details
-                              + f"\nThe integration was not kept; {self.branch} was kept.") from failure
-        finally:
-            self.yard.worktrees.release(path)
 
     # -------------------------------------------------------------- endings
     def _remove_worktree(self, keep_branch: bool = False) -> None:
@@ -508,7 +363,3 @@ class TaskRun:
                                  started=None, finished=None, branch=None)
         else:
             self._fail(TaskFailure("cancelled", "The task was cancelled by the user.", keep_branch=True))
-
-
-class Stopped(Exception):
-    """The run was stopped on purpose (cancel or dispatcher stop)."""

@@ -1,12 +1,18 @@
-"""The Dispatcher: orchestrates plans into tasks and runs tasks in parallel.
+"""The Dispatcher: the face of one project's work, wiring its stages and delegating to them.
 
-* Plans: :meth:`Dispatcher.execute_plan` (the seed's entry point) runs on a
-  ``ThreadPoolExecutor``; ``_active_orchestrations`` maps plan ids to their
-  futures, so "is this plan being orchestrated?" is one dict lookup.
-* Tasks: one loop thread claims pending tasks the moment they appear (it is
-  woken by the store's events, not by a timer) while fewer than
+It builds one :class:`backend.yard.Yard` (settings, store, bus, git, worktrees, the
+attempt executor, budget, scheduler, locks, and the operations stages share) and
+hands it to every stage; no stage imports this module. What is where:
+
+* Plans: :meth:`Dispatcher.execute_plan` (the seed's entry point) runs on the
+  planning pool of :class:`backend.orchestrations.Orchestrations`, the one registry
+  of live orchestrations (start and re-plan); ``_active_orchestrations`` is its
+  mapping of plan ids to futures, so "is this plan being orchestrated?" is one dict
+  lookup. The orchestration itself is :class:`backend.plan_start.PlanStart`.
+* Tasks: :class:`backend.claim_loop.ClaimLoop` claims pending tasks the moment they
+  may start (woken by the store's events, not by a timer) while fewer than
   ``max_parallel_workers`` run, and hands each to a worker thread
-  (:mod:`backend.task_run`).
+  (:class:`backend.task_run.TaskRun`; integration is :mod:`backend.integration`).
 * Shape: which pending task may start (dependencies, overlapping ``files``) is decided by
   :class:`backend.schedule.Scheduler`; the loop only skips what it says is blocked.
 * The orchestrator run itself (agent, read-only tools, schema, validation) is
@@ -183,6 +189,7 @@ class Dispatcher:
         }
 
     def _publish_status(self) -> None:
+        """Tell the dashboards what :meth:`status` says now."""
         self.bus.publish("dispatcher.status", self.status())
 
     def _warm_worktrees(self) -> None:
@@ -243,6 +250,7 @@ class Dispatcher:
 
     # ================================================================ plans
     def describe_plan(self, plan: Plan, brief: bool = False) -> dict[str, Any]:
+        """A plan as the API shows it: its fields, progress, cost, lifecycle, budget and re-plan state."""
         data = dump(plan)
         if brief:
             data.pop("content", None)
@@ -348,6 +356,7 @@ class Dispatcher:
         return self.orchestrations.ids()
 
     def cancel_plan(self, plan_id: str) -> dict[str, Any]:
+        """Stop the plan's orchestrator and wait for it (409 when none runs)."""
         plan = self.store.get_plan(plan_id)
         if not self.orchestrations.stop(plan_id, timeout=30):
             raise Conflict(f"plan {plan_id} is {plan.status.value} and not being orchestrated; "
@@ -364,6 +373,7 @@ class Dispatcher:
                                     error=None, tasks=[], orchestration=None)
 
     def delete_plan(self, plan_id: str) -> None:
+        """Delete a plan that is not being orchestrated (nor executing)."""
         if self.is_orchestrating(plan_id):
             raise Conflict(f"plan {plan_id} is being orchestrated; cancel it first.")
         self.store.delete_plan(plan_id, forbid=[PlanStatus.executing])
@@ -376,7 +386,7 @@ class Dispatcher:
         """Run the orchestrator for a ready plan and turn its answer into tasks.
 
         ready → executing → done (with its tasks pending) or failed (with a
-        reason a person can act on). Runs on the orchestrator thread pool.
+        reason a person can act on). Runs on the planning pool (backend/orchestrations.py).
         """
         stop = self.orchestrations.stop_event(plan_id) or threading.Event()
         try:
@@ -503,12 +513,14 @@ class Dispatcher:
 
     # ================================================================ tasks
     def describe_task(self, task: Task) -> dict[str, Any]:
+        """A task as the API shows it: its view, its error log when failed, whether it runs now."""
         data = self.task_view(task)
         data["error_log"] = self.store.read_error_log(task.id) if task.status == TaskStatus.failed else None
         data["running"] = self.loop.is_running(task.id)
         return data
 
     def cancel_task(self, task_id: str) -> Task:
+        """Cancel a running task (it fails, "cancelled") or a pending one (it never starts)."""
         if self.loop.settle_if_orphaned(task_id, "cancelled; its run had already ended"):
             return self.store.get_task(task_id)
         if self.loop.cancel(task_id):  # before reading the file: a damaged file must not stop a cancel
@@ -522,6 +534,7 @@ class Dispatcher:
                        "cancelled.")
 
     def rerun_task(self, task_id: str) -> Task:
+        """Put a failed task, or one that changed nothing, back to pending from a clean branch."""
         self.loop.settle_if_orphaned(task_id, "its run had ended without an outcome")
         task = self.store.get_task(task_id)
         self.replans.check_rerun(task)

@@ -24,6 +24,7 @@ tasks in parallel in their own worktrees, and your branch will be merged automat
 
 
 def build_prompt(yard: Yard, task: Task, previous_error: str | None = None) -> str:
+    """The task's prompt: title, content, its plan's context, and the previous attempt's error."""
     parts = [f"# Task: {task.title}", task.content.strip()]
     if task.plan_id:
         try:

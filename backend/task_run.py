@@ -84,6 +84,7 @@ class TaskRun:
 
     # -------------------------------------------------------------- steps
     def execute(self) -> None:
+        """Run the attempt to its end; every way it ends is written to the task in words."""
         task = self.task
         if self.reattached is not None:
             self.note(f"Shipyard restarted: reattached to attempt {task.attempts}, still running on "
@@ -297,6 +298,7 @@ class TaskRun:
         return "\n".join(lines)
 
     def _finish(self, base_commit: str) -> None:
+        """Commit what the agent left, integrate the branch (backend/integration.py), complete."""
         if not self.yard.executor.remote:  # a remote attempt commits on its worker and pushes
             committed = self.git.commit_all(self.worktree, f"{self.task.title}\n\nShipyard task "
                                             f"{self.task.id} (changes the agent left uncommitted)")

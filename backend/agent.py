@@ -37,7 +37,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from backend.budget import BudgetTracker, budget_note, planning_cost, task_cost
+from backend.budget import BudgetTracker, budget_note
 from backend.claim_loop import ClaimLoop
 from backend.config import Settings
 from backend.doctor import start_problems
@@ -47,7 +47,7 @@ from backend.executors import make_executor
 from backend.git import GitError, GitRepo
 from backend.guardian import Guardian
 from backend.landing import land_plan, plan_diff, refuse_if_landed
-from backend.models import Plan, PlanStatus, Task, TaskStatus, TaskType, dump, utcnow
+from backend.models import Plan, PlanStatus, Task, TaskStatus, TaskType, utcnow
 from backend.orchestrations import Orchestrations
 from backend.orchestrator import (
     OrchestrationError,
@@ -55,16 +55,16 @@ from backend.orchestrator import (
     clean_path,
 )
 from backend.plan_start import PlanStart
-from backend.plan_state import lifecycle
 from backend.recovery import Recovery
 from backend.replan import Replanner
 from backend.review import PlanReview
 from backend.runners.claude_code import ClaudeCodeRunner
 from backend.runners.core import Runner
-from backend.schedule import Scheduler, dependents_of, describe_wait
+from backend.schedule import Scheduler, dependents_of
 from backend.store import Store
 from backend.trust import TrustGate
 from backend.verification import Verifier
+from backend.views import Views, changed_nothing
 from backend.worktree_pool import WorktreePool
 from backend.yard import STANDALONE_BRANCH, Yard, branch_for
 
@@ -112,6 +112,7 @@ class Dispatcher:
         bus.add_listener(self.loop.on_bus_event)
         self.verifier = Verifier(self.yard)  # the plan branch checked as a whole (backend/verification.py)
         bus.add_listener(self.verifier.on_event)
+        self.views = Views(self.yard, self.orchestrations, self.loop, self.replans, self.verifier)
 
     @property
     def _active_orchestrations(self) -> dict[str, Future[None]]:
@@ -250,49 +251,8 @@ class Dispatcher:
 
     # ================================================================ plans
     def describe_plan(self, plan: Plan, brief: bool = False) -> dict[str, Any]:
-        """A plan as the API shows it: its fields, progress, cost, lifecycle, budget and re-plan state."""
-        data = dump(plan)
-        if brief:
-            data.pop("content", None)
-        data["orchestrating"] = plan.id in self._active_orchestrations
-        data["review_enabled"] = self.review_enabled(plan)
-        progress = {s.value: 0 for s in TaskStatus} | {"no_changes": 0,  # no_changes ⊂ completed
-                                                       "superseded": 0}
-        cost = planning_cost(plan)  # the orchestration and every re-plan
-        tasks = []
-        states = []
-        loaded: list[Task] = []
-        for task_id in plan.tasks:
-            try:
-                task = self.store.get_task(task_id)
-            except NotFound:
-                continue
-            loaded.append(task)
-            if task.superseded_by is not None:  # replaced by a re-plan: not a failure of the plan
-                progress["superseded"] += 1
-            else:
-                progress[task.status.value] += 1
-            if task.superseded_by is None:  # a superseded task is no longer part of the plan's work
-                states.append({"status": task.status.value, "outcome": task.outcome})
-            if _changed_nothing(task):
-                progress["no_changes"] += 1
-            cost += task_cost(task)
-            if not brief:
-                tasks.append({"id": task.id, "title": task.title, "status": task.status.value,
-                              "task_type": task.task_type.value, "error": task.error,
-                              "outcome": task.outcome, "superseded_by": task.superseded_by,
-                              "files": task.files, "depends_on": task.depends_on,
-                              "waiting_for": self.waiting_for(task)})
-        progress["total"] = len(plan.tasks)
-        data["progress"] = progress
-        data["total_cost_usd"] = round(cost, 6)
-        data["lifecycle"] = lifecycle(data, states, orchestrating=data["orchestrating"],
-                                      verifying=self.verifier.is_active(plan.id))
-        data["budget"] = self.budget.state(plan.id)
-        data["replan"] = self.replans.describe(plan, loaded)
-        if not brief:
-            data["task_details"] = tasks
-        return data
+        """A plan as the API shows it (see :meth:`backend.views.Views.describe_plan`)."""
+        return self.views.describe_plan(plan, brief)
 
     def set_budget(self, plan_id: str, limit: float | None) -> Plan:
         """Change a plan's spending limit (None: the setting's), in any status; a raise releases
@@ -453,13 +413,11 @@ class Dispatcher:
 
     def waiting_for(self, task: Task) -> list[dict[str, Any]]:
         """Why a pending task has not started (empty when it may start or is not pending)."""
-        return [{**w.to_dict(), "text": describe_wait(w)} for w in self.scheduler.waits_for(task)]
+        return self.views.waiting_for(task)
 
     def task_view(self, task: Task) -> dict[str, Any]:
         """A task as lists show it: its fields plus what it waits for."""
-        data = dump(task)
-        data["waiting_for"] = self.waiting_for(task)
-        return data
+        return self.views.task_view(task)
 
     def _link_tasks_to_plan(self, plan_id: str, task_ids: list[str]) -> Plan:
         """Record the plan's tasks and make them pending together (all or nothing)."""
@@ -514,10 +472,7 @@ class Dispatcher:
     # ================================================================ tasks
     def describe_task(self, task: Task) -> dict[str, Any]:
         """A task as the API shows it: its view, its error log when failed, whether it runs now."""
-        data = self.task_view(task)
-        data["error_log"] = self.store.read_error_log(task.id) if task.status == TaskStatus.failed else None
-        data["running"] = self.loop.is_running(task.id)
-        return data
+        return self.views.describe_task(task)
 
     def cancel_task(self, task_id: str) -> Task:
         """Cancel a running task (it fails, "cancelled") or a pending one (it never starts)."""
@@ -538,7 +493,7 @@ class Dispatcher:
         self.loop.settle_if_orphaned(task_id, "its run had ended without an outcome")
         task = self.store.get_task(task_id)
         self.replans.check_rerun(task)
-        if not (task.status == TaskStatus.failed or _changed_nothing(task)):
+        if not (task.status == TaskStatus.failed or changed_nothing(task)):
             raise Conflict(f"task {task_id} is {task.status.value}; only a failed task, or one that "
                            "changed nothing, can be rerun.")
         refuse_if_landed(self.store, task)
@@ -588,9 +543,3 @@ class Dispatcher:
             return {"source": tip, "diff": self.git.diff(base, tip), "files": self.git.changed_files(base, tip)}
         except GitError as exc:
             return {"source": None, "diff": "", "files": [], "error": str(exc)}
-
-
-def _changed_nothing(task: Task) -> bool:
-    """A completed task whose agent changed nothing (older files only say so in ``result``)."""
-    return task.status == TaskStatus.completed and (
-        task.outcome == "no_changes" or (task.outcome is None and task.result == "no changes"))

@@ -282,10 +282,10 @@ class Dispatcher:
             plan = self.store.get_plan(plan_id)
             wanted = {k: v for k, v in (choices or {}).items() if v is not None}
             if wanted and plan.status in (PlanStatus.draft, PlanStatus.ready) \
-                    and plan_id not in self._active_orchestrations:
+                    and not self.is_orchestrating(plan_id):
                 plan = self.store.update_plan(plan_id, expect=[PlanStatus.draft, PlanStatus.ready],
                                               **wanted)
-            if plan_id in self._active_orchestrations:
+            if self.is_orchestrating(plan_id):
                 raise Conflict(f"plan {plan_id} is already being orchestrated.")
             if plan.status not in (PlanStatus.draft, PlanStatus.ready):
                 raise Conflict(f"plan {plan_id} is {plan.status.value}; only a draft or ready plan "

@@ -224,7 +224,7 @@ class ChatService:
         self.bus = bus
         self.runner = runner or ClaudeCodeRunner(claude_bin=settings.claude_bin)
         self.chats = ChatStore(settings.state_path)
-        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="chat")
+        self._turn_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="chat")
         self._turns: dict[str, _Turn] = {}
         self._lock = threading.RLock()
         self._closing = False
@@ -252,7 +252,7 @@ class ChatService:
             if turn.future is not None:
                 with contextlib.suppress(Exception):
                     turn.future.result(timeout=max(0.1, deadline - time.monotonic()))
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._turn_pool.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ reading
     def describe(self, chat: Chat, brief: bool = False) -> dict[str, Any]:
@@ -380,7 +380,7 @@ class ChatService:
             try:
                 self._append(chat_id, "user", text.strip(), turn=number, draft_edited=edited,
                              draft=current.model_dump() if edited and current else None)
-                turn.future = self._executor.submit(self._run_turn, chat_id, turn)
+                turn.future = self._turn_pool.submit(self._run_turn, chat_id, turn)
             except BaseException:
                 self._turns.pop(chat_id, None)
                 self.chats.update(chat_id, status="idle")

@@ -15,48 +15,46 @@ this module adds the plan-level rules of issue 10:
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from backend.errors import Conflict, NotFound
 from backend.git import GitError
 from backend.models import Landed, Plan, PlanStatus, Task, TaskStatus, dump
 from backend.store import Store
-from backend.verification import land_refusal
-
-if TYPE_CHECKING:
-    from backend.agent import Dispatcher
+from backend.verification import Verifier, land_refusal
+from backend.yard import Yard
 
 
-def land_plan(disp: Dispatcher, plan_id: str, force: bool = False) -> dict[str, Any]:
+def land_plan(yard: Yard, verifier: Verifier, plan_id: str, force: bool = False) -> dict[str, Any]:
     """Land a done plan's branch on its base branch; see the module docstring for the rules."""
-    plan = disp.store.get_plan(plan_id)
+    plan = yard.store.get_plan(plan_id)
     if plan.landed is not None:
         raise Conflict(f"plan {plan_id} was already landed on {plan.landed.branch} as "
                        f"{str(plan.landed.commit)[:10]}.")
     if plan.status != PlanStatus.done or not plan.integration_branch:
         raise Conflict(f"plan {plan_id} is {plan.status.value}; only a done plan's integrated "
                        "work can be landed.")
-    unfinished = [t for t in plan.tasks if disp.task_status(t) in (TaskStatus.pending, TaskStatus.in_progress)]
+    unfinished = [t for t in plan.tasks if yard.task_status(t) in (TaskStatus.pending, TaskStatus.in_progress)]
     if unfinished:
         raise Conflict(f"{len(unfinished)} task(s) of plan {plan_id} are still pending or running; "
                        "land once they have finished.")
-    if disp.settings.plan_verify_command is None and disp.verifier.is_active(plan_id):
+    if yard.settings.plan_verify_command is None and verifier.is_active(plan_id):
         # nothing to run: the pass only records "skipped" (milliseconds after the last task) — wait for it
-        disp.verifier.wait_idle(plan_id, timeout=10)
-        plan = disp.store.get_plan(plan_id)
+        verifier.wait_idle(plan_id, timeout=10)
+        plan = yard.store.get_plan(plan_id)
     branch = plan.integration_branch
     assert branch is not None
-    tip = disp.git.rev_parse(branch)
+    tip = yard.git.rev_parse(branch)
     if tip is None:
         raise Conflict(f"the plan branch {branch} is gone; there is nothing to land.")
-    refusal = land_refusal(plan, tip, disp.settings.plan_verify_command, disp.verifier.is_active(plan_id))
+    refusal = land_refusal(plan, tip, yard.settings.plan_verify_command, verifier.is_active(plan_id))
     if refusal and not force:
         raise Conflict(refusal)
-    base = plan.base_branch or disp.base_branch()
-    with disp.integration_lock:
-        outcome = disp.git.land(branch, base)
+    base = plan.base_branch or yard.base_branch()
+    with yard.integration_lock:
+        outcome = yard.git.land(branch, base)
     if not outcome.ok:
-        disp.plan_note(plan_id, outcome.message, kind="land", ok=False)
+        yard.note(plan_id, outcome.message, kind="land", ok=False)
         raise Conflict(outcome.message)
     forced = bool(refusal)
     message = outcome.message
@@ -64,20 +62,20 @@ def land_plan(disp: Dispatcher, plan_id: str, force: bool = False) -> dict[str, 
         message += f" Forced past: {refusal.removesuffix(' Land with force to land it anyway.')}"
     # recorded before the branch goes: a crash in between still shows the plan as landed
     landed = Landed(commit=outcome.commit, branch=base, forced=forced, message=message, plan_tip=tip)
-    disp.store.update_plan(plan_id, landed=dump(landed))
+    yard.store.update_plan(plan_id, landed=dump(landed))
     deleted = False
-    if not disp.settings.keep_plan_branch:
+    if not yard.settings.keep_plan_branch:
         try:
-            with disp.integration_lock:
-                disp.git.delete_branch(branch)
+            with yard.integration_lock:
+                yard.git.delete_branch(branch)
             deleted = True
         except GitError as exc:  # e.g. checked out somewhere by hand: landed all the same
-            disp.plan_note(plan_id, f"landed, but the plan branch was kept: {exc}", kind="warning")
+            yard.note(plan_id, f"landed, but the plan branch was kept: {exc}", kind="warning")
     if deleted:
         message += f" Deleted {branch}."
-        disp.store.update_plan(plan_id, landed=dump(landed.model_copy(update={"message": message,
+        yard.store.update_plan(plan_id, landed=dump(landed.model_copy(update={"message": message,
                                                                               "branch_deleted": True})))
-    disp.plan_note(plan_id, message, kind="land", ok=True, commit=outcome.commit, forced=forced)
+    yard.note(plan_id, message, kind="land", ok=True, commit=outcome.commit, forced=forced)
     return {"ok": True, "message": message, "commit": outcome.commit, "branch": base,
             "forced": forced, "branch_deleted": deleted}
 
@@ -95,11 +93,11 @@ def refuse_if_landed(store: Store, task: Task) -> None:
                        f"as {str(plan.landed.commit)[:10]}; create a new task for more work.")
 
 
-def plan_diff(disp: Dispatcher, plan: Plan) -> dict[str, Any]:
+def plan_diff(yard: Yard, plan: Plan) -> dict[str, Any]:
     """The whole plan's changes: its base commit to the plan branch tip (or the tip it landed)."""
     base = plan.base_commit
     branch = plan.integration_branch
-    tip = disp.git.rev_parse(branch) if branch else None
+    tip = yard.git.rev_parse(branch) if branch else None
     if tip is None and plan.landed is not None:
         tip = plan.landed.plan_tip
     answer: dict[str, Any] = {"plan_id": plan.id, "branch": branch, "base": base, "tip": tip,
@@ -107,10 +105,10 @@ def plan_diff(disp: Dispatcher, plan: Plan) -> dict[str, Any]:
     if not base or not tip:
         return answer
     try:
-        answer["diff"] = disp.git.diff(base, tip)
-        answer["files"] = disp.git.changed_files(base, tip)
+        answer["diff"] = yard.git.diff(base, tip)
+        answer["files"] = yard.git.changed_files(base, tip)
         with contextlib.suppress(GitError):
-            answer["commits"] = disp.git.commits_between(base, tip)
+            answer["commits"] = yard.git.commits_between(base, tip)
     except GitError as exc:
         answer["error"] = str(exc)
     return answer

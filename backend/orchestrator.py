@@ -418,3 +418,10 @@ def _cycles(deps: dict[int, list[int]], count: int, titles: dict[int, str],
         if state.get(node) is None:
             visit(node)
     return found
+
+
+def proposal_of(spec: TaskSpec) -> dict[str, Any]:
+    """A validated task as a proposal, in the orchestrator's answer format (1-based depends_on)."""
+    return {"title": spec.title, "content": spec.content, "task_type": spec.task_type.value,
+            "files": list(spec.files), "depends_on": [i + 1 for i in spec.depends_on],
+            **({"agent": spec.agent} if spec.agent else {})}

@@ -9,7 +9,7 @@ What the answer must look like, and how it is parsed, is :mod:`backend.orchestra
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from backend.budget import LIMITED_AGENTS
 from backend.models import Plan, RunStats
@@ -24,16 +24,14 @@ from backend.orchestrator import (
 )
 from backend.reaper import MARK, RUN_MARK
 from backend.runners.core import AgentEvent, RunRequest
-
-if TYPE_CHECKING:
-    from backend.agent import Dispatcher
+from backend.yard import Yard
 
 #: What a read-only run may use, and what it is refused (Claude Code's tool names).
 READ_ONLY_TOOLS = ["Read", "Grep", "Glob"]
 WRITE_TOOLS = ["Write", "Edit", "MultiEdit", "NotebookEdit", "Bash"]
 
 
-def run_orchestrator(disp: Dispatcher, plan: Plan, message: str, stop: threading.Event,
+def run_orchestrator(yard: Yard, plan: Plan, message: str, stop: threading.Event,
                  extra_prompt: str = "", budget_usd: float | None = None,
                  on_stats: Any = None) -> tuple[ParsedAnswer, RunStats]:
     """One read-only orchestrator run on ``message``; the validated answer and what it cost.
@@ -43,7 +41,7 @@ def run_orchestrator(disp: Dispatcher, plan: Plan, message: str, stop: threading
     ``budget_usd`` is Claude Code's ``--max-budget-usd``; ``on_stats`` receives the
     run's figures before the answer is validated (so a bad answer is still paid for).
     """
-    settings = disp.settings
+    settings = yard.settings
     agent = plan.orchestrator_agent or settings.planner_agent
     workers = plan.agent or settings.agent
     said: list[str] = []  # every text the model wrote: the JSON may precede a closing remark
@@ -53,7 +51,7 @@ def run_orchestrator(disp: Dispatcher, plan: Plan, message: str, stop: threading
         if event.kind == "text" and isinstance(event.data.get("text"), str) \
                 and event.data["text"] not in said:
             said.append(event.data["text"])
-        disp.bus.publish("plan.log", {"plan_id": plan.id, "event": event.to_dict()})
+        yard.bus.publish("plan.log", {"plan_id": plan.id, "event": event.to_dict()})
 
     choice = plan.agent_per_task
     request = RunRequest(
@@ -69,12 +67,12 @@ def run_orchestrator(disp: Dispatcher, plan: Plan, message: str, stop: threading
         env={MARK: str(settings.state_path), RUN_MARK: f"plan-{plan.id}"},
         timeout_s=settings.orchestrator_timeout_s,
         idle_timeout_s=settings.idle_timeout_s,
-        log_path=disp.store.plan_log_path(plan.id),
+        log_path=yard.store.plan_log_path(plan.id),
         read_only=True,
-        state_dir=disp.agents_dir,
+        state_dir=yard.agents_dir,
         max_budget_usd=budget_usd if agent in LIMITED_AGENTS else None,
     )
-    result = disp.runner_for(agent).run(request, on_event=on_event, cancel=stop)
+    result = yard.runner_for(agent).run(request, on_event=on_event, cancel=stop)
     usage = result.usage or {}
     stats = RunStats(agent=agent, model=result.model, outcome=result.outcome, cost_usd=result.cost_usd,
                      input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"),
@@ -86,9 +84,9 @@ def run_orchestrator(disp: Dispatcher, plan: Plan, message: str, stop: threading
     # not a failure here: the answer may still be in the text (fenced JSON or a bare object).
     in_text = answered_in_text(result)
     if not result.ok and not in_text:
-        raise OrchestrationError(disp.stopped_reason() if result.outcome == "cancelled"
+        raise OrchestrationError(yard.stopped_reason() if result.outcome == "cancelled"
                                  else f"the orchestrator failed: {result.reason}")
     if in_text:
-        disp.plan_note(plan.id, "no StructuredOutput call; looking for JSON in the answer text")
+        yard.note(plan.id, "no StructuredOutput call; looking for JSON in the answer text")
     answer = parse_answer(result.structured_output, answer_text(said, result), settings.max_tasks, choice)
     return answer, stats

@@ -12,63 +12,66 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING
 
+from backend.claim_loop import ClaimLoop
 from backend.git import GitError
 from backend.models import Plan, PlanStatus, Task, TaskStatus, utcnow
+from backend.orchestrations import Orchestrations
 from backend.reaper import kill_marked
-from backend.task_run import STANDALONE_BRANCH, branch_for, plan_branch, task_trailer
-
-if TYPE_CHECKING:
-    from backend.agent import Dispatcher
+from backend.replan import Replanner
+from backend.yard import STANDALONE_BRANCH, Yard, branch_for, plan_branch, task_trailer
 
 log = logging.getLogger(__name__)
 
 
 class Recovery:
-    """One start-up's recovery of a :class:`~backend.agent.Dispatcher`'s project."""
+    """One start-up's recovery of a project: orchestrations, re-plans and runs that a crash cut short."""
 
-    def __init__(self, disp: Dispatcher) -> None:
-        self.disp = disp
+    def __init__(self, yard: Yard, replans: Replanner, orchestrations: Orchestrations,
+                 loop: ClaimLoop) -> None:
+        self.yard = yard
+        self.replans = replans
+        self.orchestrations = orchestrations
+        self.loop = loop
 
     def run(self) -> None:
         """Make the state consistent after a crash; the one reaper of dead work."""
-        killed = kill_marked(self.disp.settings.state_path)
+        killed = kill_marked(self.yard.settings.state_path)
         if killed:
             log.warning("recovery: stopped %d process(es) left by a previous server", killed)
-        self.disp.replans.recover()  # before staged tasks are discarded: a re-plan may be publishing
-        for plan in self.disp.store.list_plans()[PlanStatus.executing.value]:
-            if not self.disp.is_orchestrating(plan.id) and plan.tasks:
+        self.replans.recover()  # before staged tasks are discarded: a re-plan may be publishing
+        for plan in self.yard.store.list_plans()[PlanStatus.executing.value]:
+            if not self.orchestrations.is_active(plan.id) and plan.tasks:
                 self.finish_publishing(plan)
-        for plan_id in self.disp.store.discard_all_staged():
+        for plan_id in self.yard.store.discard_all_staged():
             log.warning("recovery: discarded half-created tasks of plan %s", plan_id)
-        for plan in self.disp.store.list_plans()[PlanStatus.executing.value]:
-            if self.disp.is_orchestrating(plan.id):
+        for plan in self.yard.store.list_plans()[PlanStatus.executing.value]:
+            if self.orchestrations.is_active(plan.id):
                 continue
             self._drop_unpublished_tasks(plan.id)
-            self.disp.store.move_plan(plan.id, PlanStatus.failed, expect=[PlanStatus.executing],
+            self.yard.store.move_plan(plan.id, PlanStatus.failed, expect=[PlanStatus.executing],
                                  error="interrupted by a restart: the server stopped while the "
                                  "orchestrator was running. Retry to run it again.", tasks=[])
             log.warning("recovery: plan %s was executing; marked failed", plan.id)
-        for plan in self.disp.store.list_plans()[PlanStatus.review.value]:
+        for plan in self.yard.store.list_plans()[PlanStatus.review.value]:
             # approved, published, but stopped before the plan moved on (a re-plan's review is not)
-            if plan.tasks and not self.disp.replans.in_review(plan):
-                self.disp.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.review], proposals=None)
+            if plan.tasks and not self.replans.in_review(plan):
+                self.yard.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.review], proposals=None)
                 log.warning("recovery: plan %s was approved; marked done", plan.id)
-        for task in self.disp.store.list_tasks(TaskStatus.in_progress)[TaskStatus.in_progress.value]:
-            if self.disp.is_running(task.id) or self.disp.reattach_attempt(task):
+        for task in self.yard.store.list_tasks(TaskStatus.in_progress)[TaskStatus.in_progress.value]:
+            if self.loop.is_running(task.id) or self.loop.reattach(task):
                 continue
             landed = self._already_integrated(task)
             self.cleanup_task_git(task.id)
             if landed is not None:
                 target, commit, head = landed
                 result = f"integrated into {target} as {commit[:10]} (confirmed after a restart)"
-                self.disp.store.move_task(task.id, TaskStatus.completed, expect=[TaskStatus.in_progress],
+                self.yard.store.move_task(task.id, TaskStatus.completed, expect=[TaskStatus.in_progress],
                                      finished=utcnow(), result=result, error=None, head_commit=head,
                                      branch=None, outcome="integrated")
                 log.warning("recovery: task %s was already integrated; marked completed", task.id)
                 continue
-            self.disp.store.move_task(task.id, TaskStatus.pending, expect=[TaskStatus.in_progress],
+            self.yard.store.move_task(task.id, TaskStatus.pending, expect=[TaskStatus.in_progress],
                                  started=None, branch=None, head_commit=None)
             log.warning("recovery: task %s was in progress; returned to pending", task.id)
         self._remove_stray_worktrees()
@@ -85,18 +88,18 @@ class Recovery:
         if not task.base_commit:
             return None
         plan_target = plan_branch(task.plan_id) if task.plan_id else None
-        target = plan_target if plan_target and self.disp.git.branch_exists(plan_target) else STANDALONE_BRANCH
+        target = plan_target if plan_target and self.yard.git.branch_exists(plan_target) else STANDALONE_BRANCH
         try:
-            tip = self.disp.git.rev_parse(target)
+            tip = self.yard.git.rev_parse(target)
             if tip is None:
                 return None
-            merge = self.disp.git.find_trailer(tip, task_trailer(task.id), since=task.base_commit)
+            merge = self.yard.git.find_trailer(tip, task_trailer(task.id), since=task.base_commit)
             if merge is not None:
-                head = self.disp.git.rev_parse(f"{merge}^2") or merge
+                head = self.yard.git.rev_parse(f"{merge}^2") or merge
                 return target, merge, head
-            for head in (self.disp.git.rev_parse(branch_for(task.id)), task.head_commit):
-                if (head and head != task.base_commit and self.disp.git.is_ancestor(task.base_commit, head)
-                        and self.disp.git.is_ancestor(head, tip)):
+            for head in (self.yard.git.rev_parse(branch_for(task.id)), task.head_commit):
+                if (head and head != task.base_commit and self.yard.git.is_ancestor(task.base_commit, head)
+                        and self.yard.git.is_ancestor(head, tip)):
                     return target, head, head
         except GitError as exc:
             log.warning("recovery: cannot tell whether task %s was integrated: %s", task.id, exc)
@@ -110,30 +113,30 @@ class Recovery:
         published (those still staged) and the plan becomes done, exactly as if the
         server had not stopped. Tasks are never created twice.
         """
-        staged = set(self.disp.store.staged_task_ids(plan.id))
-        missing = [t for t in plan.tasks if t not in staged and self.disp.task_status(t) is None]
+        staged = set(self.yard.store.staged_task_ids(plan.id))
+        missing = [t for t in plan.tasks if t not in staged and self.yard.task_status(t) is None]
         if missing:
             log.warning("recovery: plan %s lists tasks that do not exist (%s); it fails", plan.id,
                         ", ".join(missing))
             return
-        self.disp.store.publish_staged(plan.id, [t for t in plan.tasks if t in staged])
-        self.disp.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.executing])
-        self.disp.plan_note(plan.id, f"the server stopped while publishing {len(plan.tasks)} task(s); "
+        self.yard.store.publish_staged(plan.id, [t for t in plan.tasks if t in staged])
+        self.yard.store.move_plan(plan.id, PlanStatus.done, expect=[PlanStatus.executing])
+        self.yard.note(plan.id, f"the server stopped while publishing {len(plan.tasks)} task(s); "
                         "recovery finished it", kind="tasks", task_ids=list(plan.tasks))
         log.warning("recovery: plan %s had decided its tasks; published them and marked it done",
                     plan.id)
 
     def _drop_unpublished_tasks(self, plan_id: str) -> None:
         """Pending tasks of a plan that never reached done were published half-way: remove them."""
-        for task in self.disp.store.list_tasks(TaskStatus.pending)[TaskStatus.pending.value]:
+        for task in self.yard.store.list_tasks(TaskStatus.pending)[TaskStatus.pending.value]:
             if task.plan_id == plan_id:
-                self.disp.store.delete_task(task.id)
+                self.yard.store.delete_task(task.id)
 
     def cleanup_task_git(self, task_id: str) -> None:
         """Take back what a run that is gone left in git: its worktree (to the pool) and its branch."""
-        self.disp.worktrees.release(self.disp.worktrees_dir / task_id)  # cleaned before its next use
+        self.yard.worktrees.release(self.yard.worktrees_dir / task_id)  # cleaned before its next use
         with contextlib.suppress(GitError):
-            self.disp.git.delete_branch(branch_for(task_id))
+            self.yard.git.delete_branch(branch_for(task_id))
 
     def _remove_stray_worktrees(self) -> None:
         """Take back every worktree under our worktrees/ folder that no live task owns.
@@ -142,4 +145,4 @@ class Recovery:
         warm pool, where they are cleaned before their next use; see
         :meth:`backend.worktree_pool.WorktreePool.recover`.
         """
-        self.disp.worktrees.recover(self.disp.running_task_ids())
+        self.yard.worktrees.recover(set(self.loop.running))

@@ -21,28 +21,23 @@ how it ended, is kept in ``Task.repairs``. When the attempts are spent the task
 fails naming the reason of the integration and of each repair attempt, with its
 branch kept and everything the agent wrote committed onto it.
 
-The hook in :mod:`backend.task_run` is one call: ``Repair(run, base, failure).run_all()``.
+It is the retry strategy of :class:`backend.integration.Integrator`, one call:
+``Repair(run, base, failure, integrate).run_all()``; it sees the run only through
+:class:`backend.run_contract.RunHandle`.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Callable
+from typing import NoReturn
 
 from backend.errors import NotFound
 from backend.git import GitError
 from backend.models import RepairState, dump
+from backend.run_contract import IntegrationFailure, RunHandle, Stopped, TaskFailure
 from backend.runners.core import RunResult
-from backend.task_run import (
-    RESUMABLE_AGENTS,
-    IntegrationFailure,
-    TaskFailure,
-    _Stopped,
-    build_prompt,
-)
-
-if TYPE_CHECKING:
-    from backend.task_run import TaskRun
+from backend.task_prompt import RESUMABLE_AGENTS, build_prompt
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +69,11 @@ def describe(kind: str, paths: list[str], attempt: int, of: int) -> str:
 class Repair:
     """The repair attempts of one task run, after its integration failed with ``failure``."""
 
-    def __init__(self, run: TaskRun, base_commit: str, failure: IntegrationFailure) -> None:
+    def __init__(self, run: RunHandle, base_commit: str, failure: IntegrationFailure,
+                 integrate: Callable[[str], str | None]) -> None:
         self.run = run
+        #: integrates a tip again, through the same test gate (Integrator.integrate_serially)
+        self.integrate = integrate
         self.git = run.git
         self.base_commit = base_commit
         self.first = failure
@@ -87,7 +85,7 @@ class Repair:
         """Repair until integrated; (new target tip or None if nothing to merge, task tip).
 
         Raises TaskFailure naming every attempt when the attempts are spent, and
-        ``_Stopped`` when the task is cancelled or the dispatcher stops meanwhile.
+        ``Stopped`` when the task is cancelled or the dispatcher stops meanwhile.
         """
         failure = self.first
         self.run.note(f"integration failed: {failure.summary}; handing it back to the agent",
@@ -123,7 +121,7 @@ class Repair:
         result = self._agent(state, failure, paths)
         if result.outcome == "cancelled" or run.stop.event.is_set():
             self._keep_work(state)
-            raise _Stopped()
+            raise Stopped()
         self._keep_work(state)
         if not result.ok:
             return f"the agent failed: {result.reason}"
@@ -134,7 +132,7 @@ class Repair:
         if left:
             return f"conflict markers are still in: {', '.join(left)}"
         try:
-            merged = run._integrate_serially(tip)
+            merged = self.integrate(tip)
         except IntegrationFailure as again:
             return again
         return merged, tip
@@ -150,12 +148,12 @@ class Repair:
         session = task.run.session_id if task.run and (task.run.agent or "claude") == run.agent else None
         if session and run.agent in RESUMABLE_AGENTS:
             run.note(f"resuming the agent's session {session} to repair", kind="repair")
-            result = run._run_once(None, resume=session, prompt=context, kind="repair", reason=reason)
+            result = run.run_once(None, resume=session, prompt=context, kind="repair", reason=reason)
             if result.ok or result.num_turns or result.outcome == "cancelled":
                 return result
             run.note(f"could not resume ({result.reason}); repairing in a fresh session", kind="warning")
-        fresh = build_prompt(run.disp, run.task) + "\n" + context
-        return run._run_once(None, resume=None, prompt=fresh, kind="repair", reason=reason)
+        fresh = build_prompt(run.yard, run.task) + "\n" + context
+        return run.run_once(None, resume=None, prompt=fresh, kind="repair", reason=reason)
 
     def prompt(self, state: RepairState, failure: IntegrationFailure, paths: list[str]) -> str:
         """Exactly what happened and what to do, for the agent."""

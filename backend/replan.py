@@ -30,19 +30,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from backend.budget import money
 from backend.doctor import start_problems
 from backend.errors import Conflict, Invalid, NotFound, ShipyardError, describe_exception
 from backend.holdpoints import hold
 from backend.models import Plan, PlanStatus, Replan, Task, TaskStatus, dump, utcnow
-from backend.orchestrator import OrchestrationError, TaskSpec, check_tasks
+from backend.orchestrations import Orchestrations
+from backend.orchestrator import OrchestrationError, TaskSpec, check_tasks, proposal_of
 from backend.orchestrator_run import run_orchestrator
-from backend.review import proposal_of
-
-if TYPE_CHECKING:
-    from backend.agent import Dispatcher
+from backend.yard import Yard
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +74,10 @@ def _clip_head(text: str, limit: int) -> str:
 class Replanner:
     """Re-plans of one project's plans; owned by the dispatcher."""
 
-    def __init__(self, disp: Dispatcher) -> None:
-        self.disp = disp
-        self.store = disp.store
+    def __init__(self, yard: Yard, orchestrations: Orchestrations) -> None:
+        self.yard = yard
+        self.orchestrations = orchestrations
+        self.store = yard.store
 
     # ------------------------------------------------------------------ reading
     def _tasks(self, plan: Plan) -> list[Task]:
@@ -99,7 +98,7 @@ class Replanner:
             elif task.status == TaskStatus.failed:
                 failed.append(task)
             elif task.status == TaskStatus.pending and any(
-                    w.held for w in self.disp.scheduler.waits_for(task)):
+                    w.held for w in self.yard.scheduler.waits_for(task)):
                 held.append(task)
             else:
                 busy.append(task)
@@ -111,7 +110,7 @@ class Replanner:
 
     def _refusal(self, plan: Plan, failed: list[Task], busy: list[Task]) -> str | None:
         """Why the plan cannot be re-planned now (None: it can)."""
-        if self.disp.is_orchestrating(plan.id):
+        if self.orchestrations.is_active(plan.id):
             return f"plan {plan.id} is being orchestrated; wait for it to finish."
         if plan.status != PlanStatus.done:
             return (f"plan {plan.id} is {plan.status.value}; only a plan whose tasks have been created "
@@ -122,7 +121,7 @@ class Replanner:
             names = ", ".join(f"\u201c{t.title}\u201d" for t in busy[:5])
             return (f"{len(busy)} task(s) of plan {plan.id} are still running or waiting to run ({names}); "
                     "re-plan once they have finished.")
-        budget = self.disp.budget.state(plan.id)
+        budget = self.yard.budget.state(plan.id)
         if budget["reached"]:
             return (f"plan {plan.id} has reached its budget ({money(budget['spent'])} of "
                     f"{money(budget['limit'])} spent); raise max_cost_usd to re-plan.")
@@ -130,7 +129,7 @@ class Replanner:
 
     def describe(self, plan: Plan, tasks: list[Task] | None = None) -> dict[str, Any]:
         """What the dashboard needs for its Re-plan button: can it run, and if not, why."""
-        active = (self.disp.is_orchestrating(plan.id) and bool(plan.replans)
+        active = (self.orchestrations.is_active(plan.id) and bool(plan.replans)
                   and plan.replans[-1].state == "orchestrating")
         if plan.status not in (PlanStatus.done, PlanStatus.review) or not plan.tasks:
             return {"active": active, "failed": [], "possible": False, "reason": None}
@@ -142,13 +141,13 @@ class Replanner:
     # ------------------------------------------------------------------ start
     def start(self, plan_id: str, review: bool | None = None) -> dict[str, Any]:
         """Check, record the re-plan and run its orchestrator in the background (202)."""
-        disp = self.disp
-        disp.require_trust()
-        blockers = start_problems(disp.settings)
+        yard = self.yard
+        yard.require_trust()
+        blockers = start_problems(yard.settings)
         if blockers:
             raise Conflict("plans cannot be re-planned here yet: " + " ".join(
                 f"{c.detail}{f' To fix: {c.fix}' if c.fix else ''}" for c in blockers))
-        with disp.plan_lock:
+        with yard.plan_lock:
             plan = self.store.get_plan(plan_id)
             _integrated, failed, held, busy = self._sort(self._tasks(plan))
             reason = self._refusal(plan, failed, busy)
@@ -158,13 +157,10 @@ class Replanner:
             record = Replan(number=number, replaces=[t.id for t in [*failed, *held]])
             self.store.update_plan(plan_id, expect=[PlanStatus.done],
                                    replans=[*(dump(r) for r in plan.replans), dump(record)])
-            stop = threading.Event()
-            disp._orchestration_stops[plan_id] = stop
-            wants_review = review if review is not None else disp.review_enabled(plan)
-            future = disp._executor.submit(self._run, plan_id, number, wants_review, stop)
-            disp._active_orchestrations[plan_id] = future
-        disp.bus.publish("plan.orchestration", {"plan_id": plan_id, "active": True})
-        future.add_done_callback(lambda _f: self._done(plan_id, number))
+            wants_review = review if review is not None else yard.review_enabled(plan)
+            future = self.orchestrations.register(
+                plan_id, lambda stop: self._run(plan_id, number, wants_review, stop))
+        self.orchestrations.announce(plan_id, future, lambda: self._done(plan_id, number))
         return {"status": "replanning", "plan_id": plan_id, "replan": number,
                 "replaces": record.replaces}
 
@@ -178,7 +174,7 @@ class Replanner:
         except ShipyardError:
             pass
         finally:
-            self.disp._orchestration_done(plan_id)
+            self.orchestrations.finish(plan_id)
 
     @staticmethod
     def _record(plan: Plan, number: int) -> Replan | None:
@@ -197,11 +193,11 @@ class Replanner:
             return self.store.update_plan(plan_id, replans=replans, **(plan_fields or {}))
 
     def _note(self, plan_id: str, summary: str, kind: str = "replan", **data: Any) -> None:
-        self.disp.plan_note(plan_id, summary, kind=kind, **data)
+        self.yard.note(plan_id, summary, kind=kind, **data)
 
     # ------------------------------------------------------------------ the run
     def _run(self, plan_id: str, number: int, review: bool, stop: threading.Event) -> None:
-        disp = self.disp
+        yard = self.yard
         try:
             plan = self.store.get_plan(plan_id)
             record = self._record(plan, number)
@@ -209,22 +205,22 @@ class Replanner:
             tasks = self._tasks(plan)
             message = self.message(plan, record, tasks)
             titles = ", ".join(f"\u201c{t.title}\u201d" for t in tasks if t.id in record.replaces)
-            agent = plan.orchestrator_agent or disp.settings.planner_agent
+            agent = plan.orchestrator_agent or yard.settings.planner_agent
             self._note(plan_id, f"re-plan {number}: orchestrator ({agent}, read-only) starting; "
                        f"replacing {titles}", replan=number, replaces=record.replaces)
             answer, _stats = run_orchestrator(
-                disp, plan, message, stop, extra_prompt=REPLAN_SECTION,
-                budget_usd=disp.budget.remaining(plan_id),
+                yard, plan, message, stop, extra_prompt=REPLAN_SECTION,
+                budget_usd=yard.budget.remaining(plan_id),
                 on_stats=lambda stats: self._set(plan_id, number, run=dump(stats)))
             for note in answer.notes:
                 self._note(plan_id, note, kind="warning")
             if stop.is_set():
-                raise OrchestrationError(disp.stopped_reason())
+                raise OrchestrationError(yard.stopped_reason())
             if review:
                 proposals = [proposal_of(spec) for spec in answer.tasks]
                 self._note(plan_id, f"re-plan {number}: {len(proposals)} replacement task(s) await review: "
                            "edit them, then Approve or Discard", kind="review", proposals=proposals)
-                with disp.plan_lock:  # the plan and its re-plan enter review in one write
+                with yard.plan_lock:  # the plan and its re-plan enter review in one write
                     self._set(plan_id, number, {"proposals": proposals},
                               move=(PlanStatus.done, PlanStatus.review), state="review")
                 return
@@ -280,7 +276,7 @@ class Replanner:
         return "\n\n".join(parts) + "\n"
 
     def _diff_stat(self, plan: Plan) -> str:
-        git = self.disp.git
+        git = self.yard.git
         if not plan.integration_branch or not plan.base_commit:
             return ""
         tip = git.rev_parse(plan.integration_branch)
@@ -299,11 +295,11 @@ class Replanner:
         ``specs`` None: the plan's reviewed proposals, read and validated under the lock (so a
         concurrent edit or a second Approve cannot publish anything twice or stale).
         """
-        disp = self.disp
-        with disp.plan_lock:
+        yard = self.yard
+        with yard.plan_lock:
             plan = self.store.get_plan(plan_id)
             if specs is None:
-                checked = check_tasks(plan.proposals or [], disp.settings.max_tasks, agent_choice=True)
+                checked = check_tasks(plan.proposals or [], yard.settings.max_tasks, agent_choice=True)
                 if checked.problems:
                     raise Invalid("the proposals are invalid: "
                                   + "; ".join(p.sentence() for p in checked.problems) + ".")
@@ -314,16 +310,13 @@ class Replanner:
                 raise Conflict(f"re-plan {number} of plan {plan_id} is "
                                f"{record.state if record else 'unknown'}; its tasks cannot be published now.")
             branch = plan.integration_branch
-            if not branch or not disp.git.branch_exists(branch):
+            if not branch or not yard.git.branch_exists(branch):
                 raise Conflict(f"the plan branch {branch or '(none)'} no longer exists; the replacement "
                                "tasks would have nothing to build on.")
-            workers = plan.agent or disp.settings.agent
+            workers = plan.agent or yard.settings.agent
             ids: list[str] = []
             try:
-                for spec in specs:
-                    ids.append(disp._create_task(spec.title, spec.content, spec.task_type, plan_id,
-                                                 files=spec.files, depends_on=[ids[i] for i in spec.depends_on],
-                                                 agent=spec.agent or workers).id)
+                ids = yard.stage_specs(plan_id, specs, workers)
                 # recorded before publishing: recovery can finish this step after a crash
                 self._set(plan_id, number, {"tasks": [*plan.tasks, *ids]}, state="publishing", tasks=ids)
             except Exception:
@@ -375,7 +368,7 @@ class Replanner:
 
     def discard(self, plan_id: str) -> Plan:
         """Drop a re-plan's proposals: the plan is done again, its failed tasks as they were."""
-        with self.disp.plan_lock:
+        with self.yard.plan_lock:
             plan = self.store.get_plan(plan_id)
             if not self.in_review(plan):
                 raise Conflict(f"plan {plan_id} has no re-plan in review.")

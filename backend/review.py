@@ -9,30 +9,30 @@ its log. Every edit is validated as the orchestrator's own answer is.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from backend.errors import Conflict, Invalid
 from backend.models import Plan, PlanStatus
-from backend.orchestrator import TaskSpec, check_tasks
-
-if TYPE_CHECKING:
-    from backend.agent import Dispatcher
+from backend.orchestrator import check_tasks, proposal_of
+from backend.replan import Replanner
+from backend.yard import Yard
 
 
 class PlanReview:
-    """The review steps of a :class:`~backend.agent.Dispatcher`'s plans."""
+    """The review steps of a project's plans (re-plans in review go to :class:`Replanner`)."""
 
-    def __init__(self, disp: Dispatcher) -> None:
-        self.disp = disp
+    def __init__(self, yard: Yard, replans: Replanner) -> None:
+        self.yard = yard
+        self.replans = replans
 
     def check(self, tasks: list[Any]) -> dict[str, Any]:
         """Validate an edited proposal set without saving it (the review screen's inline check)."""
-        checked = check_tasks(tasks, self.disp.settings.max_tasks, agent_choice=True)
+        checked = check_tasks(tasks, self.yard.settings.max_tasks, agent_choice=True)
         return {"ok": not checked.problems, "problems": [p.to_dict() for p in checked.problems],
                 "notes": checked.notes}
 
     def _in_review(self, plan_id: str) -> Plan:
-        plan = self.disp.store.get_plan(plan_id)
+        plan = self.yard.store.get_plan(plan_id)
         if plan.status != PlanStatus.review:
             raise Conflict(f"plan {plan_id} is {plan.status.value}; only a plan in review has "
                            "proposals to change.")
@@ -40,57 +40,50 @@ class PlanReview:
 
     def update(self, plan_id: str, tasks: list[Any]) -> Plan:
         """Replace a reviewed plan's proposals with an edited set (validated as in orchestration)."""
-        with self.disp.plan_lock:
+        with self.yard.plan_lock:
             self._in_review(plan_id)
-            checked = check_tasks(tasks, self.disp.settings.max_tasks, agent_choice=True)
+            checked = check_tasks(tasks, self.yard.settings.max_tasks, agent_choice=True)
             if checked.problems:
                 raise Invalid("the proposals are invalid: "
                               + "; ".join(p.sentence() for p in checked.problems) + ".")
             proposals = [proposal_of(spec) for spec in checked.tasks]
-            plan = self.disp.store.update_plan(plan_id, expect=[PlanStatus.review], proposals=proposals)
+            plan = self.yard.store.update_plan(plan_id, expect=[PlanStatus.review], proposals=proposals)
         for note in checked.notes:
-            self.disp.plan_note(plan_id, note, kind="warning")
-        self.disp.plan_note(plan_id, f"proposals edited: {len(proposals)} task(s)", kind="review")
+            self.yard.note(plan_id, note, kind="warning")
+        self.yard.note(plan_id, f"proposals edited: {len(proposals)} task(s)", kind="review")
         return plan
 
     def approve(self, plan_id: str) -> Plan:
         """Publish a reviewed plan's proposals as tasks, all at once, exactly as orchestration does."""
-        if self.disp.replans.in_review(self._in_review(plan_id)):  # checked again under the lock
-            return self.disp.replans.approve(plan_id)
-        with self.disp.plan_lock:
+        if self.replans.in_review(self._in_review(plan_id)):  # checked again under the lock
+            return self.replans.approve(plan_id)
+        with self.yard.plan_lock:
             plan = self._in_review(plan_id)
-            checked = check_tasks(plan.proposals or [], self.disp.settings.max_tasks, agent_choice=True)
+            checked = check_tasks(plan.proposals or [], self.yard.settings.max_tasks, agent_choice=True)
             if checked.problems:
                 raise Invalid("the proposals are invalid: "
                               + "; ".join(p.sentence() for p in checked.problems) + ".")
-            base = plan.base_branch or self.disp.base_branch()
-            base_commit = plan.base_commit or self.disp.git.rev_parse(base)
+            base = plan.base_branch or self.yard.base_branch()
+            base_commit = plan.base_commit or self.yard.git.rev_parse(base)
             if base_commit is None:
                 raise Conflict(f"the base branch {base} has no commits yet: make a first commit.")
             try:
-                task_ids = self.disp.publish_specs(plan_id, checked.tasks, base, base_commit)
+                task_ids = self.yard.publish_specs(plan_id, checked.tasks, base, base_commit)
             except Exception:
-                self.disp.store.discard_staged(plan_id)
+                self.yard.store.discard_staged(plan_id)
                 raise
-            self.disp.plan_note(plan_id, f"approved: created {len(task_ids)} task(s)", kind="tasks",
+            self.yard.note(plan_id, f"approved: created {len(task_ids)} task(s)", kind="tasks",
                             task_ids=task_ids)
-            return self.disp.store.move_plan(plan_id, PlanStatus.done, expect=[PlanStatus.review],
+            return self.yard.store.move_plan(plan_id, PlanStatus.done, expect=[PlanStatus.review],
                                         proposals=None)
 
     def discard(self, plan_id: str) -> Plan:
         """Drop a reviewed plan's proposals (kept readable in the plan log); back to ready."""
-        if self.disp.replans.in_review(self._in_review(plan_id)):
-            return self.disp.replans.discard(plan_id)
-        with self.disp.plan_lock:
+        if self.replans.in_review(self._in_review(plan_id)):
+            return self.replans.discard(plan_id)
+        with self.yard.plan_lock:
             plan = self._in_review(plan_id)
-            self.disp.plan_note(plan_id, f"discarded {len(plan.proposals or [])} proposed task(s); "
+            self.yard.note(plan_id, f"discarded {len(plan.proposals or [])} proposed task(s); "
                             "the plan is ready again", kind="discarded", proposals=plan.proposals or [])
-            return self.disp.store.move_plan(plan_id, PlanStatus.ready, expect=[PlanStatus.review],
+            return self.yard.store.move_plan(plan_id, PlanStatus.ready, expect=[PlanStatus.review],
                                         proposals=None)
-
-
-def proposal_of(spec: TaskSpec) -> dict[str, Any]:
-    """A validated task as a proposal, in the orchestrator's answer format (1-based depends_on)."""
-    return {"title": spec.title, "content": spec.content, "task_type": spec.task_type.value,
-            "files": list(spec.files), "depends_on": [i + 1 for i in spec.depends_on],
-            **({"agent": spec.agent} if spec.agent else {})}

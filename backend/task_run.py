@@ -1,12 +1,12 @@
-"""Carrying out one task: worktree, agent, commit, integrate, clean up.
+"""Carrying out one task: prepare a worktree, run the agent, finish (integrate, clean up).
 
 The dispatcher claims a task and hands it to :func:`run_task` on a worker
 thread. Every way a run can end is written to the task in words: completed
 (integrated, or "no changes": its own outcome, which can be rerun), failed (agent failure, timeout, idle, setup,
 conflict, tests; the task branch is kept for inspection), cancelled by the
 user (failed, "cancelled"), or stopped by the dispatcher (back to pending).
-The user's own working tree is never touched: integration happens through
-refs (see :mod:`backend.git`) and tests run in a worktree of their own.
+The user's own working tree is never touched: integration (:mod:`backend.integration`)
+happens through refs and tests run in a worktree of their own.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import shutil
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from backend.budget import run_limits
 from backend.costs import record_run
@@ -29,116 +28,34 @@ from backend.errors import NotFound, ShipyardError, describe_exception
 from backend.executors.base import AttemptHandle, AttemptOutcome, AttemptSpec
 from backend.git import GitError
 from backend.holdpoints import hold
+from backend.integration import Integrator
 from backend.models import RunStats, Task, TaskStatus, utcnow
 from backend.reaper import MARK, RUN_MARK
+from backend.run_contract import Stop, Stopped, TaskFailure
 from backend.runners.core import AgentEvent, RunRequest, RunResult
 from backend.runners.registry import label as agent_label
-
-if TYPE_CHECKING:
-    from backend.agent import Dispatcher
+from backend.task_prompt import AGENT_INSTRUCTIONS, RESUMABLE_AGENTS, build_prompt
+from backend.yard import STANDALONE_BRANCH, Yard, branch_for, plan_branch
 
 log = logging.getLogger(__name__)
-
-STANDALONE_BRANCH = "shipyard/tasks"
-#: Agents whose CLI can continue an earlier session on a rerun.
-RESUMABLE_AGENTS = frozenset({"claude", "codex", "gemini", "opencode"})
-
-AGENT_INSTRUCTIONS = """You are an autonomous coding agent working for Shipyard on the project "{project}".
-You are in a git worktree of the project on the branch {branch}; other agents work on other
-tasks in parallel in their own worktrees, and your branch will be merged automatically.
-- Do exactly the task below; keep changes focused on it.
-- If the project has tests, run the relevant ones and make sure they pass.
-- Commit your work with git (git add -A && git commit -m "<clear message>") when you are done.
-- Do not push, do not switch or create branches, do not rewrite history.
-"""
-
-
-@dataclass
-class Stop:
-    """Why a running task is being stopped: set by the dispatcher before it signals."""
-
-    reason: str = ""  # "cancel" (user: task fails) or "stop" (dispatcher: back to pending)
-    event: threading.Event = field(default_factory=threading.Event)
-
-    def request(self, reason: str) -> None:
-        if not self.event.is_set():
-            self.reason = reason
-            self.event.set()
-
-
-class TaskFailure(Exception):
-    """A task cannot be completed; ``summary`` is the one-line reason, ``details`` the log text."""
-
-    def __init__(self, summary: str, details: str = "", keep_branch: bool = True, output: str = "") -> None:
-        super().__init__(summary)
-        self.summary = summary
-        self.details = details
-        self.keep_branch = keep_branch
-        self.output = output  # a failed command's output tail (for a repair prompt)
-
-
-class IntegrationFailure(TaskFailure):
-    """Integrating the task's work failed in a way its agent may repair (backend/repair.py).
-
-    ``kind`` is "conflict" (``paths`` conflict with ``target_tip``) or "tests" (the test
-    command failed on the merge with ``target_tip``; ``output`` is its output's tail).
-    """
-
-    def __init__(self, summary: str, details: str, *, kind: str, target_tip: str,
-                 paths: list[str] | None = None, output: str = "") -> None:
-        super().__init__(summary, details, keep_branch=True, output=output)
-        self.kind = kind
-        self.target_tip = target_tip
-        self.paths = paths or []
-
-
-def task_trailer(task_id: str) -> str:
-    """The line on a task's integration commit that says which task it carries."""
-    return f"Shipyard-Task: {task_id}"
-
-
-def branch_for(task_id: str) -> str:
-    return f"shipyard/task-{task_id}"
-
-
-def plan_branch(plan_id: str) -> str:
-    return f"shipyard/plan-{plan_id}"
-
-
-def build_prompt(disp: Dispatcher, task: Task, previous_error: str | None = None) -> str:
-    parts = [f"# Task: {task.title}", task.content.strip()]
-    if task.plan_id:
-        try:
-            plan = disp.store.get_plan(task.plan_id)
-            context = f"## Context\n\nThis task is part of the plan \"{plan.title}\"."
-            if plan.summary.strip():
-                context += f"\n\n{plan.summary.strip()}"
-            parts.append(context)
-        except NotFound:
-            pass
-    if previous_error:
-        parts.append("## Previous attempt\n\nAn earlier attempt at this task failed: "
-                     f"{previous_error}\nThe worktree has been reset to the latest integrated state; "
-                     "do the task again.")
-    return "\n\n".join(parts) + "\n"
-
 
 class TaskRun:
     """One attempt at one task. Create, then call :meth:`execute` on a worker thread."""
 
-    def __init__(self, disp: Dispatcher, task: Task, stop: Stop) -> None:
-        self.disp = disp
+    def __init__(self, yard: Yard, task: Task, stop: Stop, integrator: Integrator | None = None) -> None:
+        self.yard = yard
+        self.integrator = integrator or Integrator(yard)
         self.task = task
         self.stop = stop
-        self.store = disp.store
-        self.git = disp.git
-        self.settings = disp.settings
+        self.store = yard.store
+        self.git = yard.git
+        self.settings = yard.settings
         self.branch = branch_for(task.id)
-        self.worktree = disp.worktrees_dir / task.id
+        self.worktree = yard.worktrees_dir / task.id
         self.log_path = self.store.task_log_path(task.id)
         self.target = self.base_ref = ""
         self.base_commit = ""
-        self.agent = disp.task_agent(task)
+        self.agent = yard.task_agent(task)
         #: Set by recovery when the attempt is still running on a cluster node (see Dispatcher.recover).
         self.reattached: AttemptHandle | None = None
         self.remote_tip: str | None = None
@@ -148,8 +65,8 @@ class TaskRun:
         if self.task.plan_id and self.git.branch_exists(plan_branch(self.task.plan_id)):
             branch = plan_branch(self.task.plan_id)
             return branch, branch
-        base = self.disp.base_branch()
-        self.disp.ensure_branch_once(STANDALONE_BRANCH, base)
+        base = self.yard.base_branch()
+        self.yard.ensure_branch_once(STANDALONE_BRANCH, base)
         if self.task.depends_on:  # start from the integrated work it depends on
             return STANDALONE_BRANCH, STANDALONE_BRANCH
         return STANDALONE_BRANCH, base
@@ -160,13 +77,14 @@ class TaskRun:
         event = {"kind": kind, "ts": time.time(), "summary": summary, "data": data}
         with open(self.log_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(event, ensure_ascii=False) + "\n")
-        self.disp.bus.publish("task.log", {"task_id": self.task.id, "event": event})
+        self.yard.bus.publish("task.log", {"task_id": self.task.id, "event": event})
 
     def _on_event(self, event: AgentEvent) -> None:
-        self.disp.bus.publish("task.log", {"task_id": self.task.id, "event": event.to_dict()})
+        self.yard.bus.publish("task.log", {"task_id": self.task.id, "event": event.to_dict()})
 
     # -------------------------------------------------------------- steps
     def execute(self) -> None:
+        """Run the attempt to its end; every way it ends is written to the task in words."""
         task = self.task
         if self.reattached is not None:
             self.note(f"Shipyard restarted: reattached to attempt {task.attempts}, still running on "
@@ -191,15 +109,15 @@ class TaskRun:
                 self._lost(outcome.lost)
                 return
             result = outcome.result
-            if self.disp.executor.remote:  # a local run records itself, per run (see _run_once)
+            if self.yard.executor.remote:  # a local run records itself, per run (see run_once)
                 self._record(result, "rerun" if task.attempts > 1 else "run")
             if not result.ok:
                 if result.outcome == "cancelled":
-                    raise _Stopped()
+                    raise Stopped()
                 raise TaskFailure(f"the agent failed: {result.reason}", self._failure_details(result),
                                   keep_branch=True)
             self._finish(base_commit)
-        except _Stopped:
+        except Stopped:
             self._stopped()
         except TaskFailure as failure:
             if self.stop.event.is_set():
@@ -212,7 +130,7 @@ class TaskRun:
 
     def _run_attempt(self, base_commit: str) -> AttemptOutcome:
         """Run the agent through the dispatcher's executor (here, or on a cluster node)."""
-        executor = self.disp.executor
+        executor = self.yard.executor
         spec = AttemptSpec(
             task_id=self.task.id, attempt=self.task.attempts, agent=self.agent, branch=self.branch,
             base_commit=base_commit,
@@ -257,7 +175,7 @@ class TaskRun:
             self._remove_worktree(keep_branch=True)
         started = time.monotonic()
         try:
-            reused = self.disp.worktrees.checkout(self.worktree, base_commit, self.branch)
+            reused = self.yard.worktrees.checkout(self.worktree, base_commit, self.branch)
         except GitError as exc:
             raise TaskFailure(f"could not create the worktree: {exc}", keep_branch=False) from exc
         self.note(f"worktree ready at {base_commit[:10]} ({'warm, reused' if reused else 'new'}, "
@@ -265,7 +183,7 @@ class TaskRun:
         self.store.update_task(self.task.id, branch=self.branch, base_commit=base_commit, agent=self.agent)
         self._copy_files()
         if self.settings.setup_command:
-            self._shell(self.settings.setup_command, "setup", self.worktree, self.settings.task_timeout_s)
+            self.shell(self.settings.setup_command, "setup", self.worktree, self.settings.task_timeout_s)
 
     def _copy_files(self) -> None:
         project = self.settings.project_dir
@@ -279,10 +197,10 @@ class TaskRun:
                 shutil.copy2(src, dest)
                 self.note(f"copied {match} into the worktree")
 
-    def _shell(self, command: str, label: str, cwd: Path, timeout: float) -> None:
+    def shell(self, command: str, label: str, cwd: Path, timeout: float) -> None:
         """Run a configured shell command; a failure is a TaskFailure naming the step."""
         self.note(f"{label}: {command}", kind=label)
-        env = self.disp.child_env(f"task-{self.task.id}")
+        env = self.yard.child_env(f"task-{self.task.id}")
         try:
             proc = subprocess.run(command, shell=True, cwd=cwd, capture_output=True, text=True,
                                   timeout=timeout, env=env, start_new_session=True)
@@ -311,28 +229,28 @@ class TaskRun:
                                      and self.agent in RESUMABLE_AGENTS) else None
         if session:
             self.note(f"resuming the agent's earlier session {session}")
-            result = self._run_once(previous, resume=session)
+            result = self.run_once(previous, resume=session)
             if result.ok or result.num_turns or result.outcome == "cancelled":
                 return result
             self.note(f"could not resume ({result.reason}); starting a fresh session", kind="warning")
-            return self._run_once(previous, resume=None, kind="retry")
-        return self._run_once(previous, resume=None)
+            return self.run_once(previous, resume=None, kind="retry")
+        return self.run_once(previous, resume=None)
 
     def _previous_error(self) -> str | None:
         return self.task.error if self.task.attempts > 1 else None
 
-    def _run_once(self, previous: str | None, resume: str | None, *, prompt: str | None = None,
+    def run_once(self, previous: str | None, resume: str | None, *, prompt: str | None = None,
                   kind: str | None = None, reason: str | None = None) -> RunResult:
         """One agent run; its cost is added to the task's (see backend/costs.py) whatever the outcome."""
         request = self._request(previous, resume, prompt=prompt)
-        result = self.disp.runner_for(self.agent).run(request, on_event=self._on_event, cancel=self.stop.event)
+        result = self.yard.runner_for(self.agent).run(request, on_event=self._on_event, cancel=self.stop.event)
         self._record(result, kind or ("rerun" if self.task.attempts > 1 else "run"), reason)
         return result
 
     def _request(self, previous: str | None, resume: str | None, announce: bool = True,
                  prompt: str | None = None) -> RunRequest:
         """The agent's request; ``announce`` writes the run's limits (turns, budget) to the log."""
-        limits = run_limits(self.disp.budget, self.settings, self.task, self.agent)
+        limits = run_limits(self.yard.budget, self.settings, self.task, self.agent)
         notes = limits.pop("notes")
         if announce:
             for note in notes:
@@ -344,13 +262,13 @@ class TaskRun:
                     if value is not None), kind="limits", **limits)
         return RunRequest(
             **limits,
-            prompt=prompt or build_prompt(self.disp, self.task, previous),
+            prompt=prompt or build_prompt(self.yard, self.task, previous),
             cwd=self.worktree,
             append_system_prompt=AGENT_INSTRUCTIONS.format(project=self.settings.name, branch=self.branch),
             permission_mode=self.settings.permission_mode,
             model=self.settings.model_for(self.agent),
             extra_args=self.settings.extra_args_for(self.agent),
-            state_dir=self.disp.agents_dir,
+            state_dir=self.yard.agents_dir,
             env={MARK: str(self.settings.state_path), RUN_MARK: f"task-{self.task.id}"},
             timeout_s=self.settings.task_timeout_s,
             idle_timeout_s=self.settings.idle_timeout_s,
@@ -380,7 +298,8 @@ class TaskRun:
         return "\n".join(lines)
 
     def _finish(self, base_commit: str) -> None:
-        if not self.disp.executor.remote:  # a remote attempt commits on its worker and pushes
+        """Commit what the agent left, integrate the branch (backend/integration.py), complete."""
+        if not self.yard.executor.remote:  # a remote attempt commits on its worker and pushes
             committed = self.git.commit_all(self.worktree, f"{self.task.title}\n\nShipyard task "
                                             f"{self.task.id} (changes the agent left uncommitted)")
             if committed:
@@ -390,14 +309,8 @@ class TaskRun:
             self._complete("no changes: the agent finished without changing any file", keep_branch=False,
                            outcome="no_changes")
             return
-        try:
-            merged = self._integrate_serially(tip)
-        except IntegrationFailure as failure:
-            if self.settings.repair_attempts <= 0 or self.disp.executor.remote:  # no local worktree to repair in
-                raise
-            from backend.repair import Repair  # repair.py builds on this module
-
-            merged, tip = Repair(self, base_commit, failure).run_all()
+        integrated = self.integrator.integrate(self, base_commit, tip)
+        merged, tip = integrated.merged, integrated.tip
         if merged is None:  # the branch holds nothing the target lacks (e.g. reset back)
             self._complete("no changes: the target branch already holds everything the agent did",
                            keep_branch=False, outcome="no_changes")
@@ -408,82 +321,10 @@ class TaskRun:
         self._complete(f"integrated into {self.target} as {merged[:10]}", keep_branch=False,
                        head_commit=tip)
 
-    def _integrate_serially(self, tip: str) -> str | None:
-        """:meth:`_integrate` under the dispatcher's integration lock.
-
-        Only the merge onto the target's current tip and the compare-and-swap of its ref are
-        serial; cleaning up and recording the result happen after the lock is released.
-        """
-        with self.disp.integration_lock:
-            if self.stop.event.is_set():
-                raise _Stopped()
-            return self._integrate(tip)
-
-    def _integrate(self, tip: str) -> str | None:
-        """Merge ``tip`` onto the target and move the target; the new target tip, or None if up to date."""
-        tips = self.disp.integrated_tips
-        for _attempt in range(3):
-            # the tip this server last moved the target to saves a git call per task under the
-            # integration lock; the compare-and-swap below catches a tip moved by anyone else
-            cached = tips.pop(self.target, None)
-            target_tip = cached or self.git.rev_parse(self.target)
-            if target_tip is None and self.target == STANDALONE_BRANCH:  # deleted by hand: start it again
-                self.git.ensure_branch(STANDALONE_BRANCH, self.base_ref)
-                target_tip = self.git.rev_parse(self.target)
-            if target_tip is None:
-                raise TaskFailure(f"the integration branch {self.target} is gone.")
-            outcome = self.git.merge_commit(
-                target_tip, tip, f"Merge {self.branch}: {self.task.title}\n\n{task_trailer(self.task.id)}")
-            if not outcome.ok and cached is not None and self.git.rev_parse(self.target) != cached:
-                continue  # merged onto a tip someone else has moved since: try the real one
-            if not outcome.ok:
-                paths = ", ".join(outcome.conflicts) or "(unknown paths)"
-                details = f"{outcome.message}\nThe branch {self.branch} was kept for inspection."
-                if not outcome.conflicts:
-                    raise TaskFailure(f"could not merge with {self.target}: {outcome.message}", details)
-                raise IntegrationFailure(f"merge conflict with {self.target} in: {paths}", details,
-                                         kind="conflict", target_tip=target_tip, paths=outcome.conflicts)
-            if outcome.up_to_date:
-                if cached is not None:  # judged against a remembered tip: look at the real one
-                    continue
-                return None
-            assert outcome.commit is not None
-            if self.settings.test_command:
-                self._test(outcome.commit, target_tip)
-            # Recorded before the branch moves: if the server dies right after, recovery finds
-            # this commit on the target and completes the task instead of running it again.
-            self.store.update_task(self.task.id, head_commit=tip)
-            if self.git.update_ref(f"refs/heads/{self.target}", outcome.commit, target_tip):
-                tips[self.target] = outcome.commit
-                return outcome.commit
-        raise TaskFailure(f"{self.target} kept moving while integrating; try again.")
-
-    def _test(self, commit: str, target_tip: str) -> None:
-        path = self.disp.worktrees_dir / f"{self.task.id}-test"
-        try:
-            try:
-                self.disp.worktrees.checkout(path, commit, None)  # warm when the pool has one
-            except GitError as exc:
-                raise TaskFailure(f"could not check out the integrated result: {exc}") from exc
-            try:
-                self._shell(self.settings.test_command or "", "test", path, self.settings.test_timeout_s)
-            except TaskFailure as failure:
-                raise IntegrationFailure(
-                    f"tests failed on the integrated result: {failure.summary}",
-                    failure.details + f"\nThe integration was not kept; {self.branch} was kept.",
-                    kind="tests", target_tip=target_tip, output=failure.output or failure.details) from failure
-        except IntegrationFailure:
-            raise
-        except TaskFailure as failure:
-            raise TaskFailure(f"tests failed on the integrated result: {failure.summary}", failure.details
-                              + f"\nThe integration was not kept; {self.branch} was kept.") from failure
-        finally:
-            self.disp.worktrees.release(path)
-
     # -------------------------------------------------------------- endings
     def _remove_worktree(self, keep_branch: bool = False) -> None:
         """Hand the worktree back to the warm pool; delete the task branch unless kept."""
-        self.disp.worktrees.release(self.worktree)
+        self.yard.worktrees.release(self.worktree)
         if keep_branch:
             return
         try:
@@ -514,7 +355,7 @@ class TaskRun:
         except (NotFound, OSError) as exc:  # e.g. the file was damaged by hand while it ran
             log.warning("task %s: cannot record the failure normally: %s", self.task.id,
                         describe_exception(exc))
-            self.disp._settle(self.task.id, failure.summary)
+            self.yard.settle(self.task.id, failure.summary)
 
     def _stopped(self) -> None:
         if self.stop.reason == "stop":
@@ -524,7 +365,3 @@ class TaskRun:
                                  started=None, finished=None, branch=None)
         else:
             self._fail(TaskFailure("cancelled", "The task was cancelled by the user.", keep_branch=True))
-
-
-class _Stopped(Exception):
-    """The run was stopped on purpose (cancel or dispatcher stop)."""

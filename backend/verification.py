@@ -35,15 +35,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from backend.errors import Conflict, NotFound, ShipyardError, describe_exception
 from backend.events import Event
 from backend.git import GitError
 from backend.models import Plan, PlanStatus, TaskStatus, TaskType, Verification, dump, utcnow
-
-if TYPE_CHECKING:
-    from backend.agent import Dispatcher
+from backend.yard import Yard
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +57,10 @@ def worktree_name(plan_id: str) -> str:
 class Verifier:
     """Runs plan verifications one plan at a time each, a couple of plans at once."""
 
-    def __init__(self, disp: Dispatcher) -> None:
-        self.disp = disp
-        self.store = disp.store
-        self.settings = disp.settings
+    def __init__(self, yard: Yard) -> None:
+        self.yard = yard
+        self.store = yard.store
+        self.settings = yard.settings
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified whenever a plan's pass ends
         self._queued: set[str] = set()  # waiting for, or inside, a verification pass
@@ -74,7 +71,7 @@ class Verifier:
         # requests wait for startup(): recovery must have settled the worktrees first
         self._started = threading.Event()
         self._deferred: set[str] = set()
-        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
 
     # ------------------------------------------------------------ state
     def active(self) -> set[str]:
@@ -137,9 +134,9 @@ class Verifier:
                 self._again.add(plan_id)
                 return False
             self._queued.add(plan_id)
-        self.disp.bus.publish("plan.verification", {"plan_id": plan_id, "active": True})
+        self.yard.bus.publish("plan.verification", {"plan_id": plan_id, "active": True})
         try:
-            self._executor.submit(self._pass, plan_id)
+            self._pool.submit(self._pass, plan_id)
         except RuntimeError:  # shutting down
             with self._lock:
                 self._queued.discard(plan_id)
@@ -163,7 +160,7 @@ class Verifier:
         for proc in procs:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------ one pass
     def _not_ready(self, plan: Plan) -> str | None:
@@ -207,7 +204,7 @@ class Verifier:
             with self._lock:
                 self._queued.discard(plan_id)
                 self._idle.notify_all()
-        self.disp.bus.publish("plan.verification", {"plan_id": plan_id, "active": False})
+        self.yard.bus.publish("plan.verification", {"plan_id": plan_id, "active": False})
 
     def _check(self, plan_id: str, forced: bool) -> None:
         try:
@@ -217,7 +214,7 @@ class Verifier:
         if self._not_ready(plan):
             return
         assert plan.integration_branch is not None
-        tip = self.disp.git.rev_parse(plan.integration_branch)
+        tip = self.yard.git.rev_parse(plan.integration_branch)
         if tip is None:
             return
         done = plan.verification
@@ -234,13 +231,13 @@ class Verifier:
             self._record(plan.id, Verification(status="skipped", commit=tip, command=command, started=utcnow(),
                                                finished=utcnow(), duration_s=0.0, reason=reason,
                                                round=plan.fixup_rounds))
-            self.disp.plan_note(plan.id, f"verification skipped: {reason}", kind="verification",
+            self.yard.note(plan.id, f"verification skipped: {reason}", kind="verification",
                                  status="skipped", commit=tip)
             return
         started_at = utcnow()
         self._record(plan.id, Verification(status="running", commit=tip, command=command, started=started_at,
                                            round=plan.fixup_rounds))
-        self.disp.plan_note(plan.id, f"verifying {branch} at {tip[:10]}: {command}", kind="verification",
+        self.yard.note(plan.id, f"verifying {branch} at {tip[:10]}: {command}", kind="verification",
                              status="running", commit=tip, command=command)
         started = time.monotonic()
         exit_code, output, reason = self._run(plan.id, tip, command)
@@ -258,7 +255,7 @@ class Verifier:
         self._record(plan.id, result)
         summary = (f"verification passed on {tip[:10]} ({duration:.1f} s)" if passed
                    else f"verification failed on {tip[:10]} ({duration:.1f} s): {reason}")
-        self.disp.plan_note(plan.id, summary, kind="verification", ok=passed, status=result.status,
+        self.yard.note(plan.id, summary, kind="verification", ok=passed, status=result.status,
                              commit=tip, duration_s=duration, exit_code=exit_code, output=tail)
         if not passed:
             self._maybe_fix(plan.id, result)
@@ -272,16 +269,16 @@ class Verifier:
     # ------------------------------------------------------------ the command
     def _run(self, plan_id: str, tip: str, command: str) -> tuple[int | None, str, str | None]:
         """(exit code, output, reason when it did not run to an exit code)."""
-        path = self.disp.worktrees_dir / worktree_name(plan_id)
+        path = self.yard.worktrees_dir / worktree_name(plan_id)
         if os.path.lexists(path):  # left by a stopped server: back to the pool first
-            self.disp.worktrees.release(path)
+            self.yard.worktrees.release(path)
         try:
             try:
-                self.disp.worktrees.checkout(path, tip, None)
+                self.yard.worktrees.checkout(path, tip, None)
             except GitError as exc:
                 return None, "", f"could not check out the plan branch: {exc}"
             self._copy_files(path)
-            env = self.disp.child_env(f"verify-{plan_id}")
+            env = self.yard.child_env(f"verify-{plan_id}")
             output: list[str] = []
             if self.settings.setup_command:
                 code, text, reason = self._shell(plan_id, self.settings.setup_command, path, env)
@@ -292,7 +289,7 @@ class Verifier:
             output.append(text)
             return code, "".join(output), reason
         finally:
-            self.disp.worktrees.release(path)
+            self.yard.worktrees.release(path)
 
     def _copy_files(self, worktree: Path) -> None:
         """The ``copy_files`` a task worktree gets (such as .env), so the check sees the same setup."""
@@ -363,7 +360,7 @@ class Verifier:
         """Live output (the event stream only; the plan log keeps the tail with the result)."""
         event = {"kind": "verification_output", "ts": time.time(), "summary": "".join(lines)[-2000:],
                  "data": {}}
-        self.disp.bus.publish("plan.log", {"plan_id": plan_id, "event": event})
+        self.yard.bus.publish("plan.log", {"plan_id": plan_id, "event": event})
 
     # ------------------------------------------------------------ fix-up
     def _maybe_fix(self, plan_id: str, failed: Verification) -> None:
@@ -373,20 +370,20 @@ class Verifier:
         plan = self.store.get_plan(plan_id)
         limit = self.settings.verify_fix_rounds
         if not self.settings.fixes_on_verify:
-            self.disp.plan_note(plan_id, "fix_on_verify is off: no fix-up task; the plan needs attention",
+            self.yard.note(plan_id, "fix_on_verify is off: no fix-up task; the plan needs attention",
                                  kind="warning")
             return
         if plan.fixup_rounds >= limit:
-            self.disp.plan_note(plan_id, f"no fix-up task: {plan.fixup_rounds} of {limit} fix-up round(s) "
+            self.yard.note(plan_id, f"no fix-up task: {plan.fixup_rounds} of {limit} fix-up round(s) "
                                  "spent; the plan needs attention", kind="warning")
             return
         content = fixup_content(plan, failed, self._task_titles(plan))
         agent = plan.agent or self.settings.agent
-        task = self.disp._create_task(FIXUP_TITLE, content, TaskType.bugfix, plan_id, agent=agent)
+        task = self.yard.create_task(FIXUP_TITLE, content, TaskType.bugfix, plan_id, agent=agent)
         # recorded on the plan first, then published: the same order as _link_tasks_to_plan
         self.store.update_plan(plan_id, tasks=[*plan.tasks, task.id], fixup_rounds=plan.fixup_rounds + 1)
         self.store.publish_staged(plan_id, [task.id])
-        self.disp.plan_note(plan_id, f"started fix-up task {task.id} (round {plan.fixup_rounds + 1} of "
+        self.yard.note(plan_id, f"started fix-up task {task.id} (round {plan.fixup_rounds + 1} of "
                              f"{limit}) with the failing output", kind="fixup", task_ids=[task.id])
 
     def _task_titles(self, plan: Plan) -> list[str]:

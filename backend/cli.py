@@ -26,7 +26,7 @@ from backend.cli_output import call, fail, out, plain
 from backend.cli_plan import plan_app
 from backend.cli_task import task_app
 from backend.client import Client, ClientError, resolve_server, server_for_settings
-from backend.config import ConfigError, load_settings
+from backend.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(help="Shipyard: plans in, merged work out.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -61,38 +61,13 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the Shipyard server and dashboard for a repository."""
-    import uvicorn
-    from filelock import FileLock, Timeout
-
     from backend.api import create_app
     from backend.auth import ServerFiles, generate_token
-    from backend.project import prepare_state_dir
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = load_settings(project, {"host": host, "port": port, "state_dir": state_dir})
-        state = prepare_state_dir(settings)
-    except ConfigError as exc:
-        fail(str(exc))
-        return
-    lock = FileLock(str(state / "server.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        fail(f"another Shipyard server is already running for {settings.project_dir} "
-              f"(lock {state / 'server.lock'}).")
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on connections of sockets whose
-    # proto says TCP, and without it every keep-alive response waits ~40 ms for a delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((settings.host, settings.port))
-    except OSError as exc:
-        fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}. "
-              "Pick another port with --port or SHIPYARD_PORT.")
-    actual_port = sock.getsockname()[1]
-    settings.port = actual_port
+    settings, state, lock = _settings_and_lock(project, host, port, state_dir)
+    sock = _listen(settings.host, settings.port)
+    settings.port = sock.getsockname()[1]
     if not settings.access_token:
         settings.access_token = generate_token()
     files = ServerFiles.for_server(state)
@@ -101,18 +76,83 @@ def serve(
     except OSError as exc:
         fail(f"cannot write the server file {exc.filename}: {exc.strerror}.")
     application = create_app(settings)
+    _announce(settings, state, files.state_file, application.state.dispatcher.trust)
+    server = _uvicorn_server(application, settings, log_level)
+    # uvicorn shuts down gracefully on the first SIGINT/SIGTERM (a second one forces it) and then
+    # re-raises the signal; these handlers turn that re-raise into a quiet, successful exit.
+    signal.signal(signal.SIGTERM, _stopped_by_signal)
+    signal.signal(signal.SIGINT, _stopped_by_signal)
+    try:
+        server.run(sockets=[sock])
+    except _StopServing:
+        pass
+    finally:
+        files.remove()
+        lock.release()
+    typer.echo("Shipyard stopped.")
+
+
+def _settings_and_lock(
+    project: Path | None, host: str | None, port: int | None, state_dir: Path | None,
+) -> tuple[Settings, Path, Any]:
+    """Load the settings, prepare the state directory and take its server lock.
+
+    The lock is what makes a second ``serve`` for the same project refuse instead of
+    two servers dispatching the same plans.
+    """
+    from filelock import FileLock, Timeout
+
+    from backend.project import prepare_state_dir
+
+    try:
+        settings = load_settings(project, {"host": host, "port": port, "state_dir": state_dir})
+        state = prepare_state_dir(settings)
+    except ConfigError as exc:
+        fail(str(exc))
+        raise  # unreachable: fail exits
+    lock = FileLock(str(state / "server.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        fail(f"another Shipyard server is already running for {settings.project_dir} "
+              f"(lock {state / 'server.lock'}).")
+    return settings, state, lock
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the server's socket ourselves, so port 0 resolves before the server file is written."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on connections of sockets whose
+    # proto says TCP, and without it every keep-alive response waits ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror}. "
+              "Pick another port with --port or SHIPYARD_PORT.")
+    return sock
+
+
+def _announce(settings: Settings, state: Path, state_file: Path, trust: Any) -> None:
+    """Tell the person at the terminal where the dashboard is and what needs their attention."""
     typer.secho(f"Shipyard {__version__} for {settings.name} ({settings.project_dir})", bold=True)
     typer.echo(f"  dashboard: {settings.url}/?token={settings.access_token}")
     typer.echo(f"  API docs:  {settings.url}/docs")
     typer.echo(f"  state:     {state}")
-    typer.echo(f"  The token is in {files.state_file} (only you can read it); the CLI finds it there.")
+    typer.echo(f"  The token is in {state_file} (only you can read it); the CLI finds it there.")
     typer.echo("  Ctrl-C stops (running agents are stopped and their tasks requeued).")
-    trust = application.state.dispatcher.trust
     if not trust.trusted:
         typer.secho(f"  ! {trust.explain()}.", fg=typer.colors.YELLOW)
         typer.secho(f"    To fix: {trust.FIX}", fg=typer.colors.YELLOW)
     _print_startup_problems(settings)
     sys.stdout.flush()
+
+
+def _uvicorn_server(application: Any, settings: Settings, log_level: str) -> Any:
+    """A uvicorn server with Shipyard's connection limits, sized to the open-file limit."""
+    import uvicorn
+
     from backend.serving import (
         ConnectionLimits,
         GuardedH11Protocol,
@@ -131,19 +171,7 @@ def serve(
                             access_log=log_level.lower() == "debug", http=GuardedH11Protocol,
                             backlog=2048)
     install_repeat_filter()
-    server = uvicorn.Server(config)
-    # uvicorn shuts down gracefully on the first SIGINT/SIGTERM (a second one forces it) and then
-    # re-raises the signal; these handlers turn that re-raise into a quiet, successful exit.
-    signal.signal(signal.SIGTERM, _stopped_by_signal)
-    signal.signal(signal.SIGINT, _stopped_by_signal)
-    try:
-        server.run(sockets=[sock])
-    except _StopServing:
-        pass
-    finally:
-        files.remove()
-        lock.release()
-    typer.echo("Shipyard stopped.")
+    return uvicorn.Server(config)
 
 
 def _print_startup_problems(settings: Any) -> None:

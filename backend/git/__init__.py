@@ -38,7 +38,7 @@ behind their back:
 Layout, one concern per module, each a layer of :class:`GitRepo` built on the one below:
 
 * :mod:`backend.git.command` — running one git command (environment, timeout, errors), the lock;
-* :mod:`backend.git.base` — opening a repository, ``_git``, identity, path and ref-name checks;
+* :mod:`backend.git.base` — opening a repository, ``run_git``, identity, path and ref-name checks;
 * :mod:`backend.git.refs` — resolving revisions, history, branch writes by compare-and-swap;
 * :mod:`backend.git.diffs` — diffs and changed paths;
 * :mod:`backend.git.worktrees` — task worktrees (and what the warm pool needs), commits in them;

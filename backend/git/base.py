@@ -14,16 +14,16 @@ from pathlib import Path
 
 from backend.git import command
 from backend.git.command import (
-    _FULL_SHA,
     BASE_CONFIG,
     DEFAULT_TIMEOUT,
+    FULL_SHA,
     GitError,
     NotAGitRepository,
-    _check_ref_arg,
-    _decode,
-    _decode_path,
-    _tail,
+    check_ref_arg,
+    decode,
+    decode_path,
     repo_lock,
+    stderr_tail,
 )
 
 
@@ -49,7 +49,7 @@ class RepoBase:
             timeout=timeout,
         )
         if proc.returncode != 0:
-            err = _decode(proc.stderr)
+            err = decode(proc.stderr)
             if "must be run in a work tree" in err:
                 raise NotAGitRepository(
                     f"{path} is inside a bare git repository or a .git directory; Shipyard "
@@ -73,11 +73,11 @@ class RepoBase:
                     stderr=err,
                 )
             raise NotAGitRepository(
-                f"Could not tell whether {path} is a git repository: {_tail(err)}",
+                f"Could not tell whether {path} is a git repository: {stderr_tail(err)}",
                 returncode=proc.returncode,
                 stderr=err,
             )
-        toplevel, common = _decode_path(proc.stdout).splitlines()[:2]
+        toplevel, common = decode_path(proc.stdout).splitlines()[:2]
         self.root = Path(toplevel)
         self.common_dir = Path(common)
         self.lock = repo_lock(self.common_dir)
@@ -86,7 +86,7 @@ class RepoBase:
     def __repr__(self) -> str:
         return f"GitRepo({str(self.root)!r})"
 
-    def _git(
+    def run_git(
         self,
         *args: str,
         what: str,
@@ -106,8 +106,8 @@ class RepoBase:
             argv, cwd=cwd or self.root, timeout=timeout or self.timeout, input=input
         )
         if check and proc.returncode not in ok_codes:
-            err = _decode(proc.stderr) or _decode(proc.stdout)
-            tail = _tail(err)
+            err = decode(proc.stderr) or decode(proc.stdout)
+            tail = stderr_tail(err)
             raise GitError(
                 f"Could not {what}: git {args[0]} exited with {proc.returncode}"
                 + (f": {tail}" if tail else "."),
@@ -117,8 +117,8 @@ class RepoBase:
             )
         return proc
 
-    def _out(self, *args: str, what: str, cwd: Path | None = None) -> str:
-        return _decode(self._git(*args, what=what, cwd=cwd).stdout).strip()
+    def git_output(self, *args: str, what: str, cwd: Path | None = None) -> str:
+        return decode(self.run_git(*args, what=what, cwd=cwd).stdout).strip()
 
     def identity_config(self) -> list[str]:
         """``-c`` values for a fallback identity, only for what the repository lacks.
@@ -128,11 +128,11 @@ class RepoBase:
         Computed once per GitRepo.
         """
         if self._identity is None:
-            proc = self._git(
+            proc = self.run_git(
                 "config", "--get-regexp", r"^user\.(name|email)$",
                 what="read the configured identity", check=False,
             )
-            keys = {line.split(" ", 1)[0] for line in _decode(proc.stdout).splitlines()}
+            keys = {line.split(" ", 1)[0] for line in decode(proc.stdout).splitlines()}
             fallback = []
             env = os.environ
             if "user.name" not in keys and not (
@@ -147,65 +147,65 @@ class RepoBase:
         return self._identity
 
     @staticmethod
-    def _qualify(ref: str) -> str:
+    def qualify_ref(ref: str) -> str:
         """``main`` → ``refs/heads/main``; full refs pass through; HEAD is refused."""
-        _check_ref_arg(ref)
+        check_ref_arg(ref)
         if ref == "HEAD" or ref.endswith("/HEAD"):
             raise GitError("Shipyard never moves HEAD; name a branch instead.")
         return ref if ref.startswith("refs/") else f"refs/heads/{ref}"
 
     @staticmethod
-    def _branch_name(ref: str) -> str:
+    def branch_name(ref: str) -> str:
         return ref.removeprefix("refs/heads/")
 
-    def _require(self, ref: str, role: str) -> str:
+    def require_commit(self, ref: str, role: str) -> str:
         sha = self.rev_parse(ref)
         if sha is None:
             raise GitError(f"The {role} {ref!r} does not exist in {self.root}.")
         return sha
 
-    def _commit_id(self, ref: str, role: str) -> str:
-        """Like :meth:`_require`, without a git call when ``ref`` is already a full commit id.
+    def commit_id(self, ref: str, role: str) -> str:
+        """Like :meth:`require_commit`, without a git call when ``ref`` is already a full commit id.
 
         The hot path (integration) passes ids it has just read; a wrong one still
         fails loudly in the git command that uses it.
         """
-        if _FULL_SHA.fullmatch(ref):
+        if FULL_SHA.fullmatch(ref):
             return ref
-        return self._require(ref, role)
+        return self.require_commit(ref, role)
 
-    def _same_path(self, a: Path | str, b: Path | str) -> bool:
+    def same_path(self, a: Path | str, b: Path | str) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
-    def _task_worktree(self, worktree: Path) -> Path:
+    def require_task_worktree(self, worktree: Path) -> Path:
         """Check ``worktree`` is a linked worktree of this repository, not the project dir.
 
         Without this, a path inside the project directory would make ``git add -A``
         stage files in the user's own index.
         """
-        return self._task_worktree_gitdir(worktree)[0]
+        return self.require_task_worktree_gitdir(worktree)[0]
 
-    def _task_worktree_gitdir(self, worktree: Path) -> tuple[Path, Path]:
-        """:meth:`_task_worktree`, also returning the worktree's own git directory."""
+    def require_task_worktree_gitdir(self, worktree: Path) -> tuple[Path, Path]:
+        """:meth:`require_task_worktree`, also returning the worktree's own git directory."""
         worktree = Path(worktree)
-        if self._same_path(worktree, self.root):
+        if self.same_path(worktree, self.root):
             raise GitError(
                 f"Refusing to work in {worktree}: that is the project's own checkout, "
                 "which Shipyard never writes to."
             )
         if not worktree.is_dir():
             raise GitError(f"The worktree {worktree} does not exist.")
-        proc = self._git(
+        proc = self.run_git(
             "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir",
             "--absolute-git-dir",
             what=f"inspect the worktree {worktree}", cwd=worktree, check=False,
         )
-        lines = _decode_path(proc.stdout).splitlines()
+        lines = decode_path(proc.stdout).splitlines()
         if (
             proc.returncode != 0
             or len(lines) < 3
-            or not self._same_path(lines[0], worktree)
-            or not self._same_path(lines[1], self.common_dir)
+            or not self.same_path(lines[0], worktree)
+            or not self.same_path(lines[1], self.common_dir)
         ):
             raise GitError(
                 f"{worktree} is not a worktree of the repository at {self.root}, so "

@@ -1,6 +1,6 @@
 """Low-level git: running one command, its environment, errors and the per-repository lock.
 
-Everything above this module runs git through :func:`run` (via ``RepoBase._git``),
+Everything above this module runs git through :func:`run` (via ``RepoBase.run_git``),
 so every invocation gets the same environment (no prompts, no pager, no hooks; see
 the package docstring) and the same timeout handling. Nothing here knows about
 tasks, worktrees or merges.
@@ -20,7 +20,7 @@ from pathlib import Path
 from backend.errors import ShipyardError
 
 ZERO_SHA = "0" * 40
-_FULL_SHA = re.compile(r"[0-9a-f]{40}")
+FULL_SHA = re.compile(r"[0-9a-f]{40}")
 DEFAULT_TIMEOUT = 120.0
 #: Checking out or deleting a large tree takes far longer than a ref update.
 SLOW_TIMEOUT = 900.0
@@ -100,7 +100,7 @@ def repo_lock(common_dir: Path | str) -> threading.RLock:
 # --------------------------------------------------------------------------- running git
 
 
-def _git_env() -> dict[str, str]:
+def git_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _REPO_LOCATING_ENV}
     env.update(
         GIT_TERMINAL_PROMPT="0",
@@ -119,32 +119,32 @@ def _git_env() -> dict[str, str]:
     return env
 
 
-def _decode(data: bytes) -> str:
+def decode(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def _decode_path(data: bytes) -> str:
+def decode_path(data: bytes) -> str:
     """Paths round-trip to the filesystem even when they are not valid UTF-8."""
     return os.fsdecode(data)
 
 
-def _tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
+def stderr_tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
     kept = [line for line in text.strip().splitlines() if line.strip()]
     return "\n".join(kept[-lines:])
 
 
-def _listing(paths: Sequence[str]) -> str:
+def listing(paths: Sequence[str]) -> str:
     shown = ", ".join(paths[:MAX_LISTED_PATHS])
     if len(paths) > MAX_LISTED_PATHS:
         shown += f" and {len(paths) - MAX_LISTED_PATHS} more"
     return shown
 
 
-def _short(sha: str | None) -> str:
+def short_sha(sha: str | None) -> str:
     return (sha or "")[:10]
 
 
-def _check_ref_arg(ref: str) -> None:
+def check_ref_arg(ref: str) -> None:
     # git 2.39's rev-parse has no --end-of-options: a leading dash would be an option.
     if not ref or ref.startswith("-") or "\0" in ref:
         raise GitError(f"{ref!r} is not a valid git revision or branch name.")
@@ -163,7 +163,7 @@ def run(
         proc = subprocess.Popen(
             list(argv),
             cwd=cwd,
-            env=_git_env(),
+            env=git_env(),
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -182,7 +182,7 @@ def run(
         raise GitError(
             f"git did not finish within {timeout:.0f} seconds and was stopped "
             f"({' '.join(argv)}, in {cwd}).",
-            stderr=_decode(err),
+            stderr=decode(err),
             argv=argv,
         ) from None
     return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)

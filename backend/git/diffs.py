@@ -11,11 +11,11 @@ import threading
 from backend.git.command import (
     BASE_CONFIG,
     GitError,
-    _decode,
-    _decode_path,
-    _git_env,
-    _short,
-    _tail,
+    decode,
+    decode_path,
+    git_env,
+    short_sha,
+    stderr_tail,
 )
 from backend.git.refs import RefOps
 
@@ -29,8 +29,8 @@ class DiffOps(RefOps):
         Read as a stream so a huge diff never sits in memory whole; when the cap is
         hit the text ends at a line boundary and a note says it was cut.
         """
-        b = self._require(base, "revision")
-        t = self._require(tip, "revision")
+        b = self.require_commit(base, "revision")
+        t = self.require_commit(tip, "revision")
         argv = ["git"]
         for item in BASE_CONFIG:
             argv += ["-c", item]
@@ -39,7 +39,7 @@ class DiffOps(RefOps):
             f"{b}...{t}", "--",
         ]
         proc = subprocess.Popen(
-            argv, cwd=self.root, env=_git_env(), stdin=subprocess.DEVNULL,
+            argv, cwd=self.root, env=git_env(), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
         )
         assert proc.stdout is not None and proc.stderr is not None
@@ -84,16 +84,16 @@ class DiffOps(RefOps):
         if not truncated and proc.returncode != 0:
             raise GitError(
                 f"Could not diff {base}...{tip}: git diff exited with {proc.returncode}: "
-                f"{_tail(_decode(err))}",
-                returncode=proc.returncode, stderr=_decode(err), argv=argv,
+                f"{stderr_tail(decode(err))}",
+                returncode=proc.returncode, stderr=decode(err), argv=argv,
             )
         if not truncated:
-            return _decode(data)
+            return decode(data)
         cut = data[:max_bytes]
         newline = cut.rfind(b"\n")
         if newline > 0:
             cut = cut[: newline + 1]
-        return _decode(cut) + (
+        return decode(cut) + (
             f"\n[diff truncated by Shipyard: showing the first {len(cut):,} bytes; the full "
             f"diff is larger than {max_bytes:,} bytes. Run 'git diff {base}...{tip}' to see it "
             "all.]\n"
@@ -104,27 +104,27 @@ class DiffOps(RefOps):
 
         Renames count as a deletion plus an addition, so both names appear.
         """
-        b = self._require(base, "revision")
-        t = self._require(tip, "revision")
-        proc = self._git(
+        b = self.require_commit(base, "revision")
+        t = self.require_commit(tip, "revision")
+        proc = self.run_git(
             "diff", "--name-only", "-z", "--no-renames", "--no-ext-diff", f"{b}...{t}", "--",
             what=f"list the files changed in {base}...{tip}",
         )
-        return [_decode_path(p) for p in proc.stdout.split(b"\0") if p]
+        return [decode_path(p) for p in proc.stdout.split(b"\0") if p]
 
     def diff_stat(self, base: str, tip: str, width: int = 120) -> str:
         """``git diff --stat base...tip``: what changed on ``tip``, one line per file (re-plan context)."""
-        b = self._require(base, "revision")
-        t = self._require(tip, "revision")
-        proc = self._git("diff", f"--stat={width}", "--no-ext-diff", f"{b}...{t}", "--",
+        b = self.require_commit(base, "revision")
+        t = self.require_commit(tip, "revision")
+        proc = self.run_git("diff", f"--stat={width}", "--no-ext-diff", f"{b}...{t}", "--",
                          what=f"summarise the changes in {base}...{tip}")
-        return _decode(proc.stdout).rstrip()
+        return decode(proc.stdout).rstrip()
 
-    def _diff_names(self, old: str, new: str, diff_filter: str) -> list[str]:
-        proc = self._git(
+    def diff_names(self, old: str, new: str, diff_filter: str) -> list[str]:
+        proc = self.run_git(
             "diff", "--name-only", "-z", "--no-renames", f"--diff-filter={diff_filter}",
             old, new, "--",
-            what=f"compare {_short(old)} with {_short(new)}",
+            what=f"compare {short_sha(old)} with {short_sha(new)}",
         )
-        return [_decode_path(p) for p in proc.stdout.split(b"\0") if p]
+        return [decode_path(p) for p in proc.stdout.split(b"\0") if p]
 

@@ -13,12 +13,12 @@ from pathlib import Path
 from backend.git.command import (
     SLOW_TIMEOUT,
     GitError,
-    _check_ref_arg,
-    _decode,
-    _decode_path,
-    _listing,
-    _short,
-    _tail,
+    check_ref_arg,
+    decode,
+    decode_path,
+    listing,
+    short_sha,
+    stderr_tail,
 )
 from backend.git.worktrees import WorktreeOps
 
@@ -53,8 +53,8 @@ class IntegrationOps(WorktreeOps):
         * otherwise ``git merge-tree --write-tree`` then ``git commit-tree`` with
           both parents → ok with the new commit, or not ok with the conflicting paths.
         """
-        ours_sha = self._commit_id(ours, "revision")
-        theirs_sha = self._commit_id(theirs, "revision")
+        ours_sha = self.commit_id(ours, "revision")
+        theirs_sha = self.commit_id(theirs, "revision")
         return self._merge(ours_sha, theirs_sha, message, ours, theirs)
 
     def _merge(
@@ -67,7 +67,7 @@ class IntegrationOps(WorktreeOps):
         check out, commit or clean up. Publishing the result is the caller's
         compare-and-swap.
         """
-        base = self._merge_base(ours_sha, theirs_sha)
+        base = self.merge_base_or_none(ours_sha, theirs_sha)
         if base is None:
             return MergeOutcome(
                 ok=False, commit=None, conflicts=[],
@@ -82,9 +82,9 @@ class IntegrationOps(WorktreeOps):
         if base == ours_sha:
             return MergeOutcome(
                 ok=True, commit=theirs_sha, conflicts=[], fast_forward=True,
-                message=f"{ours} can fast-forward to {theirs} ({_short(theirs_sha)}).",
+                message=f"{ours} can fast-forward to {theirs} ({short_sha(theirs_sha)}).",
             )
-        proc = self._git(
+        proc = self.run_git(
             "merge-tree", "--write-tree", "-z", "--name-only", ours_sha, theirs_sha,
             what=f"merge {theirs} into {ours}", ok_codes=(0, 1),
             timeout=max(self.timeout, SLOW_TIMEOUT),
@@ -94,17 +94,17 @@ class IntegrationOps(WorktreeOps):
             return MergeOutcome(
                 ok=False, commit=None, conflicts=conflicts, conflict_details=details,
                 message=f"Merging {theirs} into {ours} would conflict in: "
-                f"{_listing(conflicts)}.",
+                f"{listing(conflicts)}.",
             )
-        proc = self._git(
+        proc = self.run_git(
             "commit-tree", tree, "-p", ours_sha, "-p", theirs_sha, "-F", "-",
             what=f"record the merge of {theirs} into {ours}",
             input=message.encode("utf-8"), config=self.identity_config(),
         )
-        commit = _decode(proc.stdout).strip()
+        commit = decode(proc.stdout).strip()
         return MergeOutcome(
             ok=True, commit=commit, conflicts=[],
-            message=f"Merged {theirs} into {ours} as {_short(commit)}.",
+            message=f"Merged {theirs} into {ours} as {short_sha(commit)}.",
         )
 
     def integrate(
@@ -117,7 +117,7 @@ class IntegrationOps(WorktreeOps):
         is rebuilt on the new tip, up to ``attempts`` times. On any refusal
         ``into`` is left exactly where it was. ``commit`` is then ``into``'s new tip.
         """
-        into_ref = self._qualify(into)
+        into_ref = self.qualify_ref(into)
         with self.lock:
             where = self.checked_out_at(into_ref)
             if where is not None:
@@ -128,16 +128,16 @@ class IntegrationOps(WorktreeOps):
                     "is not checked out, then land it.",
                 )
             for _ in range(attempts):
-                into_tip = self._require(into_ref, "target branch")
-                branch_tip = self._require(branch, "branch")
+                into_tip = self.require_commit(into_ref, "target branch")
+                branch_tip = self.require_commit(branch, "branch")
                 outcome = self._merge(into_tip, branch_tip, message, into, branch)
                 if not outcome.ok or outcome.up_to_date:
                     return outcome
                 assert outcome.commit is not None
-                if self._cas(into_ref, outcome.commit, into_tip):
+                if self.compare_and_swap_ref(into_ref, outcome.commit, into_tip):
                     how = "Fast-forwarded" if outcome.fast_forward else "Merged"
                     outcome.message = (
-                        f"{how} {branch} into {into}; {into} is now {_short(outcome.commit)}."
+                        f"{how} {branch} into {into}; {into} is now {short_sha(outcome.commit)}."
                     )
                     return outcome
             return MergeOutcome(
@@ -159,45 +159,45 @@ class IntegrationOps(WorktreeOps):
         is a GitError. Takes no lock: it writes only that worktree's own index,
         files and branch, like the agent does.
         """
-        worktree = self._task_worktree(worktree)
-        sha = self._commit_id(commit, "commit")
-        proc = self._git(
+        worktree = self.require_task_worktree(worktree)
+        sha = self.commit_id(commit, "commit")
+        proc = self.run_git(
             "merge", "--no-edit", "--no-stat", "--no-verify", "--no-autostash", "-m", message, sha,
-            what=f"merge {_short(sha)} into {worktree}", cwd=worktree, check=False,
+            what=f"merge {short_sha(sha)} into {worktree}", cwd=worktree, check=False,
             timeout=max(self.timeout, SLOW_TIMEOUT), config=self.identity_config(),
         )
-        unmerged = self._git(
+        unmerged = self.run_git(
             "diff", "--name-only", "-z", "--diff-filter=U", what=f"list unmerged paths in {worktree}",
             cwd=worktree,
         )
-        conflicts = [_decode_path(p) for p in unmerged.stdout.split(b"\0") if p]
+        conflicts = [decode_path(p) for p in unmerged.stdout.split(b"\0") if p]
         if conflicts:
-            details = [line.strip() for line in _decode(proc.stdout).splitlines()
+            details = [line.strip() for line in decode(proc.stdout).splitlines()
                        if line.startswith("CONFLICT")]
             return MergeOutcome(
                 ok=False, commit=None, conflicts=conflicts, conflict_details=details,
-                message=f"Merging {_short(sha)} in {worktree} stopped with conflicts in: "
-                f"{_listing(conflicts)}.",
+                message=f"Merging {short_sha(sha)} in {worktree} stopped with conflicts in: "
+                f"{listing(conflicts)}.",
             )
         if proc.returncode != 0:
-            err = _decode(proc.stderr) + _decode(proc.stdout)
-            raise GitError(f"Could not merge {_short(sha)} into {worktree}: {_tail(err)}",
+            err = decode(proc.stderr) + decode(proc.stdout)
+            raise GitError(f"Could not merge {short_sha(sha)} into {worktree}: {stderr_tail(err)}",
                            returncode=proc.returncode, stderr=err)
-        tip = self._out("rev-parse", "HEAD", what="read the merged commit", cwd=worktree)
+        tip = self.git_output("rev-parse", "HEAD", what="read the merged commit", cwd=worktree)
         return MergeOutcome(ok=True, commit=tip, conflicts=[],
-                            message=f"Merged {_short(sha)} into {worktree} as {_short(tip)}.")
+                            message=f"Merged {short_sha(sha)} into {worktree} as {short_sha(tip)}.")
 
     def conflict_markers(self, commit: str, paths: list[str]) -> list[str]:
         """Which of ``paths`` still hold conflict markers (``<<<<<<<``/``>>>>>>>`` lines) in ``commit``."""
-        _check_ref_arg(commit)
+        check_ref_arg(commit)
         if not paths:
             return []
-        proc = self._git(
+        proc = self.run_git(
             "grep", "-l", "-I", "-E", "^(<<<<<<<|>>>>>>>)( |$)", commit, "--", *paths,
-            what=f"look for conflict markers in {_short(commit)}", ok_codes=(0, 1),
+            what=f"look for conflict markers in {short_sha(commit)}", ok_codes=(0, 1),
         )
         prefix = f"{commit}:"
-        return [line.removeprefix(prefix) for line in _decode_path(proc.stdout).splitlines() if line]
+        return [line.removeprefix(prefix) for line in decode_path(proc.stdout).splitlines() if line]
 
 
 def _parse_merge_tree(out: bytes) -> tuple[str, list[str], list[str]]:
@@ -207,11 +207,11 @@ def _parse_merge_tree(out: bytes) -> tuple[str, list[str], list[str]]:
     empty field, then messages as ``<n>\\0<path>\\0…<type>\\0<text>\\0``.
     """
     fields = out.split(b"\0")
-    tree = _decode(fields[0]).strip()
+    tree = decode(fields[0]).strip()
     conflicts: list[str] = []
     i = 1
     while i < len(fields) and fields[i]:
-        conflicts.append(_decode_path(fields[i]))
+        conflicts.append(decode_path(fields[i]))
         i += 1
     i += 1
     details: list[str] = []
@@ -223,7 +223,7 @@ def _parse_merge_tree(out: bytes) -> tuple[str, list[str], list[str]]:
         i += 1 + n
         if i + 1 >= len(fields):
             break
-        kind, text = _decode(fields[i]), _decode(fields[i + 1]).strip()
+        kind, text = decode(fields[i]), decode(fields[i + 1]).strip()
         if kind.startswith("CONFLICT"):
             details.append(text)
         i += 2

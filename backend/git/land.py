@@ -13,12 +13,12 @@ from pathlib import Path
 
 from backend.git.command import (
     SLOW_TIMEOUT,
-    _check_ref_arg,
-    _decode,
-    _decode_path,
-    _listing,
-    _short,
-    _tail,
+    check_ref_arg,
+    decode,
+    decode_path,
+    listing,
+    short_sha,
+    stderr_tail,
 )
 from backend.git.integration import IntegrationOps
 
@@ -34,6 +34,31 @@ class LandOutcome:
 
 
 
+@dataclass
+class _LandJob:
+    """What one land has worked out before moving anything: the refs and the merged commit."""
+
+    branch: str
+    onto_name: str
+    onto_ref: str
+    base: str
+    target: str
+    how: str
+    """``fast-forwarded`` or ``merged``, for the message."""
+    count: int
+    """New commits the land brings, for the message."""
+
+    def landed(self, where: Path | None, now: str | None) -> str:
+        """The success message; ``where`` is None when no checkout moved."""
+        plural = "s" if self.count != 1 else ""
+        if where is None:
+            return (f"Landed {self.branch} on {self.onto_name} ({self.how}, {self.count} new "
+                    f"commit{plural}); {self.onto_name} is now {short_sha(now)}.")
+        return (f"Landed {self.branch} on {self.onto_name} in {where} ({self.how}, {self.count} "
+                f"new commit{plural}); {self.onto_name} is now {short_sha(now)} and the "
+                "working tree shows it.")
+
+
 class LandOps(IntegrationOps):
     """Landing the integration branch on the base branch, refusing anything unsafe."""
 
@@ -47,88 +72,91 @@ class LandOps(IntegrationOps):
         ``git merge --ff-only`` to the merged commit, which updates the tree
         completely or not at all. Every refusal says exactly why.
         """
-        _check_ref_arg(branch)
-        _check_ref_arg(onto)
-        onto_name = self._branch_name(onto)
-        onto_ref = self._qualify(onto)
+        check_ref_arg(branch)
+        check_ref_arg(onto)
         with self.lock:
-            tip = self.rev_parse(self._qualify(branch)) or self.rev_parse(branch)
-            if tip is None:
-                return LandOutcome(False, f"There is no branch {branch} to land.")
-            base = self.rev_parse(onto_ref)
-            if base is None:
-                return LandOutcome(False, f"The base branch {onto_name} does not exist.")
-            message = f"Merge branch '{self._branch_name(branch)}' into {onto_name}"
-            outcome = self.merge_commit(base, tip, message)
-            if not outcome.ok:
-                if outcome.conflicts:
-                    return LandOutcome(
-                        False,
-                        f"Landing {branch} on {onto_name} was refused: merging would conflict "
-                        f"in: {_listing(outcome.conflicts)}.",
-                    )
-                return LandOutcome(False, f"Landing {branch} on {onto_name} was refused: "
-                                   f"{outcome.message}")
-            if outcome.up_to_date:
-                return LandOutcome(
-                    True, f"{onto_name} is already up to date with {branch}; nothing to land.",
-                    commit=base,
-                )
-            target = outcome.commit
-            assert target is not None
-            how = "fast-forwarded" if outcome.fast_forward else "merged"
-            count = self.commits_between(base, tip)
-            where = self.checked_out_at(onto_ref)
+            job = self._plan_land(branch, onto)
+            if isinstance(job, LandOutcome):
+                return job
+            where = self.checked_out_at(job.onto_ref)
             if where is None:
-                if not self._cas(onto_ref, target, base):
-                    return LandOutcome(
-                        False,
-                        f"{onto_name} moved while Shipyard was landing {branch}; nothing was "
-                        "changed. Try again.",
-                    )
-                return LandOutcome(
-                    True,
-                    f"Landed {branch} on {onto_name} ({how}, {count} new commit"
-                    f"{'s' if count != 1 else ''}); {onto_name} is now {_short(target)}.",
-                    commit=target,
-                )
-            refusal = self._land_refusal(Path(where), onto_name, base, target)
-            if refusal:
-                return LandOutcome(False, refusal)
-            if self.rev_parse(onto_ref) != base:
-                # Only a fast-forward from exactly the commit we merged onto is safe:
-                # from anywhere else --ff-only could resurrect commits the user dropped.
-                return LandOutcome(
-                    False,
-                    f"{onto_name} moved in {where} while Shipyard was landing {branch}; "
-                    "nothing was changed. Try again.",
-                )
-            proc = self._git(
-                "merge", "--ff-only", "--quiet", "--no-autostash", "--no-verify-signatures",
-                "--no-stat", target,
-                what=f"fast-forward {onto_name} in {where}", cwd=Path(where), check=False,
-                timeout=max(self.timeout, SLOW_TIMEOUT),
-            )
-            if proc.returncode != 0:
-                err = _decode(proc.stderr) + _decode(proc.stdout)
-                blocked = _paths_after(err, "would be overwritten")
-                why = (
-                    f"files there would be overwritten: {_listing(blocked)}"
-                    if blocked else _tail(err)
-                )
+                return self._land_ref(job)
+            return self._land_checkout(job, where)
+
+    def _plan_land(self, branch: str, onto: str) -> _LandJob | LandOutcome:
+        """Build the merge of ``branch`` into ``onto`` in the object store; an outcome if done or refused."""
+        onto_name = self.branch_name(onto)
+        onto_ref = self.qualify_ref(onto)
+        tip = self.rev_parse(self.qualify_ref(branch)) or self.rev_parse(branch)
+        if tip is None:
+            return LandOutcome(False, f"There is no branch {branch} to land.")
+        base = self.rev_parse(onto_ref)
+        if base is None:
+            return LandOutcome(False, f"The base branch {onto_name} does not exist.")
+        message = f"Merge branch '{self.branch_name(branch)}' into {onto_name}"
+        outcome = self.merge_commit(base, tip, message)
+        if not outcome.ok:
+            if outcome.conflicts:
                 return LandOutcome(
                     False,
-                    f"Landing {branch} on {onto_name} was refused by git in {where}, and "
-                    f"nothing was changed: {why}",
+                    f"Landing {branch} on {onto_name} was refused: merging would conflict "
+                    f"in: {listing(outcome.conflicts)}.",
                 )
-            now = self.rev_parse(onto_ref)
+            return LandOutcome(False, f"Landing {branch} on {onto_name} was refused: "
+                               f"{outcome.message}")
+        if outcome.up_to_date:
             return LandOutcome(
-                True,
-                f"Landed {branch} on {onto_name} in {where} ({how}, {count} new commit"
-                f"{'s' if count != 1 else ''}); {onto_name} is now {_short(now)} and the "
-                "working tree shows it.",
-                commit=now,
+                True, f"{onto_name} is already up to date with {branch}; nothing to land.",
+                commit=base,
             )
+        assert outcome.commit is not None
+        how = "fast-forwarded" if outcome.fast_forward else "merged"
+        return _LandJob(branch, onto_name, onto_ref, base, outcome.commit, how,
+                        self.commits_between(base, tip))
+
+    def _land_ref(self, job: _LandJob) -> LandOutcome:
+        """The base branch is checked out nowhere: move its ref by compare-and-swap."""
+        if not self.compare_and_swap_ref(job.onto_ref, job.target, job.base):
+            return LandOutcome(
+                False,
+                f"{job.onto_name} moved while Shipyard was landing {job.branch}; nothing was "
+                "changed. Try again.",
+            )
+        return LandOutcome(True, job.landed(None, job.target), commit=job.target)
+
+    def _land_checkout(self, job: _LandJob, where: Path) -> LandOutcome:
+        """The base branch is checked out at ``where``: fast-forward that tree, if it is safe."""
+        refusal = self._land_refusal(Path(where), job.onto_name, job.base, job.target)
+        if refusal:
+            return LandOutcome(False, refusal)
+        if self.rev_parse(job.onto_ref) != job.base:
+            # Only a fast-forward from exactly the commit we merged onto is safe:
+            # from anywhere else --ff-only could resurrect commits the user dropped.
+            return LandOutcome(
+                False,
+                f"{job.onto_name} moved in {where} while Shipyard was landing {job.branch}; "
+                "nothing was changed. Try again.",
+            )
+        proc = self.run_git(
+            "merge", "--ff-only", "--quiet", "--no-autostash", "--no-verify-signatures",
+            "--no-stat", job.target,
+            what=f"fast-forward {job.onto_name} in {where}", cwd=Path(where), check=False,
+            timeout=max(self.timeout, SLOW_TIMEOUT),
+        )
+        if proc.returncode != 0:
+            err = decode(proc.stderr) + decode(proc.stdout)
+            blocked = _paths_after(err, "would be overwritten")
+            why = (
+                f"files there would be overwritten: {listing(blocked)}"
+                if blocked else stderr_tail(err)
+            )
+            return LandOutcome(
+                False,
+                f"Landing {job.branch} on {job.onto_name} was refused by git in {where}, and "
+                f"nothing was changed: {why}",
+            )
+        now = self.rev_parse(job.onto_ref)
+        return LandOutcome(True, job.landed(where, now), commit=now)
 
     def _land_refusal(self, where: Path, onto: str, base: str, target: str) -> str | None:
         """Why a checkout of ``onto`` at ``where`` cannot be moved to ``target``, or None."""
@@ -149,22 +177,22 @@ class LandOps(IntegrationOps):
         args = ["rev-parse", "--path-format=absolute"]
         for marker, _ in markers:
             args += ["--git-path", marker]
-        paths = self._out(*args, what=f"inspect {where}", cwd=where).splitlines()
+        paths = self.git_output(*args, what=f"inspect {where}", cwd=where).splitlines()
         for (_, what), git_path in zip(markers, paths, strict=True):
             if os.path.exists(git_path):
                 return f"{prefix} with {what} in progress; finish or abort it first."
-        proc = self._git(
+        proc = self.run_git(
             "status", "--porcelain=v1", "-z", "--untracked-files=no",
             what=f"read the status of {where}", cwd=where,
         )
         changed = _status_paths(proc.stdout)
         if changed:
-            return f"{prefix} with uncommitted changes: {_listing(changed)}."
+            return f"{prefix} with uncommitted changes: {listing(changed)}."
         blocked = self._untracked_obstructions(where, base, target)
         if blocked:
             return (
                 f"{prefix}, and landing would overwrite untracked files there: "
-                f"{_listing(blocked)}."
+                f"{listing(blocked)}."
             )
         return None
 
@@ -175,10 +203,10 @@ class LandOps(IntegrationOps):
         folders may be an untracked file. Ignored files count too: git would
         silently replace them, and a user's ignored file (a local .env) matters.
         """
-        added = self._diff_names(base, target, "A")
+        added = self.diff_names(base, target, "A")
         if not added:
             return []
-        deleted = set(self._diff_names(base, target, "DT"))
+        deleted = set(self.diff_names(base, target, "DT"))
         blocked: list[str] = []
         seen: set[str] = set()
         for rel in added:
@@ -216,12 +244,12 @@ def _status_paths(out: bytes) -> list[str]:
     for entry in entries:
         if len(entry) < 4:
             continue
-        status, path = entry[:2], _decode_path(entry[3:])
+        status, path = entry[:2], decode_path(entry[3:])
         paths.append(path)
         if status[:1] in (b"R", b"C"):
             orig = next(entries, b"")
             if orig:
-                paths.append(_decode_path(orig))
+                paths.append(decode_path(orig))
     return paths
 
 

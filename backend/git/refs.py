@@ -10,10 +10,10 @@ from backend.git.base import RepoBase
 from backend.git.command import (
     ZERO_SHA,
     GitError,
-    _check_ref_arg,
-    _decode,
-    _short,
-    _tail,
+    check_ref_arg,
+    decode,
+    short_sha,
+    stderr_tail,
 )
 
 
@@ -22,79 +22,79 @@ class RefOps(RepoBase):
 
     def current_branch(self) -> str | None:
         """The branch checked out in the project directory, or None when HEAD is detached."""
-        proc = self._git(
+        proc = self.run_git(
             "symbolic-ref", "--quiet", "HEAD", what="read HEAD", check=False
         )
         if proc.returncode != 0:
             return None
-        return self._branch_name(_decode(proc.stdout).strip())
+        return self.branch_name(decode(proc.stdout).strip())
 
     def rev_parse(self, ref: str) -> str | None:
         """The commit ``ref`` names, or None when it does not exist (or is not a commit)."""
-        _check_ref_arg(ref)
-        proc = self._git(
+        check_ref_arg(ref)
+        proc = self.run_git(
             "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}",
             what=f"resolve {ref}", check=False,
         )
         if proc.returncode != 0:
             return None
-        return _decode(proc.stdout).strip() or None
+        return decode(proc.stdout).strip() or None
 
     def branch_exists(self, name: str) -> bool:
         """True when ``refs/heads/<name>`` exists."""
-        _check_ref_arg(name)
-        proc = self._git(
-            "show-ref", "--verify", "--quiet", self._qualify(name),
+        check_ref_arg(name)
+        proc = self.run_git(
+            "show-ref", "--verify", "--quiet", self.qualify_ref(name),
             what=f"look up branch {name}", check=False,
         )
         return proc.returncode == 0
 
     def commits_between(self, base: str, tip: str) -> int:
         """How many commits ``tip`` has that ``base`` does not (``git rev-list --count``)."""
-        b = self._require(base, "revision")
-        t = self._require(tip, "revision")
+        b = self.require_commit(base, "revision")
+        t = self.require_commit(tip, "revision")
         return int(
-            self._out("rev-list", "--count", f"{b}..{t}", what=f"count commits {base}..{tip}")
+            self.git_output("rev-list", "--count", f"{b}..{t}", what=f"count commits {base}..{tip}")
         )
 
-    def _merge_base(self, a: str, b: str) -> str | None:
-        proc = self._git(
-            "merge-base", a, b, what=f"find the merge base of {_short(a)} and {_short(b)}",
+    def merge_base_or_none(self, a: str, b: str) -> str | None:
+        proc = self.run_git(
+            "merge-base", a, b, what=f"find the merge base of {short_sha(a)} and {short_sha(b)}",
             ok_codes=(0, 1),
         )
-        return _decode(proc.stdout).strip() or None
+        return decode(proc.stdout).strip() or None
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """True when commit ``ancestor`` is reachable from ``descendant`` (or is it)."""
-        _check_ref_arg(ancestor)
-        _check_ref_arg(descendant)
-        proc = self._git(
+        check_ref_arg(ancestor)
+        check_ref_arg(descendant)
+        proc = self.run_git(
             "merge-base", "--is-ancestor", ancestor, descendant,
-            what=f"check whether {_short(ancestor)} is in {descendant}", ok_codes=(0, 1),
+            what=f"check whether {short_sha(ancestor)} is in {descendant}", ok_codes=(0, 1),
         )
         return proc.returncode == 0
 
     def commits_since(self, since: str, tip: str) -> set[str]:
         """Every commit reachable from ``tip`` but not from ``since`` (``git rev-list since..tip``)."""
-        _check_ref_arg(since)
-        _check_ref_arg(tip)
-        out = self._out("rev-list", f"{since}..{tip}", "--", what=f"list the commits {since}..{tip}")
+        check_ref_arg(since)
+        check_ref_arg(tip)
+        out = self.git_output("rev-list", f"{since}..{tip}", "--", what=f"list the commits {since}..{tip}")
         return set(out.split())
 
     def find_trailer(self, tip: str, trailer: str, since: str | None = None) -> str | None:
         """The newest commit in ``since..tip`` with a message line exactly ``trailer``, or None."""
-        _check_ref_arg(tip)
+        check_ref_arg(tip)
         span = tip
         if since:
-            _check_ref_arg(since)
+            check_ref_arg(since)
             span = f"{since}..{tip}"
-        proc = self._git(
+        proc = self.run_git(
             "log", "--format=%H%x00%B%x00", "--fixed-strings", f"--grep={trailer}", span, "--",
             what=f"search {tip} for {trailer!r}", check=False,
         )
         if proc.returncode != 0:
             return None
-        fields = _decode(proc.stdout).split("\0")
+        fields = decode(proc.stdout).split("\0")
         for sha, body in zip(fields[0::2], fields[1::2], strict=False):
             if trailer in (line.strip() for line in body.splitlines()):
                 return sha.strip()
@@ -106,13 +106,13 @@ class RefOps(RepoBase):
         Never checks anything out. Creation is itself a compare-and-swap (the ref
         must not exist), so two processes racing end with one branch, not an error.
         """
-        ref = self._qualify(name)
+        ref = self.qualify_ref(name)
         with self.lock:
             existing = self.rev_parse(ref)
             if existing is not None:
                 return existing
-            sha = self._require(start_point, "start point")
-            proc = self._git(
+            sha = self.require_commit(start_point, "start point")
+            proc = self.run_git(
                 "update-ref", "-m", f"shipyard: create {name}", ref, sha, ZERO_SHA,
                 what=f"create branch {name}", check=False,
             )
@@ -122,8 +122,8 @@ class RefOps(RepoBase):
                     return existing
                 raise GitError(
                     f"Could not create branch {name} at {start_point}: "
-                    f"{_tail(_decode(proc.stderr))}",
-                    returncode=proc.returncode, stderr=_decode(proc.stderr),
+                    f"{stderr_tail(decode(proc.stderr))}",
+                    returncode=proc.returncode, stderr=decode(proc.stderr),
                 )
             return sha
 
@@ -133,17 +133,17 @@ class RefOps(RepoBase):
         Refuses (GitError) when the branch is checked out somewhere, and, with
         ``force=False``, when it is not merged into HEAD.
         """
-        _check_ref_arg(name)
-        name = self._branch_name(name)
+        check_ref_arg(name)
+        name = self.branch_name(name)
         with self.lock:
-            proc = self._git(
+            proc = self.run_git(
                 "branch", "-D" if force else "-d", name,
                 what=f"delete branch {name}", check=False,
             )
             if proc.returncode != 0 and self.branch_exists(name):
-                err = _decode(proc.stderr)
+                err = decode(proc.stderr)
                 raise GitError(
-                    f"Could not delete branch {name}: {_tail(err)}",
+                    f"Could not delete branch {name}: {stderr_tail(err)}",
                     returncode=proc.returncode, stderr=err,
                 )
 
@@ -155,24 +155,24 @@ class RefOps(RepoBase):
         A branch checked out in any working tree is refused with GitError, since
         moving it would leave that checkout showing the new commits reverted.
         """
-        full = self._qualify(ref)
-        new_sha = self._commit_id(new, "new commit")
+        full = self.qualify_ref(ref)
+        new_sha = self.commit_id(new, "new commit")
         with self.lock:
             if full.startswith("refs/heads/"):
                 where = self.checked_out_at(full)
                 if where is not None:
                     raise GitError(
-                        f"Refusing to move branch {self._branch_name(full)}: it is checked "
+                        f"Refusing to move branch {self.branch_name(full)}: it is checked "
                         f"out in {where}, and moving it there would make that working tree "
                         "look as if it undid the new commits. Use land instead."
                     )
-            return self._cas(full, new_sha, old)
+            return self.compare_and_swap_ref(full, new_sha, old)
 
-    def _cas(self, full: str, new_sha: str, old: str | None) -> bool:
+    def compare_and_swap_ref(self, full: str, new_sha: str, old: str | None) -> bool:
         """``git update-ref`` with an expected old value; False only when the ref moved."""
         with self.lock:
             expected = old if old is not None else ZERO_SHA
-            proc = self._git(
+            proc = self.run_git(
                 "update-ref", "-m", "shipyard: update", full, new_sha, expected,
                 what=f"update {full}", check=False,
             )
@@ -182,9 +182,9 @@ class RefOps(RepoBase):
             expected_sha = None if old is None else (self.rev_parse(old) or old)
             if current != expected_sha:
                 return False
-            err = _decode(proc.stderr)
+            err = decode(proc.stderr)
             raise GitError(
-                f"Could not update {full} to {_short(new_sha)}: {_tail(err)}",
+                f"Could not update {full} to {short_sha(new_sha)}: {stderr_tail(err)}",
                 returncode=proc.returncode, stderr=err,
             )
 

@@ -19,10 +19,10 @@ from backend.git.command import (
     SLOW_TIMEOUT,
     ZERO_SHA,
     GitError,
-    _check_ref_arg,
-    _decode,
-    _decode_path,
-    _short,
+    check_ref_arg,
+    decode,
+    decode_path,
+    short_sha,
 )
 from backend.git.diffs import DiffOps
 
@@ -41,7 +41,7 @@ class WorktreeOps(DiffOps):
         ``bare``, ``locked`` and ``prunable`` (its directory is gone) booleans.
         The project directory comes first.
         """
-        proc = self._git(
+        proc = self.run_git(
             "worktree", "list", "--porcelain", "-z", what="list worktrees"
         )
         result: list[dict] = []
@@ -55,7 +55,7 @@ class WorktreeOps(DiffOps):
             key, _, value = raw.partition(b" ")
             if key == b"worktree":
                 current = {
-                    "path": Path(_decode_path(value)),
+                    "path": Path(decode_path(value)),
                     "head": None,
                     "branch": None,
                     "detached": False,
@@ -66,10 +66,10 @@ class WorktreeOps(DiffOps):
             elif current is None:
                 continue
             elif key == b"HEAD":
-                sha = _decode(value)
+                sha = decode(value)
                 current["head"] = None if sha == ZERO_SHA else sha
             elif key == b"branch":
-                current["branch"] = self._branch_name(_decode_path(value))
+                current["branch"] = self.branch_name(decode_path(value))
             elif key in (b"detached", b"bare", b"locked", b"prunable"):
                 current[key.decode()] = True
         if current is not None:
@@ -80,7 +80,7 @@ class WorktreeOps(DiffOps):
         self, branch: str, worktrees: list[dict] | None = None
     ) -> Path | None:
         """Where ``branch`` is checked out (project dir or a worktree), or None."""
-        name = self._branch_name(branch)
+        name = self.branch_name(branch)
         if worktrees is None:
             heads = self._heads_from_files()
             if heads is not None:
@@ -123,7 +123,7 @@ class WorktreeOps(DiffOps):
                     ref = text[5:].strip()
                     if not ref.startswith("refs/heads/") or ref == "refs/heads/.invalid":
                         return None  # reftable stub or something unusual: let git answer
-                    heads.append((path, self._branch_name(ref)))
+                    heads.append((path, self.branch_name(ref)))
                 elif len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text):
                     heads.append((path, None))  # detached
                 else:
@@ -135,9 +135,9 @@ class WorktreeOps(DiffOps):
     def is_dirty(self, worktree: Path) -> bool:
         """True when the worktree has staged, unstaged or untracked (not ignored) changes."""
         worktree = Path(worktree)
-        if not self._same_path(worktree, self.root):
-            self._task_worktree(worktree)
-        proc = self._git(
+        if not self.same_path(worktree, self.root):
+            self.require_task_worktree(worktree)
+        proc = self.run_git(
             "status", "--porcelain", "-z", "--untracked-files=normal",
             what=f"read the status of {worktree}", cwd=worktree,
         )
@@ -145,7 +145,7 @@ class WorktreeOps(DiffOps):
 
     def _find_worktree(self, path: Path, worktrees: list[dict] | None = None) -> dict | None:
         for wt in self.list_worktrees() if worktrees is None else worktrees:
-            if self._same_path(wt["path"], path):
+            if self.same_path(wt["path"], path):
                 return wt
         return None
 
@@ -175,9 +175,9 @@ class WorktreeOps(DiffOps):
         directory no one else uses yet. So creations overlap each other and never
         hold up another task's integration.
         """
-        _check_ref_arg(branch)
+        check_ref_arg(branch)
         with self.lock:
-            sha = self._require(start_point, "start point")
+            sha = self.require_commit(start_point, "start point")
             worktrees = self.list_worktrees()
             where = self.checked_out_at(branch, worktrees)
             if where is not None:
@@ -186,7 +186,7 @@ class WorktreeOps(DiffOps):
                     f"in {where}."
                 )
             path = self._prepare_worktree_path(path, worktrees)
-            self._git(
+            self.run_git(
                 "worktree", "add", "--quiet", "--no-checkout", "--no-track", "-B", branch,
                 str(path), sha,
                 what=f"create the worktree {path} on branch {branch}",
@@ -196,7 +196,7 @@ class WorktreeOps(DiffOps):
 
     def _populate(self, path: Path) -> None:
         """Write the files of a worktree registered with ``--no-checkout`` (outside the lock)."""
-        self._git(
+        self.run_git(
             "reset", "--hard", "--quiet", what=f"check out the files of {path}", cwd=path,
             timeout=max(self.timeout, SLOW_TIMEOUT),
         )
@@ -204,9 +204,9 @@ class WorktreeOps(DiffOps):
     def add_detached_worktree(self, path: Path, commit: str) -> None:
         """Check out ``commit`` at ``path`` with a detached HEAD (for read-only runs)."""
         with self.lock:
-            sha = self._require(commit, "commit")
+            sha = self.require_commit(commit, "commit")
             path = self._prepare_worktree_path(path, self.list_worktrees())
-            self._git(
+            self.run_git(
                 "worktree", "add", "--quiet", "--no-checkout", "--detach", str(path), sha,
                 what=f"create the detached worktree {path}",
             )
@@ -222,12 +222,12 @@ class WorktreeOps(DiffOps):
         src = Path(src).absolute()
         dst = Path(dst).absolute()
         with self.lock:
-            if self._same_path(src, self.root):
+            if self.same_path(src, self.root):
                 raise GitError(f"Refusing to move {src}: it is the project's own checkout.")
             if os.path.lexists(dst):
                 raise GitError(f"Cannot move the worktree {src} to {dst}: {dst} already exists.")
             dst.parent.mkdir(parents=True, exist_ok=True)
-            self._git("worktree", "move", str(src), str(dst),
+            self.run_git("worktree", "move", str(src), str(dst),
                       what=f"move the worktree {src} to {dst}")
         return dst
 
@@ -254,19 +254,19 @@ class WorktreeOps(DiffOps):
         """
         path = Path(path)
         gitdir = self._owned_gitdir(path)
-        sha = self._commit_id(commit, "commit")
+        sha = self.commit_id(commit, "commit")
         self._check_finished(path, gitdir)
         # Whoever held the index was killed (the agent is gone before a worktree is reused).
         with contextlib.suppress(FileNotFoundError):
             (gitdir / "index.lock").unlink()
-        self._git("clean", "-ffdxq", what=f"remove untracked and ignored files in {path}",
+        self.run_git("clean", "-ffdxq", what=f"remove untracked and ignored files in {path}",
                   cwd=path, timeout=max(self.timeout, SLOW_TIMEOUT))
         target = ["-B", branch] if branch is not None else ["--detach"]
         if branch is not None:
-            _check_ref_arg(branch)
-        self._git(
+            check_ref_arg(branch)
+        self.run_git(
             "checkout", "--quiet", "--force", "--no-recurse-submodules", *target, sha,
-            what=f"check out {_short(sha)} in {path}", cwd=path,
+            what=f"check out {short_sha(sha)} in {path}", cwd=path,
             timeout=max(self.timeout, SLOW_TIMEOUT), config=self.identity_config(),
         )
 
@@ -282,15 +282,15 @@ class WorktreeOps(DiffOps):
         No file is touched. Raises GitError when the worktree should not be
         reused.
         """
-        path, gitdir = self._task_worktree_gitdir(path)
+        path, gitdir = self.require_task_worktree_gitdir(path)
         self._check_finished(path, gitdir)
-        hidden = self._git("ls-files", "-v", "-z", what=f"list the index of {path}", cwd=path)
+        hidden = self.run_git("ls-files", "-v", "-z", what=f"list the index of {path}", cwd=path)
         for entry in hidden.stdout.split(b"\0"):
             # lower-case tags are assume-unchanged entries, S is skip-worktree
             if entry[:1].islower() or entry[:2] == b"S ":
                 raise GitError(f"{path} has index entries git is told not to check "
-                               f"({_decode_path(entry[2:])}).")
-        self._git("update-ref", "--no-deref", "-m", "shipyard: detach", "HEAD", "HEAD",
+                               f"({decode_path(entry[2:])}).")
+        self.run_git("update-ref", "--no-deref", "-m", "shipyard: detach", "HEAD", "HEAD",
                   what=f"detach HEAD in {path}", cwd=path)
 
     def _check_finished(self, path: Path, gitdir: Path) -> None:
@@ -315,9 +315,9 @@ class WorktreeOps(DiffOps):
         except (OSError, ValueError) as exc:
             raise GitError(f"{path} is not a worktree of {self.root}: {exc}") from exc
         if not (
-            self._same_path(gitdir.parent, Path(self.common_dir) / "worktrees")
-            and self._same_path(Path(back.strip()).parent, path)
-            and not self._same_path(path, self.root)
+            self.same_path(gitdir.parent, Path(self.common_dir) / "worktrees")
+            and self.same_path(Path(back.strip()).parent, path)
+            and not self.same_path(path, self.root)
         ):
             raise GitError(f"{path} is not a worktree of {self.root}, so Shipyard will not "
                            "run git there.")
@@ -346,7 +346,7 @@ class WorktreeOps(DiffOps):
                 self.prune_worktrees()
                 return
             main = worktrees[0]["path"]
-            if self._same_path(known["path"], self.root) or self._same_path(known["path"], main):
+            if self.same_path(known["path"], self.root) or self.same_path(known["path"], main):
                 raise GitError(f"Refusing to remove {path}: it is the project's own checkout.")
             trash = None
             if path.exists():
@@ -355,7 +355,7 @@ class WorktreeOps(DiffOps):
                     os.rename(path, trash)
                 except OSError:
                     trash = None
-                    self._git(
+                    self.run_git(
                         "worktree", "remove", "--force", "--force", str(known["path"]),
                         what=f"remove the worktree {path}",
                         timeout=max(self.timeout, SLOW_TIMEOUT),
@@ -367,7 +367,7 @@ class WorktreeOps(DiffOps):
     def prune_worktrees(self) -> None:
         """Forget worktrees whose directories no longer exist."""
         with self.lock:
-            self._git("worktree", "prune", what="prune stale worktrees")
+            self.run_git("worktree", "prune", what="prune stale worktrees")
 
     def commit_all(self, worktree: Path, message: str) -> str | None:
         """Stage everything in a task worktree and commit it; None when nothing changed.
@@ -376,20 +376,20 @@ class WorktreeOps(DiffOps):
         Takes no repository lock: it writes only that worktree's own index and
         branch (the agent commits there without one too) and new objects.
         """
-        worktree = self._task_worktree(worktree)
-        self._git("add", "-A", what=f"stage the changes in {worktree}", cwd=worktree,
+        worktree = self.require_task_worktree(worktree)
+        self.run_git("add", "-A", what=f"stage the changes in {worktree}", cwd=worktree,
                   timeout=max(self.timeout, SLOW_TIMEOUT))
-        staged = self._git(
+        staged = self.run_git(
             "diff", "--cached", "--quiet", "--no-ext-diff",
             what=f"check for staged changes in {worktree}", cwd=worktree,
             ok_codes=(0, 1),
         )
         if staged.returncode == 0:
             return None
-        self._git(
+        self.run_git(
             "commit", "--quiet", "--no-verify", "--no-gpg-sign", "-F", "-",
             what=f"commit the changes in {worktree}", cwd=worktree,
             input=message.encode("utf-8"), config=self.identity_config(),
         )
-        return self._out("rev-parse", "HEAD", what="read the new commit", cwd=worktree)
+        return self.git_output("rev-parse", "HEAD", what="read the new commit", cwd=worktree)
 

@@ -9,7 +9,7 @@
  * item, not just the loaded ones), plan progress from the plan summaries, and the
  * filter box and plan filter become `q` and `plan_id` on the same queries.
  *
- * Live events (stream.js) still add, move and remove loaded cards at once; they
+ * Live events (stream.js, applied by store.js) still add, move and remove loaded cards at once; they
  * also nudge the counts and plan progress right away, and a short, throttled
  * re-read of the first pages (refreshSoon) puts the server's figures back in
  * charge, so nothing drifts however many events arrive or were missed.
@@ -18,9 +18,9 @@
  */
 import { api } from "./api.js";
 import { h } from "./dom.js";
-import { taskCost } from "./repair.js";
-import { S, TASK_COLUMNS, dirty, dropPlan, dropTask, planRecord, setPlan, setTask } from "./store.js";
-import { scheduleFlush } from "./stream.js";
+import { taskCost } from "./cost.js";
+import { S, TASK_COLUMNS, dirty, dropPlan, dropTask, onEvent, planRecord, setPlan, setTask } from "./store.js";
+import { scheduleFlush } from "./render.js";
 
 export const PAGE_SIZE = 50;
 const REFRESH_MS = 1500; // at most one re-read of the first pages per this interval while events flow
@@ -210,7 +210,7 @@ export function filtering(col) {
  * A live event, before store.js applies it: move the counts and plan progress now
  * (the refresh that follows confirms them against the server).
  */
-export function noteEvent(type, data) {
+function noteEvent(type, data) {
   if (!pages.known) return;
   if (type.startsWith("task.")) {
     const task = data.task;
@@ -278,6 +278,7 @@ export function renderFooters() {
  * page when it comes within 300 px of view or is clicked.
  */
 export function initPages() {
+  onEvent(noteEvent, { before: true });
   for (const col of COLUMNS) {
     const cards = document.querySelector(`.column[data-col="${col}"] .cards`);
     const footer = h("button", { class: "load-more", type: "button", hidden: true, "data-col": col,

@@ -11,14 +11,14 @@
 import { $, fill, h, icon, patch } from "./dom.js";
 import { agentChip } from "./agents.js";
 import { filtering, pages, renderFooters, setQuery } from "./board-pages.js";
-import { enc, fmtCost, fmtCount, fmtDuration } from "./format.js";
-import { renderDispatcher } from "./header.js";
-import { costBreakdown, repairCardLine, repairSig, taskCost } from "./repair.js";
-import { navigate } from "./router.js";
+import { costBreakdown, fmtCost, taskCost } from "./cost.js";
+import { enc, fmtCount, fmtDuration } from "./format.js";
+import { repairCardLine, repairSig } from "./repair.js";
+import { navigate, onNavigate } from "./router.js";
 import { S, TASK_COLUMNS, TASK_LABEL, changedNothing, dirty, isOrchestrating, planStats } from "./store.js";
 import { planBadge, planLifecycle } from "./plan-verify.js";
 import { taskWaits, waitText } from "./shape.js";
-import { scheduleFlush } from "./stream.js";
+import { onFlush, scheduleFlush } from "./render.js";
 
 const columns = {};
 for (const col of ["plans", ...TASK_COLUMNS]) {
@@ -30,8 +30,8 @@ for (const col of ["plans", ...TASK_COLUMNS]) {
     empty: section.querySelector(".column-empty"),
   };
 }
-export const taskCards = new Map();
-export const planCards = new Map();
+const taskCards = new Map();
+const planCards = new Map();
 export const filterInput = $("#filter");
 const planFilter = $("#plan-filter");
 let filterText = "";
@@ -322,7 +322,6 @@ export function renderBoard() {
   if (changed) {
     updateCounts();
     renderFooters();
-    renderDispatcher();
   }
 }
 
@@ -346,6 +345,9 @@ export function filteredPlan() {
 export function initBoard() {
   filterInput.addEventListener("input", setFilter);
   planFilter.addEventListener("change", setFilter);
+  onFlush("board", renderBoard);
+  onNavigate("navigate", (e) => selectCard(e.detail.cardId));
+  onNavigate("closed", (e) => { if (focusCard(e.detail.cardId)) e.preventDefault(); });
 
   // keyboard: arrows move between cards, Home/End to the ends of a column
   $("#board").addEventListener("keydown", (e) => {
@@ -385,7 +387,8 @@ export function initBoard() {
   });
 }
 
-export function selectCard(id) {
+/** Mark the card of the view open in the panel (null: none). */
+function selectCard(id) {
   if (selectedId === id) return;
   for (const map of [taskCards, planCards]) {
     map.get(selectedId)?.classList.remove("selected");
@@ -393,7 +396,10 @@ export function selectCard(id) {
   }
   selectedId = id;
 }
-/** The id of the card whose plan or task is open in the panel, or null. */
-export function selectedCard() {
-  return selectedId;
+/** Put keyboard focus back on card `id` when it is on the board and shown; whether it did. */
+function focusCard(id) {
+  const card = id && (taskCards.get(id) || planCards.get(id));
+  if (!card || card.hidden) return false;
+  card.focus({ preventScroll: false });
+  return true;
 }

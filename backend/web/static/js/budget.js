@@ -9,17 +9,11 @@
  * "Raise budget" sends PATCH /agent/plans/<id> (the dispatcher then starts the waiting tasks).
  */
 import { api } from "./api.js";
+import { money, taskCost } from "./cost.js";
 import { h, icon } from "./dom.js";
 import { enc } from "./format.js";
 import { runAction } from "./panel.js";
-import { taskCost } from "./repair.js";
 import { S } from "./store.js";
-
-/** Dollars for people: cents from a cent up, else four decimals (as backend/budget.py money()). */
-export function money(usd) {
-  const v = Number(usd) || 0;
-  return v >= 0.01 || v === 0 ? `$${v.toFixed(2)}` : `$${v.toFixed(4)}`;
-}
 
 /** What a plan's own runs cost: its orchestration and every re-plan. */
 export function planningCost(plan) {

@@ -18,7 +18,8 @@
 import { api } from "./api.js";
 import { h, icon, mdBlock, patch } from "./dom.js";
 import { Feed } from "./feed.js";
-import { enc, fmtCost, fmtDuration, fmtWhen } from "./format.js";
+import { fmtCost } from "./cost.js";
+import { enc, fmtDuration, fmtWhen } from "./format.js";
 import { messageNotice } from "./panel.js";
 
 const TRANSCRIPT_TAIL = 100;

@@ -1,15 +1,10 @@
 /*
- * Formatting of numbers, costs, durations and times for display.
+ * Formatting of numbers, durations and times for display (costs: cost.js).
  *
- * Owns: how a value reads on screen ("$0.0123", "1.2k", "3m 04s", "5 min ago").
+ * Owns: how a value reads on screen ("1.2k", "3m 04s", "5 min ago").
  * Pure functions, no DOM: one place so the board and the panels agree.
  */
 const pad2 = (n) => String(n).padStart(2, "0");
-export function fmtCost(usd) {
-  if (usd == null || Number.isNaN(usd)) return "—";
-  if (usd === 0) return "$0";
-  return "$" + (usd >= 100 ? usd.toFixed(0) : usd >= 1 ? usd.toFixed(2) : usd.toFixed(4));
-}
 export function fmtCount(n) {
   if (n == null) return "—";
   if (n >= 1e6) return (n / 1e6).toFixed(1) + "M";

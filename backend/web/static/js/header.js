@@ -4,13 +4,14 @@
  * Owns: /agent/health (refreshed after each snapshot and when the window regains
  * focus while a problem is shown), the banners for a missing access token,
  * Claude Code that cannot run, and unreadable state files (#banners), and the
- * dispatcher's "Workers n/m" with its two-step Pause / Resume (#dispatcher).
+ * dispatcher's "Workers n/m" with its two-step Pause / Resume (#dispatcher),
+ * redrawn with the board on every flush and when a dispatcher.status event lands.
  */
 import { api, onUnauthorized } from "./api.js";
 import { pages } from "./board-pages.js";
 import { $, h, icon, patch } from "./dom.js";
-import { S, dirty } from "./store.js";
-import { scheduleFlush } from "./stream.js";
+import { onFlush, scheduleFlush } from "./render.js";
+import { S, dirty, onEvent } from "./store.js";
 import { toast } from "./toast.js";
 import { renderNodes } from "./nodes.js";
 import { renderTrust } from "./trust.js";
@@ -131,6 +132,8 @@ async function toggleDispatcher() {
 
 export function initHeader() {
   onUnauthorized(showAuthProblem);
+  onFlush("board", renderDispatcher); // the running count follows the board's tasks
+  onEvent((type) => { if (type === "dispatcher.status") renderDispatcher(); });
   window.addEventListener("focus", () => {
     if (healthProblems.length || $("#trust").childElementCount) refreshHealth();
   });

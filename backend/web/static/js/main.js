@@ -4,7 +4,8 @@
  * No build step and no framework: plain modern JavaScript served as is, loaded
  * as native ES modules (index.html: <script type="module" src="/static/js/main.js">).
  * Data flow: stream.js takes a snapshot and applies events to store.js;
- * board.js and the open panel view render what changed, once per frame.
+ * board.js and the open panel view render what changed, once per frame
+ * (render.js). The open view hears the live events meant for it from here.
  *
  * Owns: the routes (which view each #hash opens), the page-wide keyboard
  * shortcuts (/ filter, N new plan, Esc close), guarding unsaved edits on unload,
@@ -14,15 +15,15 @@
  */
 import { api } from "./api.js";
 import { filterInput, initBoard, setFilter } from "./board.js";
-import { initPages } from "./board-pages.js";
+import { initPages, loadFirstPages } from "./board-pages.js";
 import { $ } from "./dom.js";
-import { initHeader } from "./header.js";
+import { initHeader, refreshHealth } from "./header.js";
 import * as markdown from "./markdown.js";
 import { EditorView } from "./plan-editor.js";
 import { PlanView } from "./plan-panel.js";
 import { ReviewView } from "./review.js";
 import { addRoute, closePanel, currentView, initRouter, navigate } from "./router.js";
-import { S } from "./store.js";
+import { S, onEvent } from "./store.js";
 import { startStream } from "./stream.js";
 import { TaskEditorView } from "./task-editor.js";
 import { TaskView } from "./task-panel.js";
@@ -39,6 +40,21 @@ addRoute("new-task", () => new TaskEditorView());
 initBoard();
 initPages();
 initHeader();
+onEvent(tellOpenView);
+
+/** The open panel's live hooks: its feed's log lines, its task's changes, its chat's events. */
+function tellOpenView(type, data) {
+  const view = currentView();
+  if (!view) return;
+  if (type === "plan.log" || type === "task.log") {
+    if (view.onLog) view.onLog(type === "plan.log" ? "plan" : "task", type === "plan.log" ? data.plan_id : data.task_id,
+      data.event);
+  } else if (type === "task.created" || type === "task.updated" || type === "task.status") {
+    if (view.onTaskChange && data.task) view.onTaskChange(data.task, type, data);
+  } else if (type.startsWith("chat.")) {
+    if (view.onChat) view.onChat(type, data); // a chat belongs to the editor that shows it (chat.js)
+  }
+}
 
 document.addEventListener("keydown", (e) => {
   if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey) return;
@@ -82,5 +98,6 @@ if (params.has("token")) {
 
 window.ShipyardMarkdown = { render: markdown.render, escapeHtml: markdown.escapeHtml, safeUrl: markdown.safeUrl };
 window.__shipyard = { state: S, api, version: 1 };
-startStream();
+// every column's first page on each hello (board-pages.js); the rest loads as it scrolls into view
+startStream({ snapshot: () => loadFirstPages({ reset: true }), afterSnapshot: refreshHealth });
 initRouter();

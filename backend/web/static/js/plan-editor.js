@@ -17,7 +17,7 @@ import { enc } from "./format.js";
 import { messageNotice, panelHead } from "./panel.js";
 import { closePanel, isOpen, navigate } from "./router.js";
 import { planRecord, setPlan } from "./store.js";
-import { scheduleFlush } from "./stream.js";
+import { scheduleFlush } from "./render.js";
 import { toast } from "./toast.js";
 
 export class EditorView {

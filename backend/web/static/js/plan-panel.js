@@ -11,7 +11,8 @@
 import { agentChip, agentLabel, agentSelect, defaultAgent } from "./agents.js";
 import { api } from "./api.js";
 import { h, icon, mdBlock, patch, statusBadge } from "./dom.js";
-import { enc, fmtCost, fmtCount, fmtDuration, fmtWhen, fullTime, shortSha } from "./format.js";
+import { fmtCost, money } from "./cost.js";
+import { enc, fmtCount, fmtDuration, fmtWhen, fullTime, shortSha } from "./format.js";
 import { filteredPlan, togglePlanFilter } from "./board.js";
 import { startBlockedReason } from "./readiness.js";
 import { actionButton, messageNotice, patchActions, runAction, stat, twoStepDelete } from "./panel.js";
@@ -20,9 +21,9 @@ import { S, TASK_LABEL, dirty, dropPlan, isOrchestrating, planRecord, planStats,
   setPlan } from "./store.js";
 import { PlanDiff, landNotice, planBadge, planLifecycle, verificationLine, verificationSection } from "./plan-verify.js";
 import { computeWaits, planItems, shapeView, taskLink } from "./shape.js";
-import { budgetNotice, money, planBudget } from "./budget.js";
+import { budgetNotice, planBudget } from "./budget.js";
 import { afterDiscard, inReplanReview, replanAction, replanNotice, replanSig } from "./replan.js";
-import { scheduleFlush } from "./stream.js";
+import { scheduleFlush } from "./render.js";
 import { toast } from "./toast.js";
 import { DetailView } from "./view.js";
 

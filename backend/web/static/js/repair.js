@@ -1,28 +1,12 @@
 /*
- * Integration repair and cumulative cost, for task cards and the task panel.
+ * Integration repair, for task cards and the task panel.
  *
  * Owns: how a task's repair shows ("repairing conflict on `app.py` (attempt 1 of 1)",
- * live while the agent resolves it; the attempts and how each ended afterwards) and what
- * a task cost in all: `total_cost_usd` adds up every run (reruns, retries, repairs), with
- * `run_history` for the breakdown. See docs/convergence.md.
+ * live while the agent resolves it; the attempts and how each ended afterwards).
+ * What the repairs cost is added up with every other run in cost.js. See
+ * docs/convergence.md.
  */
 import { h, icon } from "./dom.js";
-import { fmtCost } from "./format.js";
-
-/** The task's cumulative cost in USD, or null when no run reported one. */
-export function taskCost(t) {
-  if (t.run_history && t.run_history.length) {
-    return t.run_history.some((r) => r.cost_usd != null) ? (t.total_cost_usd || 0) : null;
-  }
-  return t.run && t.run.cost_usd != null ? t.run.cost_usd : null;
-}
-
-/** "run $0.01 · repair $0.02": what each run cost, for a tooltip. */
-export function costBreakdown(t) {
-  const runs = t.run_history || [];
-  if (runs.length < 2) return "cost";
-  return "total of " + runs.map((r) => `${r.kind} ${fmtCost(r.cost_usd)}`).join(" · ");
-}
 
 /** A repair line with its `paths` shown as code. */
 function withCode(text) {

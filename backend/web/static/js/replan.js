@@ -11,7 +11,8 @@ import { api } from "./api.js";
 import { h } from "./dom.js";
 import { enc } from "./format.js";
 import { actionButton, messageNotice, runAction } from "./panel.js";
-import { planBudget, money } from "./budget.js";
+import { planBudget } from "./budget.js";
+import { money } from "./cost.js";
 import { S } from "./store.js";
 import { taskWaits } from "./shape.js";
 

@@ -17,7 +17,7 @@ import { isOpen, navigate } from "./router.js";
 import { S, planRecord, setPlan } from "./store.js";
 import { afterDiscard } from "./replan.js";
 import { shapeView } from "./shape.js";
-import { scheduleFlush } from "./stream.js";
+import { scheduleFlush } from "./render.js";
 
 const TYPES = ["feature", "bugfix", "refactor", "chore", "docs", "test"];
 

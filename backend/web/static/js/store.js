@@ -7,8 +7,13 @@
  * setPlan/setTask/dropPlan/dropTask so the dirty marks stay right; rendering
  * (board.js) reads S and clears `dirty`. Events carry whole records, so applying
  * one twice is harmless and the state converges after a reconnect.
+ *
+ * A live event (stream.js) is applied here by applyEvent(); whoever shows more
+ * than S holds listens with onEvent(): the board's page counts before the event
+ * lands (they compare with the old record), the header and the open panel after.
+ * So the stream knows no view and no view is called by the stream.
  */
-import { taskCost } from "./repair.js";
+import { taskCost } from "./cost.js";
 export const TASK_COLUMNS = ["pending", "in_progress", "completed", "failed"];
 export const TASK_LABEL = { pending: "pending", in_progress: "in progress", completed: "completed", failed: "failed" };
 /** A completed task whose agent changed nothing: its own outcome, shown apart and rerunnable. */
@@ -169,4 +174,74 @@ export function activityLine(ev) {
     default:
       return null;
   }
+}
+
+const listeners = { before: [], after: [] };
+/**
+ * Call `listener(type, data)` for every live event applied to the state:
+ * `before` it changes S (to compare with the old record), else after.
+ */
+export function onEvent(listener, { before = false } = {}) {
+  listeners[before ? "before" : "after"].push(listener);
+}
+
+/** Apply one live event (/agent/events) to the state, telling the listeners around it. */
+export function applyEvent(type, data) {
+  for (const listener of listeners.before) listener(type, data);
+  switch (type) {
+    case "plan.created":
+    case "plan.updated":
+    case "plan.status":
+      if (data.plan) setPlan(data.plan);
+      break;
+    case "plan.deleted":
+      dropPlan(data.plan_id);
+      break;
+    case "plan.orchestration":
+      if (data.active) S.orchestrating.add(data.plan_id);
+      else {
+        S.orchestrating.delete(data.plan_id);
+        S.activity.delete(`plan:${data.plan_id}`);
+      }
+      dirty.plans.add(data.plan_id);
+      break;
+    case "plan.verification":
+      if (data.active) S.verifying.add(data.plan_id);
+      else S.verifying.delete(data.plan_id);
+      dirty.plans.add(data.plan_id);
+      break;
+    case "plan.log":
+      noteActivity("plan", data.plan_id, data.event);
+      break;
+    case "task.created":
+    case "task.updated":
+    case "task.status":
+      if (data.task) setTask(data.task);
+      break;
+    case "task.deleted":
+      dropTask(data.task_id);
+      break;
+    case "task.log": {
+      const task = S.tasks.get(data.task_id);
+      if (task && task.status === "in_progress") noteActivity("task", data.task_id, data.event);
+      break;
+    }
+    case "dispatcher.status": {
+      const { id, type: _t, ts, ...status } = data;
+      S.dispatcher = status;
+      for (const pid of status.active_orchestrations || []) S.orchestrating.add(pid);
+      break;
+    }
+    default:
+      break; // a chat's events belong to the editor that shows it (chat.js), not to the state
+  }
+  for (const listener of listeners.after) listener(type, data);
+}
+
+/** The card of plan or task `id` shows what its agent does right now. */
+function noteActivity(kind, id, event) {
+  const line = activityLine(event || {});
+  if (!line) return;
+  S.activity.set(`${kind}:${id}`, line);
+  dirty[kind === "plan" ? "plans" : "tasks"].add(id);
 }

@@ -1,21 +1,25 @@
 /*
- * The live event stream (/agent/events) and the render loop it drives.
+ * The live event stream (/agent/events): events into the state, once per frame.
  *
  * Owns: the EventSource and its reconnect (backing off up to 15 s when the
  * browser gives up), the snapshot taken on every "hello" (first connect and each
- * reconnect), the queue of events applied once per animation frame (a burst of
- * 200 events costs one render), and the performance marks of the first paint:
+ * reconnect), the queue of events applied to the state (store.js applyEvent) in
+ * the "apply" phase of the render loop (render.js: a burst of 200 events costs
+ * one render), the connection indicator (#conn), and the performance marks of
+ * the first paint:
  *   shipyard:data     snapshot received        shipyard:painted   first board painted
  *   measures shipyard:board-render (data -> painted), shipyard:board-build
  *   (data -> DOM built) and shipyard:board-ready (navigation start -> painted),
  * read by bench/board_render.py and the tests. There is no polling.
+ *
+ * It calls no view: the board and the open panel draw in their own render
+ * phases, and the header and panels hear events through store.js onEvent().
+ * What a snapshot is (the board's first pages) and what follows it (the
+ * health check) are given to startStream() by main.js.
  */
-import { renderBoard } from "./board.js";
-import { loadFirstPages, noteEvent } from "./board-pages.js";
 import { $ } from "./dom.js";
-import { refreshHealth, renderDispatcher } from "./header.js";
-import { currentView } from "./router.js";
-import { S, activityLine, dirty, dropPlan, dropTask, setPlan, setTask } from "./store.js";
+import { onFlush, pauseFlush, resumeFlush, scheduleFlush } from "./render.js";
+import { S, applyEvent, dirty } from "./store.js";
 import { toast } from "./toast.js";
 
 const EVENT_TYPES = [
@@ -24,87 +28,14 @@ const EVENT_TYPES = [
   "chat.created", "chat.updated", "chat.deleted", "chat.turn", "chat.message", "chat.log",
 ];
 
-function applyEvent(type, data) {
-  noteEvent(type, data); // column counts and plan progress (board-pages.js)
-  switch (type) {
-    case "plan.created":
-    case "plan.updated":
-    case "plan.status":
-      if (data.plan) setPlan(data.plan);
-      break;
-    case "plan.deleted":
-      dropPlan(data.plan_id);
-      break;
-    case "plan.orchestration":
-      if (data.active) S.orchestrating.add(data.plan_id);
-      else {
-        S.orchestrating.delete(data.plan_id);
-        S.activity.delete(`plan:${data.plan_id}`);
-      }
-      dirty.plans.add(data.plan_id);
-      break;
-    case "plan.verification":
-      if (data.active) S.verifying.add(data.plan_id);
-      else S.verifying.delete(data.plan_id);
-      dirty.plans.add(data.plan_id);
-      break;
-    case "plan.log": {
-      const line = activityLine(data.event || {});
-      if (line) {
-        S.activity.set(`plan:${data.plan_id}`, line);
-        dirty.plans.add(data.plan_id);
-      }
-      const view = currentView();
-      if (view && view.onLog) view.onLog("plan", data.plan_id, data.event);
-      break;
-    }
-    case "task.created":
-    case "task.updated":
-    case "task.status":
-      if (data.task) setTask(data.task);
-      {
-        const view = currentView();
-        if (view && view.onTaskChange && data.task) view.onTaskChange(data.task, type, data);
-      }
-      break;
-    case "task.deleted":
-      dropTask(data.task_id);
-      break;
-    case "task.log": {
-      const task = S.tasks.get(data.task_id);
-      const line = activityLine(data.event || {});
-      if (line && task && task.status === "in_progress") {
-        S.activity.set(`task:${data.task_id}`, line);
-        dirty.tasks.add(data.task_id);
-      }
-      const view = currentView();
-      if (view && view.onLog) view.onLog("task", data.task_id, data.event);
-      break;
-    }
-    case "dispatcher.status": {
-      const { id, type: _t, ts, ...status } = data;
-      S.dispatcher = status;
-      for (const pid of status.active_orchestrations || []) S.orchestrating.add(pid);
-      renderDispatcher();
-      break;
-    }
-    default:
-      if (type.startsWith("chat.")) {
-        // a chat belongs to the editor that shows it (chat.js), not to the board
-        const view = currentView();
-        if (view && view.onChat) view.onChat(type, data);
-      }
-      break;
-  }
-}
-
 let source = null;
 let syncing = false;
 let syncGen = 0;
 let queue = [];
-let flushScheduled = false;
 let reconnectDelay = 1000;
 let firstRender = true;
+let loadSnapshot = async () => true; // startStream() sets what a snapshot is
+let afterSnapshot = () => {};
 
 function connect() {
   if (source) source.close();
@@ -144,9 +75,9 @@ function connect() {
 async function resync() {
   const gen = ++syncGen;
   syncing = true;
+  pauseFlush(); // events wait in the queue until the snapshot is in
   try {
-    // every column's first page (board-pages.js); the rest loads as it scrolls into view
-    const current = await loadFirstPages({ reset: true });
+    const current = await loadSnapshot();
     if (gen !== syncGen) return;
     if (!current) return; // a newer load (a filter change) is applying its pages
     if (firstRender) performance.mark("shipyard:data");
@@ -157,39 +88,31 @@ async function resync() {
   } finally {
     if (gen === syncGen) {
       syncing = false;
-      flush();
+      resumeFlush();
     }
   }
-  refreshHealth();
+  afterSnapshot();
 }
 
-export function scheduleFlush() {
-  if (flushScheduled) return;
-  flushScheduled = true;
-  if (document.hidden) setTimeout(flush, 200);
-  else requestAnimationFrame(flush);
-}
-
-function flush() {
-  flushScheduled = false;
-  if (syncing) return; // resync() flushes when the snapshot is in
+/** The "apply" phase of a flush: the events queued since the last frame go into the state. */
+function applyQueued() {
   const events = queue;
   queue = [];
   for (const [type, data] of events) applyEvent(type, data);
-  renderBoard();
-  const view = currentView();
-  if (view) view.update();
-  if (firstRender && S.synced) {
-    firstRender = false;
-    performance.mark("shipyard:rendered");
-    requestAnimationFrame(() => setTimeout(() => {
-      performance.mark("shipyard:painted");
-      performance.measure("shipyard:board-build", "shipyard:data", "shipyard:rendered");
-      performance.measure("shipyard:board-render", "shipyard:data", "shipyard:painted");
-      performance.measure("shipyard:board-ready", { start: 0, end: "shipyard:painted" });
-      document.documentElement.dataset.ready = "true";
-    }, 0));
-  }
+}
+
+/** The "after" phase: once the first snapshot is drawn, mark the first paint (read by bench and tests). */
+function markFirstPaint() {
+  if (!firstRender || !S.synced) return;
+  firstRender = false;
+  performance.mark("shipyard:rendered");
+  requestAnimationFrame(() => setTimeout(() => {
+    performance.mark("shipyard:painted");
+    performance.measure("shipyard:board-build", "shipyard:data", "shipyard:rendered");
+    performance.measure("shipyard:board-render", "shipyard:data", "shipyard:painted");
+    performance.measure("shipyard:board-ready", { start: 0, end: "shipyard:painted" });
+    document.documentElement.dataset.ready = "true";
+  }, 0));
 }
 
 let everLive = false;
@@ -203,8 +126,16 @@ function setConn(state) {
   el.title = state === "live" ? "Receiving changes as they happen" : "Not connected to the event stream";
 }
 
-/** Connect to the event stream; also show the board if the stream is slow to say hello. */
-export function startStream() {
+/**
+ * Connect to the event stream; also show the board if the stream is slow to say hello.
+ * `snapshot()` loads the state anew on every hello (resolving false when a newer load
+ * supersedes it); `afterSnapshot()` runs once each such load is over.
+ */
+export function startStream({ snapshot, afterSnapshot: after }) {
+  loadSnapshot = snapshot;
+  afterSnapshot = after;
+  onFlush("apply", applyQueued);
+  onFlush("after", markFirstPaint);
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden && queue.length) scheduleFlush();
   });

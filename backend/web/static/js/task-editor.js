@@ -13,7 +13,7 @@ import { enc } from "./format.js";
 import { messageNotice, panelHead } from "./panel.js";
 import { closePanel, isOpen, navigate } from "./router.js";
 import { setTask } from "./store.js";
-import { scheduleFlush } from "./stream.js";
+import { scheduleFlush } from "./render.js";
 
 const TYPES = ["feature", "bugfix", "refactor", "chore", "docs", "test"];
 

@@ -10,14 +10,15 @@ import { agentLabel } from "./agents.js";
 import { api } from "./api.js";
 import { h, icon, mdBlock, patch, statusBadge } from "./dom.js";
 import { renderDiff } from "./diff.js";
-import { costBreakdown, repairPanel, repairSig, taskCost } from "./repair.js";
-import { enc, fmtCost, fmtCount, fmtDuration, fmtWhen, fullTime, shortSha } from "./format.js";
+import { costBreakdown, fmtCost, taskCost } from "./cost.js";
+import { repairPanel, repairSig } from "./repair.js";
+import { enc, fmtCount, fmtDuration, fmtWhen, fullTime, shortSha } from "./format.js";
 import { actionButton, messageNotice, patchActions, runAction, stat } from "./panel.js";
 import { isOpen } from "./router.js";
 import { landButton } from "./standalone.js";
 import { S, TASK_LABEL, changedNothing, setTask } from "./store.js";
 import { taskWaits, waitText } from "./shape.js";
-import { scheduleFlush } from "./stream.js";
+import { scheduleFlush } from "./render.js";
 import { DetailView } from "./view.js";
 
 export class TaskView extends DetailView {

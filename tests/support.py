@@ -62,6 +62,10 @@ def git_repo(tmp_path: Path) -> Path:
                                             "app.py": "def hello():\n    return 'hello'\n"})
 
 
+#: Server environment that keeps the dispatcher from claiming tasks: API-only tests.
+PAUSED: dict[str, str] = {"SHIPYARD_DISPATCHER_AUTOSTART": "false"}
+
+
 class ServerProcess:
     """``shipyard serve`` in a subprocess; ``url`` once it answers."""
 
@@ -168,6 +172,48 @@ def start_server() -> Iterator[object]:
     yield factory
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def paused_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server with a paused dispatcher on a fresh project, shared by a module's API tests.
+
+    Starting a server costs about a second; tests that only call the API and make their own
+    uniquely named plans and tasks can share one.
+    """
+    server = ServerProcess(make_repo(tmp_path_factory.mktemp("paused") / "project"), PAUSED).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def paused_http(paused_server: ServerProcess) -> Iterator[httpx.Client]:
+    """An authenticated HTTP client for :func:`paused_server`."""
+    with paused_server.client() as client:
+        yield client
+
+
+@pytest.fixture
+def shipyard_env(claude_environ: dict[str, str], claude_bin: str) -> dict[str, str]:
+    """Server environment: the pinned Claude Code CLI talking to the scripted model.
+
+    Test modules add their own settings on top (``{**shipyard_env, "SHIPYARD_...": ...}``).
+    """
+    return {**claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin}
+
+
+def task_settled(http: httpx.Client, task_id: str, statuses: tuple[str, ...] = ("completed", "failed"),
+                 timeout: float = 60) -> dict:
+    """Wait until the task reaches one of ``statuses`` (a deadline, not a sleep); return it."""
+    return wait_for(lambda: (t := http.get(f"/agent/tasks/{task_id}").json())["status"] in statuses and t,
+                    timeout=timeout, message=f"task {task_id} to reach {'/'.join(statuses)}")
+
+
+def plan_settled(http: httpx.Client, plan_id: str, statuses: tuple[str, ...] = ("done", "failed"),
+                 timeout: float = 90) -> dict:
+    """Wait until the plan reaches one of ``statuses``; return it."""
+    return wait_for(lambda: (p := http.get(f"/agent/plans/{plan_id}").json())["status"] in statuses and p,
+                    timeout=timeout, message=f"plan {plan_id} to reach {'/'.join(statuses)}")
 
 
 def agent_processes(project: Path) -> list:

@@ -20,7 +20,7 @@ import pytest
 
 from tests.fakes.agent_tools import shell, write_file
 from tests.fakes.model_server import ModelServer, http_error, structured, text
-from tests.support import EventRecorder, agent_processes, git, make_repo, wait_for
+from tests.support import EventRecorder, agent_processes, git, make_repo, task_settled, wait_for
 
 pytestmark = [pytest.mark.agents, pytest.mark.slow]
 
@@ -49,11 +49,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def finished(http: httpx.Client, task_id: str, timeout: float = 180) -> dict:
-    def settled() -> dict | None:
-        task = http.get(f"/agent/tasks/{task_id}").json()
-        return task if task["status"] in DONE else None
-
-    return wait_for(settled, timeout=timeout, message=f"task {task_id} to finish")
+    return task_settled(http, task_id, DONE, timeout)
 
 
 def log_of(http: httpx.Client, task_id: str) -> list[dict]:

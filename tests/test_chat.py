@@ -56,8 +56,8 @@ def requests_of(model_server: ModelServer, marker: str) -> list[RecordedRequest]
 
 
 @pytest.fixture
-def env(claude_environ: dict[str, str], claude_bin: str) -> dict[str, str]:
-    return {**claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin, "SHIPYARD_DISPATCHER_AUTOSTART": "false"}
+def env(shipyard_env: dict[str, str]) -> dict[str, str]:
+    return {**shipyard_env, "SHIPYARD_DISPATCHER_AUTOSTART": "false"}
 
 
 @pytest.fixture

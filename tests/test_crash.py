@@ -16,14 +16,14 @@ import psutil
 import pytest
 
 from tests.fakes.model_server import ModelServer, bash, structured, text
-from tests.support import ServerProcess, agent_processes, git, wait_for
+from tests.support import ServerProcess, agent_processes, git, task_settled, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def env(claude_environ: dict[str, str], claude_bin: str) -> dict[str, str]:
-    return {**claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin}
+def env(shipyard_env: dict[str, str]) -> dict[str, str]:
+    return shipyard_env
 
 
 def held_at(server: ServerProcess, point: str) -> None:
@@ -49,11 +49,7 @@ def appends_changelog(model_server: ModelServer, title: str) -> None:
 
 
 def settled(http: httpx.Client, task_id: str) -> dict:
-    def done() -> dict | None:
-        task = http.get(f"/agent/tasks/{task_id}").json()
-        return task if task["status"] in ("completed", "failed", "no_changes") else None
-
-    return wait_for(done, timeout=150, message=f"task {task_id} to settle")
+    return task_settled(http, task_id, ("completed", "failed", "no_changes"), timeout=150)
 
 
 def test_crash_right_after_integration_does_not_run_the_task_again(

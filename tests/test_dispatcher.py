@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from tests.fakes.model_server import ModelServer, bash, delay, http_error, stall, structured, text, write
-from tests.support import EventRecorder, ServerProcess, agent_processes, git, wait_for
+from tests.support import EventRecorder, ServerProcess, agent_processes, git, task_settled, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -22,8 +22,8 @@ DONE = ("completed", "failed")
 
 
 @pytest.fixture
-def env(claude_environ: dict[str, str], claude_bin: str) -> dict[str, str]:
-    return {**claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin, "SHIPYARD_MAX_PARALLEL_WORKERS": "5"}
+def env(shipyard_env: dict[str, str]) -> dict[str, str]:
+    return {**shipyard_env, "SHIPYARD_MAX_PARALLEL_WORKERS": "5"}
 
 
 def plan_with(model_server: ModelServer, title: str, tasks: list[dict]) -> dict:
@@ -56,15 +56,6 @@ def run_plan(http: httpx.Client, plan: dict, timeout: float = 90) -> tuple[dict,
     current = wait_for(all_done, timeout=timeout, interval=0.1, message="plan tasks to finish")
     tasks = {t["id"]: http.get(f"/agent/tasks/{t['id']}").json() for t in current["task_details"]}
     return current, tasks
-
-
-def task_finished(http: httpx.Client, task_id: str, timeout: float = 60) -> dict:
-    """Wait until a task is completed or failed; return it."""
-    def settled() -> dict | None:
-        task = http.get(f"/agent/tasks/{task_id}").json()
-        return task if task["status"] in DONE else None
-
-    return wait_for(settled, timeout=timeout, message=f"task {task_id} to finish")
 
 
 def http_log(server: ServerProcess, task_id: str) -> list[dict]:
@@ -203,7 +194,7 @@ def test_cancel_and_rerun(git_repo: Path, env: dict, start_server, model_server:
         # the rerun resumes the agent's own session, so its conversation starts with the old history
         model_server.script("# Task: Long job", [write("later.txt", "ok\n"), text("done")], resumed=True)
         assert http.post(f"/agent/tasks/{task_id}/rerun").json()["status"] == "pending"
-        done = task_finished(http, task_id)
+        done = task_settled(http, task_id)
         assert done["status"] == "completed", done["error_log"]
         assert done["attempts"] == 2
         # both runs are counted (the cancelled one may have reported no cost before it was stopped)
@@ -250,7 +241,7 @@ def test_no_changes_is_its_own_outcome_and_can_be_rerun(git_repo: Path, env: dic
         model_server.unscript(first)
         agent_writes(model_server, "Look only", "looked.txt", "now with a change\n")
         assert http.post(f"/agent/tasks/{task['id']}/rerun").json()["status"] == "pending"
-        again = task_finished(http, task["id"])
+        again = task_settled(http, task["id"])
         assert (again["status"], again["outcome"]) == ("completed", "integrated"), again["error_log"]
         assert again["attempts"] == 2
 
@@ -261,7 +252,7 @@ def test_uncommitted_agent_changes_are_committed_for_it(git_repo: Path, env: dic
     agent_writes(model_server, "Lazy agent", "lazy.txt", "not committed by the agent\n", commit=False)
     with server.client() as http:
         task_id = http.post("/agent/tasks", json={"title": "Lazy agent", "content": "x"}).json()["id"]
-        task = task_finished(http, task_id)
+        task = task_settled(http, task_id)
     assert task["status"] == "completed", task["error_log"]
     assert git(git_repo, "show", "shipyard/tasks:lazy.txt") == "not committed by the agent\n"
     assert "Lazy agent" in git(git_repo, "log", "-1", "--format=%B", "shipyard/tasks")
@@ -279,7 +270,7 @@ def test_kill_9_mid_run_then_restart_recovers(git_repo: Path, env: dict, start_s
     model_server.script("# Task: Interrupted", [write("after.txt", "x\n"), text("done")])
     second = start_server(git_repo, env)
     with second.client() as http:
-        task = task_finished(http, task_id)
+        task = task_settled(http, task_id)
     assert task["status"] == "completed", task["error_log"]
     homes = [p for p in (git_repo / ".shipyard" / "tasks").rglob(f"{task_id}.md")]
     assert len(homes) == 1  # exactly one valid place
@@ -328,7 +319,7 @@ def test_hand_dropped_task_file_is_picked_up(git_repo: Path, env: dict, start_se
     (pending / ".hand-made.md.tmp").write_text("# By hand\n\nMake hand.txt\n")
     (pending / ".hand-made.md.tmp").rename(pending / "hand-made.md")
     with server.client() as http:
-        task = task_finished(http, "hand-made")
+        task = task_settled(http, "hand-made")
     assert task["status"] == "completed", task["error_log"]
     assert subprocess.run(["git", "show", "shipyard/tasks:hand.txt"], cwd=git_repo, capture_output=True,
                           text=True).stdout == "from a file\n"
@@ -361,7 +352,7 @@ def test_copy_files_and_setup_command_prepare_the_worktree(git_repo: Path, env: 
                                      "SHIPYARD_SETUP_COMMAND": "grep -q SECRET .env && echo prepared"})
     with server.client() as http:
         ok_id = http.post("/agent/tasks", json={"title": "Use env", "content": "x"}).json()["id"]
-        ok = task_finished(http, ok_id)
+        ok = task_settled(http, ok_id)
         assert ok["status"] == "completed", ok["error_log"]
         log = http.get(f"/agent/tasks/{ok_id}/log").json()["events"]
     assert any(e["kind"] == "setup" and "prepared" in (e["data"].get("output") or "") for e in log)
@@ -373,7 +364,7 @@ def test_copy_files_and_setup_command_prepare_the_worktree(git_repo: Path, env: 
                                      "SHIPYARD_SETUP_COMMAND": "grep -q SECRET .env && echo prepared"})
     with server.client() as http:
         bad_id = http.post("/agent/tasks", json={"title": "Broken setup", "content": "x"}).json()["id"]
-        bad = task_finished(http, bad_id)
+        bad = task_settled(http, bad_id)
     assert bad["status"] == "failed" and "the setup command failed (exit code" in bad["error"]
     assert not model_server.requests_for("# Task: Broken setup")
 
@@ -389,7 +380,7 @@ def test_standalone_tasks_are_landed_from_the_api_and_the_cli(git_repo: Path, en
     with server.client() as http:
         assert http.post("/agent/standalone/land").status_code == 409  # nothing integrated yet
         first = http.post("/agent/tasks", json={"title": "Solo one", "content": "x"}).json()["id"]
-        assert task_finished(http, first)["status"] == "completed"
+        assert task_settled(http, first)["status"] == "completed"
         status = http.get("/agent/standalone").json()
         assert status["branch"] == "shipyard/tasks" and status["commits_to_land"] >= 1
         landed = http.post("/agent/standalone/land")
@@ -397,7 +388,7 @@ def test_standalone_tasks_are_landed_from_the_api_and_the_cli(git_repo: Path, en
         assert landed.json()["branch"] == "main"
         assert (git_repo / "solo1.txt").read_text() == "one\n"
         second = http.post("/agent/tasks", json={"title": "Solo two", "content": "x"}).json()["id"]
-        assert task_finished(http, second)["status"] == "completed"
+        assert task_settled(http, second)["status"] == "completed"
     cli = subprocess.run([sys.executable, "-m", "backend.cli", "task", "land"], capture_output=True, text=True,
                          env={**os.environ, "SHIPYARD_URL": server.url}, timeout=60)
     assert cli.returncode == 0, cli.stderr
@@ -413,7 +404,7 @@ def test_integration_keeps_a_commit_made_on_the_target_by_hand(git_repo: Path, e
     agent_writes(model_server, "First", "first.txt", "one\n")
     agent_writes(model_server, "Second", "second.txt", "two\n")
     with server.client() as http:
-        first = task_finished(http, http.post("/agent/tasks", json={"title": "First", "content": "x"}).json()["id"])
+        first = task_settled(http, http.post("/agent/tasks", json={"title": "First", "content": "x"}).json()["id"])
         assert first["status"] == "completed", first["error_log"]
         # someone adds a commit to shipyard/tasks by hand (plumbing: no checkout of the branch)
         tip = git(git_repo, "rev-parse", "shipyard/tasks").strip()
@@ -423,7 +414,7 @@ def test_integration_keeps_a_commit_made_on_the_target_by_hand(git_repo: Path, e
                               input=git(git_repo, "ls-tree", tip) + f"100644 blob {blob}\thand.txt\n").stdout.strip()
         hand = git(git_repo, "commit-tree", tree, "-p", tip, "-m", "by hand").strip()
         git(git_repo, "update-ref", "refs/heads/shipyard/tasks", hand, tip)
-        second = task_finished(http, http.post("/agent/tasks", json={"title": "Second", "content": "x"}).json()["id"])
+        second = task_settled(http, http.post("/agent/tasks", json={"title": "Second", "content": "x"}).json()["id"])
     assert second["status"] == "completed", second["error_log"]
     assert git(git_repo, "merge-base", "--is-ancestor", hand, "shipyard/tasks") == ""
     assert git(git_repo, "show", "shipyard/tasks:hand.txt") == "by hand\n"

@@ -40,8 +40,8 @@ THREE = {"tasks": [
 
 
 @pytest.fixture
-def env(claude_environ: dict[str, str], claude_bin: str) -> dict[str, str]:
-    return {**claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin, "SHIPYARD_DISPATCHER_AUTOSTART": "false"}
+def env(shipyard_env: dict[str, str]) -> dict[str, str]:
+    return {**shipyard_env, "SHIPYARD_DISPATCHER_AUTOSTART": "false"}
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Conflict and test repair (issue 10 §1), and task costs that add up across attempts.
+"""Conflict and test repair (issue 10 §1); the costs of repairs are in tests/test_costs.py.
 
 Real server process, real ``claude``, real git; the model is scripted. Three plans run
 at the same time on one server (one set-up for the module's expensive part):
@@ -20,10 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.costs import orchestration_cost, record_orchestration, record_run, task_cost
-from backend.models import RunStats
 from backend.repair import PROMPT_HEADING, describe, tail
-from backend.store import Store
 from tests.fakes.agent_tools import shell
 from tests.fakes.model_server import ModelServer, RecordedRequest, bash, delay, structured, text
 from tests.support import git, wait_for
@@ -165,32 +162,6 @@ def test_conflicts_and_failing_tests_are_repaired_by_the_agent(
     prompt = next(t for t in model_server.requests_for(repairing("Pair"))[0].user_texts if PROMPT_HEADING in t)
     assert "FAIL: a.txt and b.txt need combined.txt saying ok" in prompt and TEST_COMMAND in prompt
     assert [h["kind"] for h in task["run_history"]] == ["run", "repair"]
-
-
-def test_costs_add_up_across_runs_reruns_retries_and_repairs(tmp_path: Path) -> None:
-    store = Store(tmp_path / "state")
-    task = store.create_task("Costly", "x")
-    spent = [("run", 0.25), ("rerun", 0.5), ("retry", None), ("repair", 0.125)]
-    for attempt, (kind, cost) in enumerate(spent, start=1):
-        record_run(store, task.id, RunStats(agent="claude", outcome="finished", cost_usd=cost), kind, attempt,
-                   reason=f"why {kind}")
-    again = Store(tmp_path / "state").get_task(task.id)  # read back from the file
-    assert again.total_cost_usd == pytest.approx(0.875)
-    assert task_cost(again) == pytest.approx(0.875)
-    assert [(r.kind, r.cost_usd, r.reason) for r in again.run_history] == [
-        ("run", 0.25, "why run"), ("rerun", 0.5, "why rerun"), ("retry", None, "why retry"),
-        ("repair", 0.125, "why repair")]
-    assert again.run is not None and again.run.cost_usd == 0.125  # the latest run alone
-    # a task stored before costs were cumulative still counts its one known run
-    assert task_cost({"run": {"cost_usd": 0.3}}) == pytest.approx(0.3)
-    # a plan's orchestrations add up too (a Retry runs the orchestrator again)
-    plan = store.create_plan("Costly plan")
-    for cost in (0.5, 0.25):
-        record_orchestration(store, plan.id, RunStats(agent="claude", outcome="finished", cost_usd=cost))
-    again_plan = Store(tmp_path / "state").get_plan(plan.id)
-    assert again_plan.orchestration is not None and again_plan.orchestration.cost_usd == 0.25
-    assert orchestration_cost(again_plan) == pytest.approx(0.75)
-    assert orchestration_cost({"orchestration": {"cost_usd": 0.2}}) == pytest.approx(0.2)  # stored before
 
 
 def test_the_card_line_and_the_output_tail() -> None:

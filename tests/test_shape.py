@@ -21,8 +21,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def env(claude_environ: dict[str, str], claude_bin: str) -> dict[str, str]:
-    return {**claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin, "SHIPYARD_MAX_PARALLEL_WORKERS": "4"}
+def env(shipyard_env: dict[str, str]) -> dict[str, str]:
+    return {**shipyard_env, "SHIPYARD_MAX_PARALLEL_WORKERS": "4"}
 
 
 def task(title: str, *, files: list[str] | None = None, depends_on: list[int] | None = None,

@@ -29,8 +29,8 @@ echo "check ok"
 
 
 @pytest.fixture
-def env(claude_environ: dict[str, str], claude_bin: str) -> dict[str, str]:
-    return {**claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin, "SHIPYARD_MAX_PARALLEL_WORKERS": "2"}
+def env(shipyard_env: dict[str, str]) -> dict[str, str]:
+    return {**shipyard_env, "SHIPYARD_MAX_PARALLEL_WORKERS": "2"}
 
 
 @pytest.fixture

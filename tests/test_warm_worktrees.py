@@ -23,9 +23,9 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def env(claude_environ: dict[str, str], claude_bin: str) -> dict[str, str]:
+def env(shipyard_env: dict[str, str]) -> dict[str, str]:
     # one worker, so the pool is small (two worktrees) and tasks reuse what the last one left
-    return {**claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin, "SHIPYARD_MAX_PARALLEL_WORKERS": "1"}
+    return {**shipyard_env, "SHIPYARD_MAX_PARALLEL_WORKERS": "1"}
 
 
 def log_of(http: httpx.Client, task_id: str) -> list[dict]:

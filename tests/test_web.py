@@ -33,9 +33,9 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def env(claude_environ: dict[str, str], claude_bin: str) -> dict[str, str]:
+def env(shipyard_env: dict[str, str]) -> dict[str, str]:
     """Server environment: the pinned CLI talking to the scripted model."""
-    return {**claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin}
+    return shipyard_env
 
 
 def new_plan(http: httpx.Client, title: str, content: str, summary: str = "") -> dict:

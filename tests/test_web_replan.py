@@ -33,8 +33,8 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def env(claude_environ: dict[str, str], claude_bin: str) -> dict[str, str]:
-    return {**claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin}
+def env(shipyard_env: dict[str, str]) -> dict[str, str]:
+    return shipyard_env
 
 
 def commits(model: ModelServer, title: str, command: str) -> None:

@@ -29,8 +29,8 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def env(claude_environ: dict[str, str], claude_bin: str) -> dict[str, str]:
-    return {**claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin}
+def env(shipyard_env: dict[str, str]) -> dict[str, str]:
+    return shipyard_env
 
 
 def agent(model_server: ModelServer, title: str, command: str, wait: float = 0.0) -> None:

@@ -26,8 +26,8 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def env(claude_environ: dict[str, str], claude_bin: str) -> dict[str, str]:
-    return {**claude_environ, "SHIPYARD_CLAUDE_BIN": claude_bin}
+def env(shipyard_env: dict[str, str]) -> dict[str, str]:
+    return shipyard_env
 
 
 def test_standalone_task_from_the_dashboard_no_changes_rerun_and_land(

@@ -178,7 +178,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         """Plans: a page when any of limit/cursor/status/q/order/ids is given, else every plan by status."""
         statuses = lists.parse_statuses(status, lists.PLAN_STATUSES)
         index = store.plan_index
-        active = set(disp._active_orchestrations)
+        active = set(disp.orchestrating_ids())
         verifying = disp.verifier.active()
         full = detail == "full"
 

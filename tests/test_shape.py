@@ -14,8 +14,9 @@ import pytest
 
 from tests.fakes.model_server import ModelServer, bash, delay, http_error, text, write
 from tests.support import git, wait_for
+from tests.support import task_settled as task_finished
 from tests.test_cli import shipyard
-from tests.test_dispatcher import agent_writes, plan_with, run_plan, sleep_processes, task_finished
+from tests.test_dispatcher import agent_writes, plan_with, run_plan, sleep_processes
 
 pytestmark = pytest.mark.slow
 

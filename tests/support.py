@@ -56,6 +56,27 @@ def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
     return path
 
 
+def commit_on(repo: Path, branch: str, files: dict[str, str], message: str,
+              parent: str | None = None) -> str:
+    """Commit ``files`` (top-level names) on ``branch`` with plumbing, as a person might by hand.
+
+    No working tree, index or HEAD is touched: the commit's tree is ``parent``'s (default: the
+    branch's tip) with ``files`` written over it, and the branch is moved to it (created at
+    ``parent`` when it does not exist yet). Returns the new commit.
+    """
+    start = parent or git(repo, "rev-parse", branch).strip()
+    entries = {line.split("\t", 1)[1]: line for line in git(repo, "ls-tree", start).splitlines()}
+    for name, text in files.items():
+        blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=repo, input=text,
+                              capture_output=True, text=True, check=True).stdout.strip()
+        entries[name] = f"100644 blob {blob}\t{name}"
+    tree = subprocess.run(["git", "mktree"], cwd=repo, input="".join(e + "\n" for e in entries.values()),
+                          capture_output=True, text=True, check=True).stdout.strip()
+    commit = git(repo, "commit-tree", tree, "-p", start, "-m", message).strip()
+    git(repo, "update-ref", f"refs/heads/{branch}", commit)
+    return commit
+
+
 @pytest.fixture
 def git_repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "project", {"README.md": "# demo project\n",
@@ -191,6 +212,34 @@ def paused_http(paused_server: ServerProcess) -> Iterator[httpx.Client]:
     """An authenticated HTTP client for :func:`paused_server`."""
     with paused_server.client() as client:
         yield client
+
+
+@pytest.fixture
+def local_dispatcher() -> Iterator[object]:
+    """Factory: ``local_dispatcher(project, **settings)``, a started in-process Dispatcher.
+
+    The real Dispatcher on a real store and event bus, its task loop paused (nothing is
+    claimed unless a test starts it): for tests of a stage (integration, landing) that need
+    no agent. Every one made is shut down afterwards.
+    """
+    from backend.agent import Dispatcher
+    from backend.config import Settings
+    from backend.events import EventBus
+    from backend.store import Store
+
+    made: list[Dispatcher] = []
+
+    def factory(project: Path, **settings: object) -> Dispatcher:
+        config = Settings(project_dir=project, **{"dispatcher_autostart": False, **settings})
+        bus = EventBus()
+        dispatcher = Dispatcher(config, Store(config.state_path, bus.publish), bus)
+        dispatcher.startup()
+        made.append(dispatcher)
+        return dispatcher
+
+    yield factory
+    for dispatcher in made:
+        dispatcher.shutdown()
 
 
 @pytest.fixture

@@ -80,10 +80,11 @@ def test_a_plan_task_merges_onto_its_plan_branch_only(project: Path, local_dispa
     dispatcher = local_dispatcher(project, repair_attempts=0)
     target = plan_branch("p1")
     git(project, "branch", target, "main")
+    solo = commit_on(project, STANDALONE_BRANCH, {"solo.txt": "s\n"}, "a standalone task's work")
     run, base, tip = task_run(dispatcher, "Plan work", {"plan.txt": "p\n"}, target=target)
     assert Integrator(dispatcher.yard).integrate(run, base, tip).merged == tip_of(project, target)
-    assert git(project, "show", f"{target}:plan.txt") == "p\n"
-    assert tip_of(project, STANDALONE_BRANCH) == tip_of(project, "main")  # other targets untouched
+    assert git(project, "ls-tree", "--name-only", target).split() == ["README.md", "app.py", "plan.txt"]
+    assert tip_of(project, STANDALONE_BRANCH) == solo  # other targets untouched
 
 
 def test_a_conflict_without_repair_names_the_paths_and_moves_nothing(project: Path, local_dispatcher) -> None:

@@ -1,7 +1,8 @@
 """Tasks run in parallel, each in its own worktree with its own Claude Code, and are integrated.
 
 Real server process, real ``claude``, real git; the model is scripted. What integration does
-with a conflict, failing tests or a target moved by hand is in tests/test_integration.py.
+with a conflict, failing tests or a target moved by hand is in tests/test_integration.py; landing
+a plan is in tests/test_landing.py.
 """
 
 from __future__ import annotations
@@ -240,25 +241,6 @@ def test_kill_9_mid_run_then_restart_recovers(git_repo: Path, env: dict, start_s
     assert len(homes) == 1  # exactly one valid place
     assert not agent_processes(git_repo)
     assert not sleep_processes(git_repo)
-
-
-def test_land_refused_on_dirty_base_then_done_when_clean(git_repo: Path, env: dict, start_server,
-                                                         model_server: ModelServer) -> None:
-    plan = plan_with(model_server, "Landing", [{"title": "Add feature", "content": "x", "task_type": "feature"}])
-    agent_writes(model_server, "Add feature", "feature.txt", "feature\n")
-    server = start_server(git_repo, env)
-    (git_repo / "app.py").write_text("# dirty edit\n")
-    with server.client() as http:
-        current, _tasks = run_plan(http, plan)
-        refused = http.post(f"/agent/plans/{current['id']}/land")
-        assert refused.status_code == 409
-        assert "uncommitted changes" in refused.json()["detail"] and "app.py" in refused.json()["detail"]
-        assert (git_repo / "app.py").read_text() == "# dirty edit\n"
-        git(git_repo, "checkout", "--", "app.py")
-        landed = http.post(f"/agent/plans/{current['id']}/land")
-        assert landed.status_code == 200, landed.text
-    assert (git_repo / "feature.txt").read_text() == "feature\n"
-    assert git(git_repo, "status", "--porcelain") == ""
 
 
 def test_dispatcher_stop_returns_running_tasks_to_pending(git_repo: Path, env: dict, start_server,

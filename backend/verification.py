@@ -347,6 +347,8 @@ class Verifier:
                 self._procs.pop(plan_id, None)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)  # whatever it left running in its group
+            if proc.stdout is not None:
+                proc.stdout.close()  # not left to the garbage collector (a ResourceWarning in-process)
         if batch:
             self._publish_output(plan_id, batch)
         text = "".join(tail)

@@ -23,13 +23,6 @@ from tests.test_dispatcher import agent_writes, plan_with, run_plan
 
 HINT = " Land with force to land it anyway."
 
-# The verifier reads its command's output pipe to the end but never closes it
-# (backend/verification.py, Verifier._shell), so in-process the pipe is closed by the garbage
-# collector with a ResourceWarning; a server process never shows it. Not this module's concern.
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <_io.FileIO .* mode='rb':pytest.PytestUnraisableExceptionWarning")
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "project", {"README.md": "# demo\n", "app.py": "NAME = 'demo'\n"})

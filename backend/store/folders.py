@@ -96,14 +96,6 @@ class FileFormat(Generic[M]):
     cache: bool = False
 
 
-def _status(item: BaseModel) -> StrEnum:
-    return getattr(item, "status")  # noqa: B009 - plans and tasks both have one
-
-
-def _id(item: BaseModel) -> str:
-    return getattr(item, "id")  # noqa: B009 - plans and tasks both have one
-
-
 def expected(allowed: list[S]) -> str:
     """``draft or ready``: the statuses a refused change needed, in one order."""
     return " or ".join(sorted(s.value for s in allowed))
@@ -131,6 +123,9 @@ class StatusFolders(Generic[M, S]):
             lambda path, status: self.read(path, statuses(status)), fmt.summarize, problems.from_index)
 
     # ------------------------------------------------------------------ paths and files
+    def status_of(self, item: M) -> S:
+        return self.statuses(getattr(item, "status"))  # noqa: B009 - plans and tasks both have one
+
     def path(self, status: S, item_id: str) -> Path:
         return self.folder / status.value / f"{validate_id(item_id, self.kind)}{self.fmt.suffix}"
 
@@ -210,14 +205,14 @@ class StatusFolders(Generic[M, S]):
                 item = self.read(path, st)
                 if item is not None:
                     items.append(item)
-            items.sort(key=lambda i: (getattr(i, "created"), _id(i)))  # noqa: B009
+            items.sort(key=lambda i: (getattr(i, "created"), getattr(i, "id")))  # noqa: B009
             grouped[st.value] = items
         return grouped
 
     # ------------------------------------------------------------------ writes
     def write(self, item: M) -> None:
         """Write an item to its status folder (atomically, in place)."""
-        atomic_write(self.path(_status(item), _id(item)), self.fmt.render(item))  # type: ignore[arg-type]
+        atomic_write(self.path(self.status_of(item), getattr(item, "id")), self.fmt.render(item))  # noqa: B009
 
     def create(self, item: M) -> M:
         with self.lock:
@@ -230,7 +225,7 @@ class StatusFolders(Generic[M, S]):
         """Change fields of an item in place (same folder); ``expect``: the statuses it may be in."""
         with self.lock:
             item = self.get(item_id)
-            status = _status(item)
+            status = self.status_of(item)
             if expect is not None and status not in (allowed := list(expect)):
                 raise Conflict(f"{self.kind} {item_id} is {status.value}; it can only be changed while "
                                f"{expected(allowed)}.")
@@ -254,19 +249,19 @@ class StatusFolders(Generic[M, S]):
         """
         with self.lock:
             item = self.get(item_id)
-            old = _status(item)
+            old = self.status_of(item)
             if expect is not None and old not in (allowed := list(expect)):
                 raise Conflict(f"{self.kind} {item_id} is {old.value}, not {expected(allowed)}.")
             item = self.fmt.model.model_validate({**dump(item), **fields, "status": to.value,
                                                   "modified": utcnow()})
             if before_rename is not None:
-                before_rename(item, old)  # type: ignore[arg-type]
+                before_rename(item, old)
             # new fields first (in place), then the one rename: a reader never sees the new status
             # with the old fields (a failed plan without its error)
-            atomic_write(self.path(old, item_id), self.fmt.render(item))  # type: ignore[arg-type]
-            os.rename(self.path(old, item_id), self.path(to, item_id))  # type: ignore[arg-type]
+            atomic_write(self.path(old, item_id), self.fmt.render(item))
+            os.rename(self.path(old, item_id), self.path(to, item_id))
             if after_rename is not None:
-                after_rename(item, old)  # type: ignore[arg-type]
+                after_rename(item, old)
             self.index.put(item)
         self.publish(f"{self.kind}.status", {self.kind: dump(item), "from": old.value, "to": to.value})
         return item
@@ -286,7 +281,10 @@ class StatusFolders(Generic[M, S]):
             if status in set(forbid):
                 raise Conflict(f"{self.kind} {item_id} is {status.value} and cannot be deleted now; "
                                "cancel it first.")
-            item = self.read(path, status)
+            try:  # best effort: what was deleted, for the caller; a file that cannot be read goes too
+                item = self.read(path, status)
+            except OSError:
+                item = None
             path.unlink()
             self.forget(path)
             self.index.remove(item_id)

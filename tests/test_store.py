@@ -214,7 +214,7 @@ def test_a_status_change_writes_before_it_renames(store: Store, monkeypatch: pyt
 
 def test_claim_reads_only_the_claimed_file(store: Store, monkeypatch) -> None:
     """A claim takes its candidates from the index: one file read, not the whole pending folder."""
-    import backend.store.store as store_module
+    import backend.store.folders as store_module
 
     store.build_index()
     tasks = [store.create_task(f"t{n}", "x") for n in range(60)]

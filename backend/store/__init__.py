@@ -1,6 +1,7 @@
 """File-per-item state: plans and tasks as files in status folders.
 
-The folder a file sits in is its status; see :mod:`backend.store.store`.
+The folder a file sits in is its status; see :mod:`backend.store.store` (the face) and
+:mod:`backend.store.folders` (the one implementation for plans and tasks).
 """
 
 from backend.store.ids import InvalidId, new_id, validate_id

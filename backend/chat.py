@@ -442,8 +442,7 @@ class ChatService:
                                                       title=body.title, summary=body.summary,
                                                       content=body.content, chat_id=chat.id)
                         return plan, False
-            plan = self.store.create_plan(body.title, body.summary, body.content)
-            plan = self.store.update_plan(plan.id, chat_id=chat.id)
+            plan = self.store.create_plan(body.title, body.summary, body.content, chat_id=chat.id)
             self.chats.update(chat_id, plan_id=plan.id)
         self._publish_chat(chat_id)
         return plan, True

@@ -181,9 +181,11 @@ class Store:
             grouped[status.value] = plans
         return grouped
 
-    def create_plan(self, title: str, summary: str = "", content: str = "") -> Plan:
+    def create_plan(self, title: str, summary: str = "", content: str = "", **fields: Any) -> Plan:
+        """A new draft plan with its creation choices (review, agents, budget) in its one write."""
         with self.lock:
-            plan = Plan(id=new_id(), title=title, summary=summary, content=content)
+            plan = Plan.model_validate({**fields, "id": new_id(), "title": title, "summary": summary,
+                                        "content": content})
             self._write_plan(plan)
             self.plan_index.put(plan)
         self.publish("plan.created", {"plan": dump(plan)})

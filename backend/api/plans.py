@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from backend import lists
 from backend.api.deps import DispatcherDep, ListCachesDep, StoreDep
 from backend.api.listing import Listing, ListQuery, answer, plan_list_query
-from backend.models import PlanCreate, PlanLand, PlanReplan, PlanStart, PlanStatus, PlanUpdate
+from backend.models import PlanCreate, PlanLand, PlanReplan, PlanStart, PlanUpdate
 from backend.runlog import read_log
 from backend.store.index import Entry
 
@@ -51,21 +51,14 @@ def get_plan(plan_id: str, disp: DispatcherDep) -> dict[str, Any]:
 def update_plan(plan_id: str, body: PlanUpdate, disp: DispatcherDep) -> dict[str, Any]:
     """Edit a draft or ready plan; its budget (``max_cost_usd``, null: the setting) at any time."""
     fields = body.model_dump(exclude_none=True, exclude={"max_cost_usd"})
-    plan = disp.store.get_plan(plan_id)
-    if fields:
-        plan = disp.store.update_plan(plan_id, expect=[PlanStatus.draft, PlanStatus.ready], **fields)
-    if "max_cost_usd" in body.model_fields_set:
-        plan = disp.set_budget(plan_id, body.max_cost_usd)
-    return disp.describe_plan(plan)
+    if "max_cost_usd" in body.model_fields_set:  # null is a value here: back to the setting
+        fields["max_cost_usd"] = body.max_cost_usd
+    return disp.describe_plan(disp.edit_plan(plan_id, fields))
 
 
 @router.post("/agent/plans/{plan_id}/ready")
 def ready_plan(plan_id: str, disp: DispatcherDep) -> dict[str, Any]:
-    plan = disp.store.get_plan(plan_id)
-    if plan.status == PlanStatus.ready:
-        return disp.describe_plan(plan)
-    plan = disp.store.move_plan(plan_id, PlanStatus.ready, expect=[PlanStatus.draft])
-    return disp.describe_plan(plan)
+    return disp.describe_plan(disp.ready_plan(plan_id))
 
 
 @router.delete("/agent/plans/{plan_id}")

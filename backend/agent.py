@@ -261,6 +261,25 @@ class Dispatcher:
         self.plan_note(plan_id, budget_note(self.budget.state(plan_id)), kind="budget")
         return plan
 
+    def edit_plan(self, plan_id: str, fields: dict[str, Any]) -> Plan:
+        """Edit a draft or ready plan; ``max_cost_usd`` (None: the setting's) in any status."""
+        fields = dict(fields)
+        budget_given = "max_cost_usd" in fields
+        budget = fields.pop("max_cost_usd", None)
+        plan = self.store.get_plan(plan_id)
+        if fields:
+            plan = self.store.update_plan(plan_id, expect=[PlanStatus.draft, PlanStatus.ready], **fields)
+        if budget_given:
+            plan = self.set_budget(plan_id, budget)
+        return plan
+
+    def ready_plan(self, plan_id: str) -> Plan:
+        """draft → ready; a plan already ready stays as it is (asking twice is no error)."""
+        plan = self.store.get_plan(plan_id)
+        if plan.status == PlanStatus.ready:
+            return plan
+        return self.store.move_plan(plan_id, PlanStatus.ready, expect=[PlanStatus.draft])
+
     def review_enabled(self, plan: Plan) -> bool:
         """Whether this plan's tasks wait for review: the plan's own choice, else the setting."""
         return self.yard.review_enabled(plan)

@@ -42,7 +42,7 @@ class BodyLimitMiddleware:
             status_code=413, headers={"Connection": "close"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # git pushes from Ray workers stream through (backend/executors/worker_api.py)
+        # git pushes from Ray workers stream through (backend/api/worker.py)
         if scope["type"] != "http" or scope.get("path", "").startswith("/worker/git/"):
             await self.app(scope, receive, send)
             return

@@ -15,15 +15,19 @@ Two shapes, chosen by the query:
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
+
+import anyio
 
 from backend.costs import orchestration_cost, task_cost
 from backend.errors import Invalid, ShipyardError
 from backend.models import PlanStatus, TaskStatus, dump
 from backend.plan_state import lifecycle
 from backend.store import Store
+from backend.store.ids import ID_PATTERN, is_valid_id
 from backend.store.index import BadCursor, Entry, ItemIndex, Page
 
 PAGE_DEFAULT = 50
@@ -70,16 +74,12 @@ def page_body(index: ItemIndex[Any], page_of: Callable[[], Page], render: Callab
 
 def ids_pattern() -> str:
     """The documented form of ``?ids=``: at most :data:`PAGE_MAX` comma-separated ids (or blank)."""
-    from backend.store.ids import ID_PATTERN
-
     one = ID_PATTERN.strip("^$")
     return rf"^ *$|^ *{one} *(, *{one} *){{0,{PAGE_MAX - 1}}}$"
 
 
 def parse_ids(text: str, kind: str) -> list[str]:
     """A comma-separated list of item ids (``?ids=``), each checked, at most :data:`PAGE_MAX`."""
-    from backend.store.ids import is_valid_id
-
     wanted = [part.strip() for part in text.split(",") if part.strip()]
     bad = [i for i in wanted if not is_valid_id(i)]
     if bad:
@@ -182,10 +182,6 @@ async def export(statuses: Iterable[str], index: ItemIndex[Any],
 
     ``blocking`` renderers (``detail=full`` reads files) run on a worker thread.
     """
-    import asyncio
-
-    import anyio
-
     snapshot = {status: index.snapshot(status) for status in statuses}
     yield b"{"
     for n, (status, entries) in enumerate(snapshot.items()):
@@ -217,10 +213,6 @@ class ExportCache:
         self._locks: dict[str, Any] = {}
 
     async def body(self, name: str, key: tuple[Any, ...], build: Callable[[], bytes]) -> bytes:
-        import asyncio
-
-        import anyio
-
         cached = self._bodies.get(name)
         if cached is not None and cached[0] == key:
             return cached[1]

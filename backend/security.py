@@ -43,7 +43,7 @@ def _host_name(host_header: str) -> str:
     return urlsplit(f"//{host_header}").hostname or ""
 
 
-#: Paths Ray workers call with their attempt token (backend/executors/worker_api.py checks it).
+#: Paths Ray workers call with their attempt token (backend/api/worker.py checks it).
 WORKER_PREFIX = "/worker/"
 
 

@@ -13,7 +13,7 @@
 * Cancel: Ray's own cancel does not stop a running actor call, so the actor
   stops its agent's process tree itself, then the actor is killed.
 * Git and model credentials: see :mod:`backend.git.exchange`,
-  :mod:`backend.executors.grants` and :mod:`backend.executors.worker_api`.
+  :mod:`backend.executors.grants` and :mod:`backend.api.worker`.
 """
 
 from __future__ import annotations

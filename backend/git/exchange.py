@@ -3,7 +3,7 @@
 A bare repository in the state directory (``exchange.git``) that borrows the
 project's objects through ``objects/info/alternates``, so offering a base to a
 worker is one ref update and never a copy. Workers reach it over smart HTTP
-(:mod:`backend.executors.worker_api` runs ``git http-backend``); they can fetch
+(:mod:`backend.api.worker` runs ``git http-backend``); they can fetch
 only ``refs/heads/base/<task>/<attempt>`` refs and push only their own
 ``refs/heads/attempts/<task>/<attempt>`` (its pre-receive hook checks the ref
 the attempt's token allows). The user's checkout is never touched: the

@@ -20,17 +20,16 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Annotated
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
+from backend.executors.grants import AttemptGrants
 from backend.git.exchange import ALLOWED_REF_ENV, EXCHANGE_DIR, attempt_ref
-
-if TYPE_CHECKING:
-    from backend.executors.ray_executor import RayExecutor
 
 PREFIX = "/worker/"
 GIT_PATHS = frozenset({"info/refs", "git-upload-pack", "git-receive-pack"})
@@ -51,55 +50,77 @@ def _refused(what: str) -> JSONResponse:
                          "over or superseded by a newer one."}, status_code=403)
 
 
-def install_worker_routes(app: FastAPI, executor: RayExecutor) -> None:
-    """Add the worker endpoints (only when the ray executor is configured)."""
-    upstream = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=10.0))
-
-    @app.api_route("/worker/git/{path:path}", methods=["GET", "POST"], include_in_schema=False)
-    async def git_http(path: str, request: Request) -> Response:
-        grant = executor.grants.check(_token(request))
-        if grant is None:
-            return _refused("git access refused")
-        if path not in GIT_PATHS:
-            return JSONResponse({"detail": f"no such git endpoint: {path}"}, status_code=404)
-        task_id, attempt = grant
-        return await _http_backend(request, path, executor.exchange.path.parent,
-                                   {ALLOWED_REF_ENV: attempt_ref(task_id, attempt),
-                                    "REMOTE_USER": f"attempt-{task_id}-{attempt}"})
-
-    @app.api_route("/worker/model/{path:path}", methods=["GET", "POST"], include_in_schema=False)
-    async def model_pass_through(path: str, request: Request) -> Response:
-        if executor.grants.check(_token(request)) is None:
-            return _refused("model access refused")
-        if not path.startswith("v1/"):  # the Messages API and its kin only, not the upstream host at large
-            return JSONResponse({"detail": f"no such model endpoint: {path}"}, status_code=404)
-        base = os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com").rstrip("/")
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP}
-        if os.environ.get("ANTHROPIC_API_KEY"):
-            headers["x-api-key"] = os.environ["ANTHROPIC_API_KEY"]
-        elif os.environ.get("ANTHROPIC_AUTH_TOKEN"):
-            headers["authorization"] = f"Bearer {os.environ['ANTHROPIC_AUTH_TOKEN']}"
-        else:
-            return JSONResponse({"detail": "the Shipyard host has no ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN "
-                                 "to pass calls on with (see docs/ray.md for the subscription-login "
-                                 "alternative)."}, status_code=503)
-        outgoing = upstream.build_request(request.method, f"{base}/{path}", params=request.query_params,
-                                          headers=headers, content=await request.body())
-        answer = await upstream.send(outgoing, stream=True)
-
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in answer.aiter_raw():
-                    yield chunk
-            finally:
-                await answer.aclose()
-
-        passed = {k: v for k, v in answer.headers.items()
-                  if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding")}
-        return StreamingResponse(body(), status_code=answer.status_code, headers=passed)
+async def attempt_grants(request: Request) -> AttemptGrants:
+    """The ray executor's attempt tokens (the router is only included when that executor runs)."""
+    return request.app.state.dispatcher.executor.grants
 
 
-async def _http_backend(request: Request, path: str, project_root: Any, extra: dict[str, str]) -> Response:
+async def exchange_root(request: Request) -> Path:
+    """The folder holding the exchange repository, git http-backend's project root."""
+    return request.app.state.dispatcher.executor.exchange.path.parent
+
+
+async def model_upstream(request: Request) -> httpx.AsyncClient:
+    """One client per app for the model pass-through, made on first use."""
+    state = request.app.state
+    client = getattr(state, "model_upstream", None)
+    if client is None:
+        client = state.model_upstream = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=10.0))
+    return client
+
+
+Grants = Annotated[AttemptGrants, Depends(attempt_grants)]
+
+router = APIRouter()
+
+
+@router.api_route("/worker/git/{path:path}", methods=["GET", "POST"], include_in_schema=False)
+async def git_http(path: str, request: Request, grants: Grants,
+                   root: Annotated[Path, Depends(exchange_root)]) -> Response:
+    grant = grants.check(_token(request))
+    if grant is None:
+        return _refused("git access refused")
+    if path not in GIT_PATHS:
+        return JSONResponse({"detail": f"no such git endpoint: {path}"}, status_code=404)
+    task_id, attempt = grant
+    return await _http_backend(request, path, root, {ALLOWED_REF_ENV: attempt_ref(task_id, attempt),
+                                                     "REMOTE_USER": f"attempt-{task_id}-{attempt}"})
+
+
+@router.api_route("/worker/model/{path:path}", methods=["GET", "POST"], include_in_schema=False)
+async def model_pass_through(path: str, request: Request, grants: Grants,
+                             upstream: Annotated[httpx.AsyncClient, Depends(model_upstream)]) -> Response:
+    if grants.check(_token(request)) is None:
+        return _refused("model access refused")
+    if not path.startswith("v1/"):  # the Messages API and its kin only, not the upstream host at large
+        return JSONResponse({"detail": f"no such model endpoint: {path}"}, status_code=404)
+    base = os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com").rstrip("/")
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP}
+    if os.environ.get("ANTHROPIC_API_KEY"):
+        headers["x-api-key"] = os.environ["ANTHROPIC_API_KEY"]
+    elif os.environ.get("ANTHROPIC_AUTH_TOKEN"):
+        headers["authorization"] = f"Bearer {os.environ['ANTHROPIC_AUTH_TOKEN']}"
+    else:
+        return JSONResponse({"detail": "the Shipyard host has no ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN "
+                             "to pass calls on with (see docs/ray.md for the subscription-login "
+                             "alternative)."}, status_code=503)
+    outgoing = upstream.build_request(request.method, f"{base}/{path}", params=request.query_params,
+                                      headers=headers, content=await request.body())
+    answer = await upstream.send(outgoing, stream=True)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in answer.aiter_raw():
+                yield chunk
+        finally:
+            await answer.aclose()
+
+    passed = {k: v for k, v in answer.headers.items()
+              if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding")}
+    return StreamingResponse(body(), status_code=answer.status_code, headers=passed)
+
+
+async def _http_backend(request: Request, path: str, project_root: Path, extra: dict[str, str]) -> Response:
     """Run ``git http-backend`` for one request, streaming the request in and the answer out."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

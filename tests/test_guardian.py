@@ -24,10 +24,13 @@ from backend.reaper import MARK
 from tests.support import REPO_ROOT, wait_for
 
 STAND_IN = """
-import os, subprocess, sys
+import os, signal, subprocess, sys
 from pathlib import Path
 from backend.guardian import Guardian
 
+# a suite started in the background (`cmd &` in a script) inherits SIGINT ignored, and Python
+# then leaves it ignored; `shipyard serve` installs its own handler, so the stand-in does too
+signal.signal(signal.SIGINT, signal.default_int_handler)
 state = Path(sys.argv[1])
 guardian = Guardian(state)
 marked = subprocess.Popen(["sleep", "300"], start_new_session=True,

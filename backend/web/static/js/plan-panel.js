@@ -62,6 +62,7 @@ export class PlanView extends DetailView {
         h("div", { class: "section-head" }, "Orchestrator", this.feedHeadAside), this.feed.el),
       h("section", { class: "section plan-tasks", "aria-label": "Tasks" },
         h("div", { class: "section-head" }, "Tasks", this.tasksAside), this.tasksEl));
+    this.verificationFetched = null; // the summary state the detail was last fetched again for
     this.load();
   }
   async load() {
@@ -77,6 +78,23 @@ export class PlanView extends DetailView {
   }
   plan() {
     return S.plans.get(this.id) || (this.detail && !this.missing ? this.detail : null);
+  }
+  /**
+   * List summaries leave the verification's output out: the fetched detail has it. The detail
+   * is used only for the same run in the same state; when the summary moved on (running →
+   * failed), the detail is fetched again once for that state, so the output is never missing.
+   */
+  withVerificationOutput(p) {
+    const sv = p.verification;
+    if (!sv || "output_tail" in sv) return p;
+    const dv = this.detail && this.detail.verification;
+    if (dv && dv.started === sv.started && dv.status === sv.status) return { ...p, verification: dv };
+    const key = `${sv.started}|${sv.status}`;
+    if (this.detail && sv.status !== "running" && this.verificationFetched !== key) {
+      this.verificationFetched = key;
+      this.loadDetail();
+    }
+    return p;
   }
   onLog(kind, id, ev) {
     if (kind === "plan" && id === this.id) this.feed.push(ev);
@@ -242,10 +260,7 @@ export class PlanView extends DetailView {
     patch(this.budgetEl, JSON.stringify([budget, this.busy, s.pending]), () => budgetNotice(this, p));
     this.updateShape(p);
     patch(this.landEl, JSON.stringify([this.landResult, this.busy]), () => landNotice(this.landResult, () => this.land(true)));
-    // list summaries leave the verification's output out: the fetched detail has it for the same run
-    const dv = this.detail && this.detail.verification;
-    const pv = p.verification && !("output_tail" in p.verification) && dv && dv.started === p.verification.started
-      ? { ...p, verification: dv } : p;
+    const pv = this.withVerificationOutput(p);
     patch(this.verifyEl, JSON.stringify([pv.verification, p.fixup_rounds, lc.state, this.busy]), () =>
       p.status === "done" ? verificationSection(this, pv, lc) : null);
     this.diff.update(p, lc);

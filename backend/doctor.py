@@ -15,6 +15,7 @@ from pathlib import Path
 
 from backend.config import Settings
 from backend.runners.claude_code import find_claude_bin
+from backend.runners.codex import tmpdir_inside
 from backend.runners.gemini import auth_type
 from backend.runners.registry import DRIVERS
 from backend.trust import TrustGate
@@ -152,6 +153,10 @@ def codex_sandbox_check(binary: str | None) -> Check:
         home.mkdir()
         probe = Path(tmp) / "probe.txt"
         env = {**os.environ, "CODEX_HOME": str(home)}
+        inside = tmpdir_inside(home, env)
+        if inside is not None:
+            inside.mkdir()
+            env["TMPDIR"] = str(inside)
         try:
             proc = subprocess.run([binary, "sandbox", "--", "sh", "-c", f"echo probe > '{probe}'"],
                                   cwd=tmp, env=env, capture_output=True, text=True, timeout=30)

@@ -129,7 +129,10 @@ def test_cancel_during_a_long_command_leaves_no_process(agent: str, runner: Runn
 
     def watch() -> None:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not _with_cmdline(marker):
+        # wait for the exec'd sleep itself (argv0 is the marker): a wrapper caught between fork and
+        # exec can show the marker with an environment not yet readable
+        while time.monotonic() < deadline and not any(
+                (p.info["cmdline"] or [""])[0] == marker for p in _with_cmdline(marker)):
             time.sleep(0.05)
         for proc in _with_cmdline(marker):
             with contextlib.suppress(psutil.Error):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,6 +42,23 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _STATUS_RE = re.compile(r"(?:status|HTTP)\s*:?\s*(\d{3})\b", re.IGNORECASE)
 _RETRY_RE = re.compile(r"^Reconnecting\.\.\.\s*(\d+)/(\d+)")
 _SERVER_HINTS = ("high demand", "temporary errors", "internal server error", "overloaded")
+
+
+def tmpdir_inside(home: Path, environ: Mapping[str, str]) -> Path | None:
+    """A ``TMPDIR`` for Codex when its ``CODEX_HOME`` lies under the temporary directory, else None.
+
+    Measured on 0.169.0 with bubblewrap installed: Codex refuses to create its
+    sandbox helper (``codex-linux-sandbox``) under the temporary directory, so
+    every sandboxed command then fails with "bwrap: execvp codex-linux-sandbox:
+    No such file or directory" (``-s read-only`` planning runs and the doctor's
+    probe). A temporary directory inside the home, not above it, avoids that
+    (and goes with the home when a scratch home is removed).
+    """
+    temp = Path(environ.get("TMPDIR") or tempfile.gettempdir()).resolve()
+    resolved = home.resolve()
+    if resolved != temp and temp not in resolved.parents:
+        return None
+    return resolved / "tmpdir"
 
 
 def _toml_string(value: str) -> str:
@@ -209,11 +227,16 @@ class CodexDriver(AgentDriver):
         env = super().build_env(request, base, home)
         if home is not None and not request.env.get("CODEX_HOME") and not base.get("CODEX_HOME"):
             env["CODEX_HOME"] = str(home)
+            inside = tmpdir_inside(home, env)
+            if inside is not None and "TMPDIR" not in request.env:
+                env["TMPDIR"] = str(inside)
         return env
 
     def prepare(self, request: RunRequest, env: dict[str, str], home: Path) -> None:
         if env.get("CODEX_HOME") != str(home):
             return  # the user's own CODEX_HOME: their config, their login
+        if env.get("TMPDIR"):
+            Path(env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
         base_url = env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         config = (
             f"model_provider = {_toml_string(PROVIDER)}\n\n"

@@ -81,19 +81,32 @@ ensure_agent_clis() {
         && "$bin/opencode" --version >/dev/null
 }
 
-# ensure_chromium: Debian's chromium for the browser tests (Playwright cannot download one here).
-ensure_chromium() {
-    if [ -x /usr/bin/chromium ]; then
-        return 0
-    fi
+# ensure_debian_packages CMD:PACKAGE...: install (apt) the Debian packages whose command is missing.
+ensure_debian_packages() {
+    local missing=() pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
     local sudo=""
     if [ "$(id -u)" != 0 ]; then
         if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
-            say "chromium is missing and this user cannot install it: apt-get install chromium"
+            say "${missing[*]} missing and this user cannot install them: apt-get install ${missing[*]}"
             return 1
         fi
     fi
-    say "installing chromium (apt)"
+    say "installing ${missing[*]} (apt)"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# ensure_sandbox_tools: bubblewrap (agent sandboxes; Codex's own sandbox uses it too) and socat
+# (the sandbox's bridge to the model API).
+ensure_sandbox_tools() {
+    ensure_debian_packages bwrap:bubblewrap socat:socat
+}
+
+# ensure_chromium: Debian's chromium for the browser tests (Playwright cannot download one here).
+ensure_chromium() {
+    ensure_debian_packages chromium:chromium
 }

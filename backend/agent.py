@@ -555,6 +555,10 @@ class Dispatcher:
         """The task's own changes: base commit to its branch tip (live while it runs, kept after)."""
         task = self.store.get_task(task_id)
         base = task.base_commit
+        clone = self.yard.worktrees_dir / task_id
+        if task.status == TaskStatus.in_progress and self.git.is_clone(clone):
+            with contextlib.suppress(GitError):  # the agent's commits live in its clone until then
+                self.git.fetch_task_branch(clone, branch_for(task_id))
         tip = self.git.rev_parse(branch_for(task_id)) or task.head_commit
         if not base or not tip:
             return {"source": None, "diff": "", "files": []}

@@ -258,9 +258,10 @@ class Repair:
         """Commit whatever the agent left uncommitted (concluding the merge), so nothing is lost."""
         run = self.run
         try:
-            committed = self.git.commit_all(
+            committed = self.git.commit_in_clone(
                 run.worktree, f"{run.task.title}\n\nShipyard task {run.task.id}: work left uncommitted by "
                 f"repair attempt {state.attempt} (files may still hold conflict markers)")
+            run.bring_back()
         except GitError as exc:
             run.note(f"could not commit the repair's uncommitted work: {exc}", kind="warning")
             return

@@ -86,6 +86,9 @@ class RunHandle(Protocol):
     def note(self, summary: str, kind: str = "shipyard", **data: Any) -> None:
         """Append a Shipyard event to the task's run log and the event stream."""
 
+    def bring_back(self) -> str | None:
+        """Fetch the task's branch from its own repository into the project's; its tip."""
+
     def shell(self, command: str, label: str, cwd: Path, timeout: float) -> None:
         """Run a configured shell command; a failure is a TaskFailure naming the step."""
 

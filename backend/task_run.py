@@ -300,11 +300,13 @@ class TaskRun:
     def _finish(self, base_commit: str) -> None:
         """Commit what the agent left, integrate the branch (backend/integration.py), complete."""
         if not self.yard.executor.remote:  # a remote attempt commits on its worker and pushes
-            committed = self.git.commit_all(self.worktree, f"{self.task.title}\n\nShipyard task "
-                                            f"{self.task.id} (changes the agent left uncommitted)")
+            committed = self.git.commit_in_clone(self.worktree, f"{self.task.title}\n\nShipyard task "
+                                                 f"{self.task.id} (changes the agent left uncommitted)")
             if committed:
                 self.note("committed changes the agent left uncommitted")
-        tip = self.git.rev_parse(self.branch)
+            tip = self.bring_back()
+        else:
+            tip = self.git.rev_parse(self.branch)
         if tip is None or tip == base_commit:
             self._complete("no changes: the agent finished without changing any file", keep_branch=False,
                            outcome="no_changes")
@@ -321,9 +323,31 @@ class TaskRun:
         self._complete(f"integrated into {self.target} as {merged[:10]}", keep_branch=False,
                        head_commit=tip)
 
+    def bring_back(self) -> str | None:
+        """The task's branch from its own repository into the project's (a fetch of one ref); its tip.
+
+        The agent's commits live in its clone until then. None when the clone
+        has no such branch: the project's is deleted too, so a stale tip from an
+        earlier attempt is never taken for this one's work.
+        """
+        tip = self.git.fetch_task_branch(self.worktree, self.branch)
+        if tip is None:
+            with contextlib.suppress(GitError):
+                self.git.delete_branch(self.branch)
+        return tip
+
     # -------------------------------------------------------------- endings
     def _remove_worktree(self, keep_branch: bool = False) -> None:
-        """Hand the worktree back to the warm pool; delete the task branch unless kept."""
+        """Hand the worktree back to the warm pool; delete the task branch unless kept.
+
+        A kept branch is brought back from the task's clone first, so what the
+        agent committed there is kept too.
+        """
+        if keep_branch and not self.yard.executor.remote and self.worktree.exists():
+            try:
+                self.bring_back()
+            except GitError as exc:
+                log.warning("task %s: cannot bring its branch back: %s", self.task.id, exc)
         self.yard.worktrees.release(self.worktree)
         if keep_branch:
             return
@@ -341,8 +365,8 @@ class TaskRun:
         self.note(f"completed: {result}", kind="completed")
 
     def _fail(self, failure: TaskFailure) -> None:
-        head = self.git.rev_parse(self.branch) if failure.keep_branch else None
         self._remove_worktree(keep_branch=failure.keep_branch)
+        head = self.git.rev_parse(self.branch) if failure.keep_branch else None
         text = f"Task {self.task.id} failed: {failure.summary}\n"
         if failure.details:
             text += f"\n{failure.details}\n"

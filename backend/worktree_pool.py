@@ -1,6 +1,8 @@
-"""Warm worktrees: a small pool of checked-out worktrees reused from task to task.
+"""Warm task repositories: a small pool of checked-out clones reused from task to task.
 
-Creating a worktree writes every file of the project; in a 20,000-file
+Each task runs in a repository of its own (a clone borrowing the project's
+objects, see :mod:`backend.git.clones`); "worktree" below means that checkout.
+Creating one writes every file of the project; in a 20,000-file
 repository on disk that takes seconds, and it used to sit between "task
 created" and "agent started". A worktree that already holds a nearby commit
 only needs the files that differ, so finished tasks hand their worktree back
@@ -12,7 +14,7 @@ Layout under the state directory::
     worktrees/<task id>     the worktree a task is running in
 
 A task's worktree is always at ``worktrees/<task id>``, whichever pooled
-worktree it came from (``git worktree move`` is a rename), so every attempt at a
+clone it came from (a move is a rename), so every attempt at a
 task runs in the same directory and a rerun can resume the agent's Claude Code
 session, which Claude Code looks up by working directory.
 
@@ -20,10 +22,10 @@ Between tasks a worktree is cleaned completely: untracked and ignored files
 (``git clean -ffdx``), any change to tracked files, the branch (``checkout
 --force -B``), a stale ``index.lock``; one with an unfinished rebase or bisect,
 or index entries git is told to ignore, is discarded rather than trusted (see
-:meth:`backend.git.GitRepo.reset_worktree`). Cleaning happens when a
+:meth:`backend.git.GitRepo.reset_clone`). Cleaning happens when a
 worktree is handed out, so whatever a crashed task left behind is gone before
 the next task sees it. When the pool is empty or a pooled worktree cannot be
-cleaned, a fresh ``git worktree add`` is the fallback.
+cleaned, a fresh clone is the fallback.
 
 The pool holds at most ``size`` worktrees (idle plus lent), ``size`` being the
 number of parallel workers; extra ones are removed when they come back.
@@ -92,7 +94,7 @@ class WorktreePool:
                         self._lent.add(path)
                     break
             try:
-                self.git.move_worktree(slot, path)
+                self.git.move_clone(slot, path)
             except GitError as exc:
                 log.warning("worktree pool: cannot move %s to %s (%s); discarding it", slot, path, exc)
                 self._discard(slot)
@@ -100,7 +102,7 @@ class WorktreePool:
             with self._lock:
                 self._lent.add(path)
             try:
-                self.git.reset_worktree(path, commit, branch)
+                self.git.reset_clone(path, commit, branch)
                 return True
             except GitError as exc:
                 log.warning("worktree pool: cannot clean %s (%s); discarding it", path, exc)
@@ -108,10 +110,7 @@ class WorktreePool:
                     self._lent.discard(path)
                 self._discard(path)
         try:
-            if branch is None:
-                self.git.add_detached_worktree(path, commit)
-            else:
-                self.git.add_worktree(path, branch, commit)
+            self.git.add_clone(path, commit, branch)
         except GitError:
             with self._lock:
                 self._lent.discard(path)
@@ -135,13 +134,11 @@ class WorktreePool:
         if not path.exists():
             with self._lock:
                 self._lent.discard(path)
-            with contextlib.suppress(GitError):
-                self.git.prune_worktrees()
             return
         if keep:
             try:
-                self.git.park_worktree(path)
-                slot = self.git.move_worktree(path, self._free_slot_path())
+                self.git.park_clone(path)
+                slot = self.git.move_clone(path, self._free_slot_path())
             except GitError as exc:
                 log.warning("worktree pool: cannot take back %s (%s); removing it", path, exc)
                 keep = False
@@ -156,53 +153,56 @@ class WorktreePool:
 
     def _discard(self, path: Path) -> None:
         try:
-            self.git.remove_worktree(path)
+            self.git.remove_clone(path)
         except GitError as exc:
             log.warning("worktree pool: cannot remove %s: %s", path, exc)
 
     # ------------------------------------------------------------------ start-up
     def recover(self, live: set[str]) -> None:
-        """Adopt Shipyard's worktrees after a (re)start; remove what no one owns.
+        """Adopt Shipyard's task repositories after a (re)start; remove what no one owns.
 
-        Idle pooled worktrees stay pooled; the worktree of a task that is not
-        running (its server crashed) is taken back like a finished task's. Both
-        are cleaned before their next use. Folders that git does not know as
-        worktrees are Shipyard's own leftovers (an interrupted ``worktree add``)
-        and are deleted. Each item is handled on its own, so one odd leftover
-        cannot stop the rest.
+        Idle pooled clones stay pooled; the clone of a task that is not running
+        (its server crashed) is taken back like a finished task's. Both are
+        cleaned before their next use. Anything else under our folders (an
+        interrupted clone, a half-deleted one, a linked worktree left by an
+        older Shipyard) is removed. Each item is handled on its own, so one odd
+        leftover cannot stop the rest.
         """
         ours = self.worktrees_dir.resolve()
-        pool = self.pool_dir.resolve()
-        with contextlib.suppress(GitError):
-            self.git.prune_worktrees()
-        registered = self._registered()
-        for path in registered:
-            if path.parent == pool:
+        for entry in self._old_worktrees(ours):  # from before task repositories were clones
+            with contextlib.suppress(GitError):
+                self.git.remove_worktree(entry)
+        if self.pool_dir.is_dir():
+            for path in sorted(self.pool_dir.iterdir()):
                 with self._lock:
-                    if len(self._idle) < self.size:
+                    adopt = self.git.is_clone(path) and len(self._idle) < self.size
+                    if adopt:
                         self._idle.append(path)
-                        continue
-                self._discard(path)
-        # Interrupted tasks' worktrees come last, so they are the first to be reused.
-        for path in registered:
-            if path.parent == ours and path.name not in live:
-                self.release(path)
-        registered = self._registered()
-        for folder, keep in ((self.pool_dir, set()), (self.worktrees_dir, live | {POOL_DIR})):
-            if not folder.exists():
-                continue
-            for child in folder.iterdir():
-                if child.name not in keep and child.resolve() not in registered:
-                    shutil.rmtree(child, ignore_errors=True)
-        with contextlib.suppress(GitError):
-            self.git.prune_worktrees()
+                if not adopt:
+                    self._remove_leftover(path)
+        if self.worktrees_dir.is_dir():
+            # Interrupted tasks' clones come last, so they are the first to be reused.
+            for path in sorted(self.worktrees_dir.iterdir()):
+                if path.name == POOL_DIR or path.name in live:
+                    continue
+                if self.git.is_clone(path):
+                    self.release(path)
+                else:
+                    self._remove_leftover(path)
 
-    def _registered(self) -> list[Path]:
+    def _old_worktrees(self, ours: Path) -> list[Path]:
         try:
-            return [Path(e["path"]).resolve() for e in self.git.list_worktrees()]
+            registered = [Path(e["path"]).resolve() for e in self.git.list_worktrees()]
         except GitError as exc:
             log.warning("recovery: cannot list worktrees: %s", exc)
             return []
+        return [path for path in registered if path.is_relative_to(ours)]
+
+    def _remove_leftover(self, path: Path) -> None:
+        if path.is_symlink() or path.is_file():
+            path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
     def warm(self, commit: str) -> None:
         """Fill the pool up to ``size`` with worktrees at ``commit``, on a background thread."""
@@ -220,7 +220,7 @@ class WorktreePool:
                 path = self._free_slot_path()
                 self._lent.add(path)
             try:
-                self.git.add_detached_worktree(path, commit)
+                self.git.add_clone(path, commit)
             except GitError as exc:
                 log.warning("worktree pool: cannot prepare %s: %s", path, exc)
                 with self._lock:

@@ -87,8 +87,12 @@ def test_after_kill_9_the_crashed_tasks_worktree_is_cleaned_and_reused(
     # the pooled worktrees (one per worker plus one for test runs) are back in the pool,
     # detached, and nothing else is left
     assert [p.name for p in (project / ".shipyard" / "worktrees").iterdir()] == [".pool"]
-    listing = git(project, "worktree", "list", "--porcelain")
-    assert listing.count("worktree ") - 1 == listing.count("\ndetached") in (1, 2)
+    assert git(project, "worktree", "list", "--porcelain").count("worktree ") == 1  # clones, not worktrees
+    pooled = list((project / ".shipyard" / "worktrees" / ".pool").iterdir())
+    assert len(pooled) in (1, 2)
+    for clone in pooled:  # detached, holding no branch of any task
+        assert git(clone, "rev-parse", "--abbrev-ref", "HEAD").strip() == "HEAD"
+        assert git(clone, "for-each-ref").strip() == ""
 
 
 def test_a_rerun_resumes_its_session_in_a_reused_worktree(

@@ -48,7 +48,7 @@ def exactly(worktree: Path, commit: str) -> None:
     assert git(worktree, "rev-parse", "HEAD").strip() == commit
     assert git(worktree, "status", "--porcelain", "--ignored", "--untracked-files=all") == ""
     on_disk = sorted(str(p.relative_to(worktree)) for p in worktree.rglob("*")
-                     if p.is_file() and p.name != ".git")
+                     if p.is_file() and ".git" not in p.relative_to(worktree).parts)
     assert on_disk == sorted(git(worktree, "ls-tree", "-r", "--name-only", commit).split())
 
 
@@ -80,8 +80,11 @@ def test_reuse_leaves_nothing_of_the_previous_task(project: Path) -> None:
     exactly(second, base)
     assert git(second, "symbolic-ref", "HEAD").strip() == "refs/heads/shipyard/task-b"
     assert (second / "src" / "app.py").read_text() == "print('v1')\n"
-    # the first task's branch is free again (nothing has it checked out)
-    git(project, "branch", "-D", "shipyard/task-a")
+    # nothing of the first task's repository is left: not its branch, not its reflog
+    assert git(second, "for-each-ref", "--format=%(refname)").split() == ["refs/heads/shipyard/task-b"]
+    assert not (second / ".git" / "logs" / "refs" / "heads" / "shipyard" / "task-a").exists()
+    # and the project never had it (a task's branch lives in its own repository until fetched back)
+    assert git(project, "branch", "--list", "shipyard/task-a") == ""
 
 
 def test_a_task_starts_from_exactly_the_commit_it_asks_for(project: Path) -> None:
@@ -112,11 +115,15 @@ def test_a_task_branch_that_already_exists_is_reset_to_the_base(project: Path) -
     (wt / "work.txt").write_text("attempt 1\n")
     git(wt, "add", "-A")
     git(wt, "-c", "user.name=A", "-c", "user.email=a@b", "commit", "-q", "-m", "attempt 1")
-    pool.release(wt)  # a failed task keeps its branch
-    assert git(project, "rev-parse", "shipyard/task-t").strip() != base
+    pool.git.fetch_task_branch(wt, "shipyard/task-t")  # a failed task keeps its branch
+    pool.release(wt)
+    kept = git(project, "rev-parse", "shipyard/task-t").strip()
+    assert kept != base
     assert pool.checkout(wt, base, "shipyard/task-t") is True  # the rerun, same path
     exactly(wt, base)
-    assert git(project, "rev-parse", "shipyard/task-t").strip() == base
+    assert git(wt, "rev-parse", "shipyard/task-t").strip() == base
+    # the project's branch moves only when the rerun's work is fetched back
+    assert git(project, "rev-parse", "shipyard/task-t").strip() == kept
 
 
 @pytest.mark.parametrize("trap", ["assume-unchanged", "rebase"])
@@ -175,9 +182,11 @@ def test_warming_fills_the_pool_and_extra_worktrees_are_removed(project: Path) -
     for name in ("a", "b", "c"):
         pool.release(wt / name)
     assert pool.status() == {"size": 2, "idle": 2, "lent": 0}
-    registered = git(project, "worktree", "list", "--porcelain").count("worktree ")
-    assert registered == 3  # the project itself and two pooled worktrees
+    # two pooled repositories of their own, no linked worktree of the project's .git
+    assert git(project, "worktree", "list", "--porcelain").count("worktree ") == 1
     assert sorted(p.name for p in wt.iterdir()) == [".pool"]
+    pooled = list((wt / ".pool").iterdir())
+    assert len(pooled) == 2 and all((p / ".git").is_dir() for p in pooled)
 
 
 def test_something_in_the_way_fails_that_task_only(project: Path) -> None:

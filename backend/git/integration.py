@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backend.git.clones import CloneOps
 from backend.git.command import (
     SLOW_TIMEOUT,
     GitError,
@@ -20,7 +21,6 @@ from backend.git.command import (
     short_sha,
     stderr_tail,
 )
-from backend.git.worktrees import WorktreeOps
 
 
 @dataclass
@@ -42,7 +42,7 @@ class MergeOutcome:
 
 
 
-class IntegrationOps(WorktreeOps):
+class IntegrationOps(CloneOps):
     """Merging in the object store and publishing the result onto a branch."""
 
     def merge_commit(self, ours: str, theirs: str, message: str) -> MergeOutcome:
@@ -149,7 +149,7 @@ class IntegrationOps(WorktreeOps):
     # ------------------------------------------------------------------ repair
 
     def merge_into_worktree(self, worktree: Path, commit: str, message: str) -> MergeOutcome:
-        """Merge ``commit`` into the branch checked out in a task worktree, in that worktree.
+        """Merge ``commit`` into the branch checked out in a task's clone, in that clone.
 
         For a repair (backend/repair.py): the agent should see the plan's current
         work in its own checkout. A clean merge is committed (``commit`` is the new
@@ -159,7 +159,7 @@ class IntegrationOps(WorktreeOps):
         is a GitError. Takes no lock: it writes only that worktree's own index,
         files and branch, like the agent does.
         """
-        worktree = self.require_task_worktree(worktree)
+        self.restore_clone(worktree)
         sha = self.commit_id(commit, "commit")
         proc = self.run_git(
             "merge", "--no-edit", "--no-stat", "--no-verify", "--no-autostash", "-m", message, sha,

@@ -82,6 +82,7 @@ class RepoBase:
         self.common_dir = Path(common)
         self.lock = repo_lock(self.common_dir)
         self._identity: list[str] | None = None
+        self._clone_config: str | None = None  # see backend.git.clones
 
     def __repr__(self) -> str:
         return f"GitRepo({str(self.root)!r})"

@@ -75,6 +75,33 @@ class CloneOps(WorktreeOps):
                            "run git there.")
         return gitdir
 
+    def clone_config(self) -> str:
+        """The config a task clone gets: :data:`CLONE_CONFIG` plus the project's commit identity.
+
+        A linked worktree read the project's own ``user.name``/``user.email``; a
+        clone does not, so the identity the project would commit with (or
+        Shipyard's fallback, see ``identity_config``) is written into it, for the
+        agent's commits and Shipyard's. Computed once per GitRepo.
+        """
+        cached = self._clone_config
+        if cached is None:
+            user = dict(item.split("=", 1) for item in self.identity_config())
+            for key in ("name", "email"):
+                if f"user.{key}" not in user:
+                    proc = self.run_git("config", "--get", f"user.{key}", what=f"read user.{key}",
+                                        check=False)
+                    value = proc.stdout.decode("utf-8", "replace").strip()
+                    if value:
+                        user[f"user.{key}"] = value
+            lines = [CLONE_CONFIG]
+            if user:
+                lines.append("[user]\n")
+                for key, value in sorted(user.items()):
+                    quoted = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+                    lines.append(f'\t{key.split(".", 1)[1]} = "{quoted}"\n')
+            cached = self._clone_config = "".join(lines)
+        return cached
+
     def restore_clone(self, path: Path) -> Path:
         """Put back the clone's own git setup before Shipyard runs git in it; returns its gitdir.
 
@@ -85,7 +112,7 @@ class CloneOps(WorktreeOps):
         """
         gitdir = self.clone_gitdir(path)
         try:
-            (gitdir / "config").write_text(CLONE_CONFIG, encoding="utf-8")
+            (gitdir / "config").write_text(self.clone_config(), encoding="utf-8")
             info = gitdir / "objects" / "info"
             info.mkdir(parents=True, exist_ok=True)
             (info / "alternates").write_text(f"{Path(self.common_dir).resolve() / 'objects'}\n",

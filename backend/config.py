@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
 from backend.auth import MIN_TOKEN_LENGTH
 from backend.models import check_agent
@@ -236,6 +236,26 @@ class Settings(BaseModel):
         "Unset: no limit.",
     )
 
+    sandbox: str = Field(
+        default="auto",
+        description="Run agents inside bubblewrap: auto (when bubblewrap works here, else unsandboxed "
+        "with a warning), required (refuse runs without it) or off. See docs/security.md.",
+    )
+    sandbox_network: str = Field(
+        default="model",
+        description="Network of a sandboxed agent: model (only the model API's loopback port is "
+        "reachable; needs socat) or host (the machine's network).",
+    )
+    sandbox_ro_paths: list[Path] = Field(
+        default_factory=list,
+        description="Extra absolute paths a sandboxed agent may read (toolchains, the agent CLI's "
+        "folder when it lies in a hidden place).",
+    )
+    sandbox_rw_paths: list[Path] = Field(
+        default_factory=list,
+        description="Extra absolute folders a sandboxed agent may write (caches shared between runs).",
+    )
+
     #: Commands that came from a shipyard.yaml tracked by git (see backend/trust.py).
     _committed_commands: dict[str, Any] = PrivateAttr(default_factory=dict)
 
@@ -252,7 +272,8 @@ class Settings(BaseModel):
         return check_agent(value.strip().lower()) or None
 
     @field_validator("agent_extra_args", "orchestrator_extra_args", "copy_files", "codex_extra_args",
-                     "gemini_extra_args", "opencode_extra_args", mode="before")
+                     "gemini_extra_args", "opencode_extra_args", "sandbox_ro_paths", "sandbox_rw_paths",
+                     mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         """Accept a JSON list or a comma-separated string, as environment variables can only be text."""
@@ -262,6 +283,24 @@ class Settings(BaseModel):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @field_validator("sandbox", "sandbox_network")
+    @classmethod
+    def _sandbox_choice(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip().lower()
+        choices = ("auto", "required", "off") if info.field_name == "sandbox" else ("model", "host")
+        if value not in choices:
+            raise ValueError(f"unknown {info.field_name} {value!r}: choose {', '.join(choices)}")
+        return value
+
+    @field_validator("sandbox_ro_paths", "sandbox_rw_paths")
+    @classmethod
+    def _absolute_paths(cls, value: list[Path]) -> list[Path]:
+        """Sandbox paths are bound as given: a relative one would depend on where Shipyard started."""
+        relative = [str(p) for p in value if not p.expanduser().is_absolute()]
+        if relative:
+            raise ValueError(f"{relative[0]} is not an absolute path")
+        return [p.expanduser() for p in value]
 
     @field_validator("executor")
     @classmethod

@@ -18,6 +18,7 @@ from backend.runners.claude_code import find_claude_bin
 from backend.runners.codex import tmpdir_inside
 from backend.runners.gemini import auth_type
 from backend.runners.registry import DRIVERS
+from backend.sandbox import probe, sandbox_mode
 from backend.trust import TrustGate
 
 CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
@@ -133,7 +134,22 @@ def run_checks(settings: Settings, quick: bool = False, environ: dict[str, str] 
             if agent == "codex" and settings.planner_agent == "codex" and not quick \
                     and checks[-1].name == "codex credentials":  # installed and trusted
                 checks.append(codex_sandbox_check(DRIVERS[agent](settings.agent_bin(agent)).find_bin()))
+    checks.append(sandbox_check(settings))
     return checks
+
+
+def sandbox_check(settings: Settings) -> Check:
+    """What the ``sandbox`` setting does on this machine: sandboxed, unsandboxed (warning), or refused.
+
+    Cheap after the first call (the probe is cached per process), so the health endpoint runs it too.
+    """
+    decision = sandbox_mode(settings.sandbox, probe(), settings.sandbox_network)
+    if decision.refusal:
+        return Check("sandbox", "error", decision.refusal + ".",
+                     "install bubblewrap and socat (apt-get install bubblewrap socat), or set sandbox: auto")
+    if decision.warning:
+        return Check("sandbox", "warn", decision.warning + ".", "apt-get install bubblewrap socat")
+    return Check("sandbox", "ok", decision.summary)
 
 
 def codex_sandbox_check(binary: str | None) -> Check:

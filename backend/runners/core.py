@@ -20,6 +20,8 @@ the same for every agent and lives in small modules, one concern each:
   the marked stragglers: *how* to stop.
 * :mod:`~backend.runners.base` - :class:`AgentDriver` and :class:`StreamParser`.
 * :mod:`~backend.runners.wording` - one-sentence failure reasons, clipped events.
+* :mod:`backend.sandbox` - :func:`~backend.sandbox.wrap`, bubblewrap around the
+  process when the request carries a :class:`~backend.sandbox.SandboxSpec`.
 
 This module joins them: :class:`Runner` runs one driver's processes, and the
 supervision loop reads output, emits events, applies the watchdog and builds
@@ -82,6 +84,7 @@ from backend.runners.wording import (
     one_line,
     truthy,
 )
+from backend.sandbox import SANDBOX_ENV, Wrapped, wrap
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +199,8 @@ class Runner:
                 scratch = tempfile.mkdtemp(prefix=f"shipyard-{self.driver.name}-")
                 home = Path(scratch)
             env = self.build_env(request, home)
+            if request.sandbox is not None:
+                env.update(SANDBOX_ENV)
             argv = self.build_argv(request, home)
             problem = self.preflight(request, env, argv)
             if problem:
@@ -215,9 +220,18 @@ class Runner:
                     log = RunLog.open(Path(request.log_path))
                 except OSError as exc:
                     return RunResult.not_started(f"cannot open the run log {request.log_path}: {exc}")
+            wrapped: Wrapped | None = None
             try:
+                if request.sandbox is not None:
+                    try:  # after prepare(): the agent's files exist, so they can be bound
+                        wrapped = wrap(argv, env, request.sandbox, cwd=Path(request.cwd), private=(home,))
+                    except ValueError as exc:
+                        return RunResult.not_started(str(exc))
+                    argv, env = wrapped.argv, wrapped.env
                 return _Supervision(self, request, argv, env, token, log, on_event, cancel).run()
             finally:
+                if wrapped is not None:
+                    wrapped.close()
                 if log is not None:
                     log.close()
         finally:

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backend.sandbox.spec import SandboxSpec
+
 
 @dataclass
 class RunRequest:
@@ -22,7 +24,9 @@ class RunRequest:
     ignore them. ``read_only`` asks any agent for its read-only mode (the
     orchestrator's). ``state_dir`` is where an agent may keep its own home
     between runs (sessions for a resume, its config); without it a run gets a
-    throw-away one.
+    throw-away one. ``sandbox`` runs the agent inside bubblewrap as the spec
+    says (see :mod:`backend.sandbox`); the agent's state folder is always
+    writable in it.
     """
 
     prompt: str
@@ -45,6 +49,7 @@ class RunRequest:
     log_path: Path | None = None
     read_only: bool = False
     state_dir: Path | None = None
+    sandbox: SandboxSpec | None = None
 
 
 @dataclass

@@ -296,6 +296,7 @@ class ConnectProxy:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listener.bind(str(socket_path))
+            socket_path.chmod(0o600)  # the service's own user (the sandbox's too) and no one else
             listener.listen(128)
         except OSError:
             listener.close()
@@ -317,20 +318,23 @@ class ConnectProxy:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in send or recv
         deadline = time.monotonic() + timeout
+        me = threading.current_thread()
         while True:
             with self._lock:
-                threads = [t for t in self._threads if t is not threading.current_thread()]
-            if not threads:
+                lingering = [t for t in self._threads if t is not me]
+            if not lingering or time.monotonic() >= deadline:
                 break
-            threads[0].join(max(0.0, deadline - time.monotonic()))
-            if time.monotonic() >= deadline:
-                log.warning("proxy: %d connection threads still running after close", len(threads))
-                break
-        if self._listener is not None:
-            self._listener.close()
+            lingering[0].join(max(0.0, deadline - time.monotonic()))
         if self.socket_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
+        if lingering or me in self._threads:
+            # A thread still runs (stuck in a name lookup, or close() was called from on_event): its
+            # descriptors stay open, as closing them could hand their numbers to someone else's file.
+            log.warning("proxy: %d threads still running after close", len(lingering))
+            return
+        if self._listener is not None:
+            self._listener.close()
         for fd in (self._stop_r, self._stop_w):
             if fd >= 0:
                 os.close(fd)

@@ -337,6 +337,7 @@ def test_start_replaces_a_stale_socket_but_not_a_file(tmp_path: Path) -> None:
     stale.close()
     with ConnectProxy(["localhost"]) as proxy:
         proxy.start(tmp_path / "stale.sock")
+        assert (tmp_path / "stale.sock").stat().st_mode & 0o777 == 0o600
         assert ask(proxy, "CONNECT localhost:22 HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 403 ")
     (tmp_path / "file").write_text("mine")
     with pytest.raises(FileExistsError, match="is not a socket"):

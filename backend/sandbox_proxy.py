@@ -15,7 +15,7 @@ name that resolves to a loopback, private, link-local or otherwise non-global ad
 unless the name itself is listed. The proxy connects to the very addresses it checked (no second
 lookup an attacker could answer differently).
 
-Threads, one per connection, bounded by ``max_connections``; every wait selects on a stop pipe as
+Threads, one per connection, bounded by ``max_connections``; every wait polls a stop pipe as
 well, so ``close()`` ends them all within moments.
 """
 
@@ -280,9 +280,11 @@ class ConnectProxy:
         self._listener: socket.socket | None = None
         self._stop_r, self._stop_w = -1, -1
         self._lock = threading.Lock()
-        self._threads: set[threading.Thread] = set()
+        self._threads: set[threading.Thread] = set()  # running their target
+        self._spawned: list[threading.Thread] = []  # started and maybe not yet exited: what to join
         self._sockets: set[socket.socket] = set()
         self._closed = False
+        self._released = False
 
     def start(self, socket_path: Path) -> None:
         """Listen on ``socket_path`` (a stale socket there is replaced) and serve in threads."""
@@ -313,7 +315,7 @@ class ConnectProxy:
             self._closed = True
             sockets = list(self._sockets)
         if self._stop_w >= 0:
-            os.write(self._stop_w, b"x")  # never drained: every select sees it from now on
+            os.write(self._stop_w, b"x")  # never drained: every poll sees it from now on
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in send or recv
@@ -321,24 +323,34 @@ class ConnectProxy:
         me = threading.current_thread()
         while True:
             with self._lock:
-                lingering = [t for t in self._threads if t is not me]
+                lingering = [t for t in self._spawned if t is not me and t.is_alive()]
             if not lingering or time.monotonic() >= deadline:
                 break
             lingering[0].join(max(0.0, deadline - time.monotonic()))
         if self.socket_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
-        if lingering or me in self._threads:
-            # A thread still runs (stuck in a name lookup, or close() was called from on_event): its
-            # descriptors stay open, as closing them could hand their numbers to someone else's file.
-            log.warning("proxy: %d threads still running after close", len(lingering))
+        with self._lock:
+            busy = len(self._threads)
+        if busy:
+            # A thread still runs (stuck in a name lookup, or close() was called from on_event): the
+            # last one to end releases the descriptors, as closing them under it could hand their
+            # numbers to someone else's file.
+            log.info("proxy: %d threads still ending after close", busy)
             return
+        self._release()
+
+    def _release(self) -> None:
+        """Close the listener and the stop pipe, once, when no thread can use them any more."""
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
         if self._listener is not None:
             self._listener.close()
         for fd in (self._stop_r, self._stop_w):
             if fd >= 0:
                 os.close(fd)
-        self._stop_r = self._stop_w = -1
 
     def __enter__(self) -> ConnectProxy:
         return self
@@ -350,12 +362,13 @@ class ConnectProxy:
     def active_threads(self) -> int:
         """How many of the proxy's threads are alive (the accept loop and one per connection)."""
         with self._lock:
-            return sum(1 for t in self._threads if t.is_alive())
+            return sum(1 for t in self._spawned if t.is_alive())
 
     def _spawn(self, target: Callable[..., None], *args: object, name: str) -> None:
         thread = threading.Thread(target=self._run_thread, args=(target, *args), name=name, daemon=True)
         with self._lock:
             self._threads.add(thread)
+            self._spawned = [t for t in self._spawned if t.is_alive()] + [thread]
         thread.start()
 
     def _run_thread(self, target: Callable[..., None], *args: object) -> None:
@@ -366,6 +379,9 @@ class ConnectProxy:
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
+                last = self._closed and not self._threads
+            if last:
+                self._release()
 
     def _track(self, sock: socket.socket) -> bool:
         """Remember ``sock`` so close() can wake its thread; False once the proxy is closing."""

@@ -331,6 +331,25 @@ def test_close_ends_every_connection_and_thread(start_proxy: Proxies, echo_port:
         dial(proxy)
 
 
+def test_close_from_the_event_handler_returns_and_the_last_thread_cleans_up(
+        tmp_path: Path, web_port: int) -> None:
+    closed: list[float] = []
+    proxy: ConnectProxy
+
+    def on_event(event: ProxyEvent) -> None:
+        started = time.monotonic()
+        proxy.close(timeout=0.5)
+        closed.append(time.monotonic() - started)
+
+    proxy = ConnectProxy(["localhost"], on_event, allowed_ports=[web_port])
+    proxy.start(tmp_path / "p.sock")
+    # closed while deciding: the connection ends before anything is relayed
+    assert ask(proxy, f"GET http://localhost:{web_port}/ HTTP/1.1\r\n\r\n") == b""
+    wait_for(lambda: proxy.active_threads == 0, TIMEOUT, message="every thread ended")
+    assert len(closed) == 1 and closed[0] < 2.0
+    assert not (tmp_path / "p.sock").exists()
+
+
 def test_start_replaces_a_stale_socket_but_not_a_file(tmp_path: Path) -> None:
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(tmp_path / "stale.sock"))

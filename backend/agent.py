@@ -40,6 +40,7 @@ from typing import Any
 from backend.budget import BudgetTracker, budget_note
 from backend.claim_loop import ClaimLoop
 from backend.config import Settings
+from backend.containment import Sandboxes
 from backend.doctor import start_problems
 from backend.errors import Conflict, NotFound, ShipyardError, describe_exception
 from backend.events import EventBus
@@ -94,7 +95,8 @@ class Dispatcher:
                          worktrees=self.worktrees, worktrees_dir=self.worktrees_dir,
                          executor=self.executor, budget=self.budget, scheduler=self.scheduler,
                          plan_lock=threading.Lock(), integration_lock=threading.Lock(),
-                         closing=threading.Event(), runners={"claude": self.runner})
+                         closing=threading.Event(), runners={"claude": self.runner},
+                         sandboxes=Sandboxes(settings, self.git.common_dir / "objects"))
         self.plan_lock = self.yard.plan_lock
         self.integration_lock = self.yard.integration_lock
         #: target branch -> the tip Shipyard last moved it to (the CAS in backend/integration.py verifies it)

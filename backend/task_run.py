@@ -260,15 +260,25 @@ class TaskRun:
                     f"{flag} {value:g}" for flag, value in (("--max-turns", limits["max_turns"]),
                                                            ("--max-budget-usd", limits["max_budget_usd"]))
                     if value is not None), kind="limits", **limits)
+        state_dir = self.yard.agents_dir / self.task.id  # a private home per task, kept for resumes
+        sandbox = None
+        if not self.yard.executor.remote:
+            contained = self.yard.containment(self.agent, self.worktree, state_dir)
+            if contained.refusal:
+                raise TaskFailure(contained.refusal, keep_branch=False)
+            sandbox = contained.spec
+            if announce:  # the run's first event says how it is contained
+                self.note(contained.note, kind="sandbox", sandboxed=sandbox is not None)
         return RunRequest(
             **limits,
             prompt=prompt or build_prompt(self.yard, self.task, previous),
             cwd=self.worktree,
+            sandbox=sandbox,
             append_system_prompt=AGENT_INSTRUCTIONS.format(project=self.settings.name, branch=self.branch),
             permission_mode=self.settings.permission_mode,
             model=self.settings.model_for(self.agent),
             extra_args=self.settings.extra_args_for(self.agent),
-            state_dir=self.yard.agents_dir,
+            state_dir=state_dir,
             env={MARK: str(self.settings.state_path), RUN_MARK: f"task-{self.task.id}"},
             timeout_s=self.settings.task_timeout_s,
             idle_timeout_s=self.settings.idle_timeout_s,

@@ -24,6 +24,7 @@ from typing import Any
 
 from backend.budget import BudgetTracker
 from backend.config import Settings
+from backend.containment import Containment, Sandboxes
 from backend.errors import Conflict, NotFound, describe_exception
 from backend.events import EventBus
 from backend.executors.base import Executor
@@ -79,6 +80,8 @@ class Yard:
     integration_lock: threading.Lock
     #: Set when the server is shutting down (an orchestration stopped then says so).
     closing: threading.Event
+    #: How runs are contained (backend/containment.py): one sandbox spec per agent run or command.
+    sandboxes: Sandboxes
     #: target branch -> the tip Shipyard last moved it to (the CAS in backend/integration.py verifies it)
     integrated_tips: dict[str, str] = field(default_factory=dict)
     runners: dict[str, Runner] = field(default_factory=dict)
@@ -112,6 +115,12 @@ class Yard:
         env[MARK] = str(self.settings.state_path)
         env[RUN_MARK] = run
         return env
+
+    def containment(self, agent: str, cwd: Path, state_dir: Path, read_only: bool = False) -> Containment:
+        """How a run of ``agent`` in ``cwd`` with its private ``state_dir`` is contained."""
+        runner = self.runner_for(agent)
+        env = runner.base_env if runner.base_env is not None else os.environ
+        return self.sandboxes.for_agent(agent, cwd=cwd, home=state_dir / agent, env=env, read_only=read_only)
 
     def runner_for(self, agent: str) -> Runner:
         """The runner of ``agent`` (one per agent, made on first use with its configured binary)."""

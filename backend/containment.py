@@ -1,0 +1,159 @@
+"""How each run Shipyard starts is contained: one sandbox spec per agent run or command.
+
+The sandbox package (:mod:`backend.sandbox`) knows bubblewrap; this module knows
+Shipyard's layout and decides, for one run, what the sandbox holds:
+
+* **a task's agent** (worker, repair, fix-up): its own repository (the task's
+  clone) and its own private home read-write; the project's object store
+  read-only (the clone borrows from it); the user's checkout, Shipyard's state
+  directory (token, plans, tasks, other tasks' clones) and the user's home
+  hidden; only the model reachable (``sandbox_network``);
+* **a read-only agent** (the orchestrator, the chat): the project read-only,
+  enforced by the kernel, not only by the tool list; the state directory hidden;
+  a private home;
+* **a command Shipyard runs on a tree** (``setup_command``, ``test_command``,
+  ``verify_command``): that tree read-write, nothing else of the project, no
+  network unless ``sandbox_network: host``.
+
+Which agents run inside: those measured to work there (:data:`SANDBOXED_AGENTS`).
+Another agent runs unsandboxed with a warning in ``auto`` and is refused with a
+sentence in ``required`` (no silent bypass).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from backend.config import Settings
+from backend.runners.process import REPO_ROOT
+from backend.sandbox.policy import Decision, sandbox_mode
+from backend.sandbox.probe import probe
+from backend.sandbox.spec import SandboxSpec
+
+#: Agents whose CLI was measured to run inside the sandbox (the suite runs them there).
+SANDBOXED_AGENTS: frozenset[str] = frozenset({"claude"})
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+@dataclass(frozen=True)
+class Containment:
+    """One run's containment: a ``spec`` (None: unsandboxed), its one-line ``note``, or a ``refusal``."""
+
+    spec: SandboxSpec | None
+    note: str
+    refusal: str | None = None
+
+
+def model_ports(env: Mapping[str, str]) -> tuple[int, ...]:
+    """Loopback ports the run's model endpoints use (``*_BASE_URL`` variables), kept reachable inside."""
+    ports: list[int] = []
+    for name, value in env.items():
+        if not name.endswith("_BASE_URL") or not value:
+            continue
+        with contextlib.suppress(ValueError):
+            url = urlsplit(value)
+            if url.hostname in _LOOPBACK:
+                ports.append(url.port or (443 if url.scheme == "https" else 80))
+    return tuple(dict.fromkeys(ports))
+
+
+class Sandboxes:
+    """The project's containment policy: the setting, what this machine can do, one spec per run."""
+
+    def __init__(self, settings: Settings, objects_dir: Path) -> None:
+        self.settings = settings
+        self.objects_dir = objects_dir
+        self._decision: Decision | None = None
+        self._lock = threading.Lock()
+
+    def decision(self) -> Decision:
+        with self._lock:
+            if self._decision is None:
+                self._decision = sandbox_mode(self.settings.sandbox, probe(), self.settings.sandbox_network)
+            return self._decision
+
+    def status(self) -> dict[str, object]:
+        """For the health endpoint, ``serve``'s start-up text and the dashboard's banner."""
+        decision = self.decision()
+        return {"setting": self.settings.sandbox, "sandboxed": decision.sandbox,
+                "network": self.settings.sandbox_network, "summary": decision.summary,
+                "warning": decision.warning or decision.refusal,
+                "agents": sorted(SANDBOXED_AGENTS) if decision.sandbox else []}
+
+    # ------------------------------------------------------------------ runs
+    def for_agent(self, agent: str, *, cwd: Path, home: Path, env: Mapping[str, str],
+                  read_only: bool = False) -> Containment:
+        """The containment of one agent run in ``cwd`` whose private home is ``home``."""
+        decision = self.decision()
+        if not decision.sandbox:
+            return self._unsandboxed(decision)
+        if agent not in SANDBOXED_AGENTS:
+            why = (f"{agent} has not been verified inside Shipyard's sandbox yet "
+                   f"(sandboxed agents: {', '.join(sorted(SANDBOXED_AGENTS))})")
+            if self.settings.sandbox == "required":
+                return Containment(None, "", f"runs must be sandboxed (sandbox: required) but {why}")
+            return Containment(None, f"not sandboxed: {why}")
+        home.mkdir(parents=True, exist_ok=True)
+        if agent == "claude":
+            _copy_claude_login(env, home)
+        spec = SandboxSpec(
+            rw_paths=(Path(cwd),) if read_only else (Path(cwd), *self.settings.sandbox_rw_paths),
+            ro_paths=self._ro_paths(),
+            hidden_paths=self._hidden(),
+            home=home,
+            network=self.settings.sandbox_network,
+            model_ports=model_ports(env),
+            read_only=read_only,
+        )
+        return Containment(spec, spec.describe() + (" (project read-only)" if read_only else ""))
+
+    def for_command(self, cwd: Path, home: Path) -> Containment:
+        """A configured command (setup, test, verify) run on the tree ``cwd``."""
+        decision = self.decision()
+        if not decision.sandbox:
+            return self._unsandboxed(decision)
+        home.mkdir(parents=True, exist_ok=True)
+        spec = SandboxSpec(rw_paths=(Path(cwd), *self.settings.sandbox_rw_paths), ro_paths=self._ro_paths(),
+                           hidden_paths=self._hidden(), home=home, network=self.settings.sandbox_network)
+        return Containment(spec, spec.describe())
+
+    def _unsandboxed(self, decision: Decision) -> Containment:
+        if decision.refusal:
+            return Containment(None, "", decision.refusal)
+        return Containment(None, decision.warning or decision.summary)
+
+    def _hidden(self) -> tuple[Path, ...]:
+        return (self.settings.project_dir, self.settings.state_path)
+
+    def _ro_paths(self) -> tuple[Path, ...]:
+        paths = [self.objects_dir, *self.settings.sandbox_ro_paths]
+        tools = REPO_ROOT / ".tools"
+        if tools.is_dir():
+            paths.append(tools)
+        return tuple(paths)
+
+
+def _copy_claude_login(env: Mapping[str, str], home: Path) -> None:
+    """Give a sandboxed Claude Code the user's login (and nothing else of their config).
+
+    The user's config folder stays hidden (its hooks, settings and other
+    sessions are not the run's); only ``.credentials.json``, when there is one,
+    is copied into the run's private ``~/.claude``. An API key in the
+    environment needs nothing.
+    """
+    source_dir = Path(env.get("CLAUDE_CONFIG_DIR") or Path(env.get("HOME") or "~").expanduser() / ".claude")
+    source = source_dir / ".credentials.json"
+    if not source.is_file():
+        return
+    target = home / ".claude" / ".credentials.json"
+    with contextlib.suppress(OSError):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        os.chmod(target, 0o600)

@@ -27,16 +27,19 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from backend.config import Settings
+from backend.containment import Sandboxes
 from backend.errors import Conflict, Invalid, NotFound, ShipyardError, Unavailable
 from backend.events import EventBus
 from backend.models import Plan, PlanCreate, PlanStatus
@@ -45,6 +48,7 @@ from backend.orchestrator_run import READ_ONLY_TOOLS, WRITE_TOOLS  # the orchest
 from backend.reaper import MARK, RUN_MARK
 from backend.runlog import read_log
 from backend.runners.claude_code import AgentEvent, ClaudeCodeRunner, RunRequest, RunResult
+from backend.sandbox.spec import SandboxSpec
 from backend.store import Store
 from backend.store.chats import DRAFT_TITLE_MAX, Chat, ChatStore, Draft
 
@@ -218,8 +222,10 @@ class ChatService:
     """Owns every chat turn of one project: starts, streams, cancels and recovers them."""
 
     def __init__(self, settings: Settings, store: Store, bus: EventBus,
-                 runner: ClaudeCodeRunner | None = None) -> None:
+                 runner: ClaudeCodeRunner | None = None, sandboxes: Sandboxes | None = None) -> None:
         self.settings = settings
+        #: How each turn is contained (the project read-only, a private home per chat).
+        self.sandboxes = sandboxes
         self.store = store
         self.bus = bus
         self.runner = runner or ClaudeCodeRunner(claude_bin=settings.claude_bin)
@@ -468,10 +474,12 @@ class ChatService:
         self._append(chat_id, "error", reason, **fields)
         self.chats.update(chat_id, last_error=reason)
 
-    def _request(self, chat: Chat, prompt: str) -> RunRequest:
+    def _request(self, chat: Chat, prompt: str, sandbox: SandboxSpec | None = None) -> RunRequest:
         settings = self.settings
         resume = chat.session_id if chat.session_started else None
         return RunRequest(
+            sandbox=sandbox,
+            state_dir=self._state_dir(chat) if sandbox is not None else None,
             prompt=prompt,
             cwd=settings.project_dir,
             append_system_prompt=build_system_prompt(settings.name),
@@ -504,7 +512,20 @@ class ChatService:
             self.bus.publish("chat.log", {"chat_id": chat_id, "turn": turn.number,
                                           "event": event.to_dict()})
 
-        return self.runner.run(self._request(chat, prompt), on_event=on_event, cancel=turn.stop)
+        sandbox = None
+        if self.sandboxes is not None:
+            runner_env = self.runner.base_env if self.runner.base_env is not None else os.environ
+            contained = self.sandboxes.for_agent("claude", cwd=self.settings.project_dir,
+                                                 home=self._state_dir(chat) / "claude", env=runner_env,
+                                                 read_only=True)
+            if contained.refusal:
+                return RunResult.not_started(contained.refusal)
+            sandbox = contained.spec
+        return self.runner.run(self._request(chat, prompt, sandbox), on_event=on_event, cancel=turn.stop)
+
+    def _state_dir(self, chat: Chat) -> Path:
+        """The chat's private agent home (its Claude Code sessions live there when sandboxed)."""
+        return self.settings.state_path / "agents" / f"chat-{chat.id}"
 
     def _converse(self, chat_id: str, turn: _Turn) -> None:
         chat = self.chats.get(chat_id)

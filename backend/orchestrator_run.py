@@ -54,6 +54,11 @@ def run_orchestrator(yard: Yard, plan: Plan, message: str, stop: threading.Event
         yard.bus.publish("plan.log", {"plan_id": plan.id, "event": event.to_dict()})
 
     choice = plan.agent_per_task
+    state_dir = yard.agents_dir / f"plan-{plan.id}"  # a private home: nothing of other runs' config
+    contained = yard.containment(agent, settings.project_dir, state_dir, read_only=True)
+    if contained.refusal:
+        raise OrchestrationError(contained.refusal)
+    yard.note(plan.id, f"orchestrator: {contained.note}", kind="sandbox", sandboxed=contained.spec is not None)
     request = RunRequest(
         prompt=message,
         cwd=settings.project_dir,
@@ -69,7 +74,8 @@ def run_orchestrator(yard: Yard, plan: Plan, message: str, stop: threading.Event
         idle_timeout_s=settings.idle_timeout_s,
         log_path=yard.store.plan_log_path(plan.id),
         read_only=True,
-        state_dir=yard.agents_dir,
+        state_dir=state_dir,
+        sandbox=contained.spec,
         max_budget_usd=budget_usd if agent in LIMITED_AGENTS else None,
     )
     result = yard.runner_for(agent).run(request, on_event=on_event, cancel=stop)

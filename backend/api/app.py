@@ -61,7 +61,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     state = app.state
     state.settings = settings
     state.dispatcher = disp
-    state.chats = ChatService(settings, disp.store, disp.bus, disp.runner)
+    state.chats = ChatService(settings, disp.store, disp.bus, disp.runner, disp.yard.sandboxes)
     state.checks = CachedChecks(lambda: run_checks(settings, quick=True, trust=disp.trust))
     state.gate = AdmissionGate(settings.list_concurrency)
     state.list_caches = ListCaches()

@@ -122,6 +122,8 @@ def _read_config(common: Path) -> tuple[ConfigEntries | None, str | None]:
     fields = proc.stdout.split(b"\0")
     for scope, entry in zip(fields[0::2], fields[1::2], strict=False):
         key, _, value = decode(entry).partition("\n")
+        if decode(scope) == "command":
+            continue  # Shipyard's own -c flags (core.hooksPath=/dev/null): not what the user runs
         if key == "core.hookspath":
             hooks_path = value
         if decode(scope) == "local":

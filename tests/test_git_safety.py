@@ -252,6 +252,8 @@ def test_signature_checks_never_run_a_configured_gpg_program(project: Path, tmp_
     assert canary.exists()
     canary.unlink()
     assert GitRepo(project).find_trailer("signed", "Nope:") is None
+    proc = run(git_argv("log", "-1", "signed"), cwd=project, timeout=60)  # the control, with Shipyard's flags
+    assert proc.returncode == 0
     assert not canary.exists()
 
 

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
 from backend.auth import MIN_TOKEN_LENGTH
+from backend.git.command import git_argv, git_env
 from backend.models import check_agent
 from backend.trust import command_settings, is_tracked
 
@@ -413,8 +414,9 @@ def describe_settings() -> list[tuple[str, str, str]]:
 def _git_toplevel(path: Path) -> Path | None:
     try:
         proc = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],
+            git_argv("rev-parse", "--show-toplevel"),
             cwd=path,
+            env=git_env(),
             capture_output=True,
             text=True,
             timeout=10,

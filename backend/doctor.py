@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from backend.config import Settings
+from backend.git.command import git_argv, git_env
 from backend.runners.claude_code import find_claude_bin
 from backend.runners.codex import tmpdir_inside
 from backend.runners.gemini import auth_type
@@ -88,8 +89,8 @@ def has_commits(project: Path) -> bool:
     if project in _has_commits:
         return True
     try:
-        proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD^{commit}"], cwd=project,
-                              capture_output=True, text=True, timeout=10)
+        proc = subprocess.run(git_argv("rev-parse", "--verify", "--quiet", "HEAD^{commit}"), cwd=project,
+                              env=git_env(), capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return False
     if proc.returncode == 0:

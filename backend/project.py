@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from backend.config import ConfigError, Settings
+from backend.git.command import git_argv, git_env
 
 #: Entries excluded when the state directory is the project root itself.
 ROOT_STATE_ENTRIES = ("plans/", "tasks/", "logs/", "worktrees/", "chats/", "server.lock", "server.json")
@@ -32,8 +33,8 @@ def exclude_patterns(settings: Settings) -> list[str]:
 
 def git_exclude_file(project: Path) -> Path:
     out = subprocess.run(
-        ["git", "rev-parse", "--git-path", "info/exclude"],
-        cwd=project, capture_output=True, text=True, check=True, timeout=10,
+        git_argv("rev-parse", "--git-path", "info/exclude"),
+        cwd=project, env=git_env(), capture_output=True, text=True, check=True, timeout=10,
     ).stdout.strip()
     path = Path(out)
     return path if path.is_absolute() else project / path
@@ -45,8 +46,8 @@ def tracked_state_files(settings: Settings) -> list[str]:
     if not patterns:
         return []
     specs = [f":(top){p.strip('/')}" for p in patterns]
-    proc = subprocess.run(["git", "ls-files", "-z", "--", *specs], cwd=settings.project_dir,
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(git_argv("ls-files", "-z", "--", *specs), cwd=settings.project_dir,
+                          env=git_env(), capture_output=True, text=True, timeout=30)
     if proc.returncode != 0:
         return []
     return [name for name in proc.stdout.split("\0") if name]

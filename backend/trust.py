@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.auth import write_private_json
+from backend.git.command import git_argv, git_env
 
 #: Settings whose values make Shipyard execute something besides its own code.
 RUNNING_SETTINGS = ("claude_bin", "agent_extra_args", "orchestrator_extra_args",
@@ -48,8 +49,8 @@ def config_dir(environ: dict[str, str] | None = None) -> Path:
 def is_tracked(project: Path, relative: str) -> bool:
     """True when git tracks ``relative`` in ``project`` (it came with the repository)."""
     try:
-        proc = subprocess.run(["git", "ls-files", "--error-unmatch", "--", relative], cwd=project,
-                              capture_output=True, text=True, timeout=10)
+        proc = subprocess.run(git_argv("ls-files", "--error-unmatch", "--", relative), cwd=project,
+                              env=git_env(), capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return True  # cannot tell: treat as foreign, the safe side
     return proc.returncode == 0

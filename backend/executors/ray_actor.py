@@ -29,6 +29,7 @@ import psutil
 from filelock import FileLock
 
 from backend import __version__
+from backend.git.command import driver_overrides, git_argv, safe_env, with_config
 from backend.guardian import Guardian
 from backend.reaper import MARK, RUN_MARK, kill_marked
 from backend.runners.core import AgentEvent, RunRequest, RunResult
@@ -147,10 +148,12 @@ class AttemptWorker:
              what: str = "run git") -> str:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
         env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C", GIT_ASKPASS="", GIT_EDITOR="true")
+        argv = git_argv(*args)  # the agent can write the mirror's config: nothing it names runs
+        where = cwd or self.root
+        config = driver_overrides(argv, cwd=where, timeout=GIT_TIMEOUT_S)
         if auth:  # the token travels in a header for this one command, never in a config file
-            env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader",
-                       GIT_CONFIG_VALUE_0=f"Authorization: Bearer {self.spec['token']}")
-        proc = subprocess.run(["git", *args], cwd=cwd or self.root, env=env, capture_output=True,
+            config = [("http.extraHeader", f"Authorization: Bearer {self.spec['token']}"), *config]
+        proc = subprocess.run(argv, cwd=where, env=with_config(env, config), capture_output=True,
                               text=True, timeout=GIT_TIMEOUT_S, start_new_session=True)
         if proc.returncode != 0:
             raise _AttemptError(f"could not {what}: {(proc.stderr or proc.stdout).strip()[-1000:]}")
@@ -208,7 +211,8 @@ class AttemptWorker:
     def _push(self) -> str:
         wt = self.worktree
         self._git("add", "-A", cwd=wt, what="stage the agent's changes")
-        staged = subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=wt, check=False)
+        argv = git_argv("diff", "--cached", "--quiet")
+        staged = subprocess.run(argv, cwd=wt, env=safe_env(argv, cwd=wt), check=False)
         if staged.returncode == 1:
             self._git("commit", "--quiet", "--no-verify", "-m",
                       f"{self.spec.get('title', 'Task')}\n\nShipyard task {self.task_id} "

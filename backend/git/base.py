@@ -14,7 +14,6 @@ from pathlib import Path
 
 from backend.git import command
 from backend.git.command import (
-    BASE_CONFIG,
     DEFAULT_TIMEOUT,
     FULL_SHA,
     GitError,
@@ -22,6 +21,7 @@ from backend.git.command import (
     check_ref_arg,
     decode,
     decode_path,
+    git_argv,
     repo_lock,
     stderr_tail,
 )
@@ -44,7 +44,7 @@ class RepoBase:
         if not path.is_dir():
             raise NotAGitRepository(f"{path} is a file, not a git repository.")
         proc = command.run(
-            ["git", "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir"],
+            git_argv("rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir"),
             cwd=path,
             timeout=timeout,
         )
@@ -99,10 +99,7 @@ class RepoBase:
         config: Sequence[str] = (),
     ) -> subprocess.CompletedProcess[bytes]:
         """Run one git command; on failure raise GitError saying ``Could not <what>``."""
-        argv = ["git"]
-        for item in (*BASE_CONFIG, *config):
-            argv += ["-c", item]
-        argv += args
+        argv = git_argv(*args, config=config)
         proc = command.run(
             argv, cwd=cwd or self.root, timeout=timeout or self.timeout, input=input
         )

@@ -9,11 +9,11 @@ import subprocess
 import threading
 
 from backend.git.command import (
-    BASE_CONFIG,
     GitError,
     decode,
     decode_path,
-    git_env,
+    git_argv,
+    safe_env,
     short_sha,
     stderr_tail,
 )
@@ -31,15 +31,12 @@ class DiffOps(RefOps):
         """
         b = self.require_commit(base, "revision")
         t = self.require_commit(tip, "revision")
-        argv = ["git"]
-        for item in BASE_CONFIG:
-            argv += ["-c", item]
-        argv += [
-            "diff", "--no-color", "--no-ext-diff", "--src-prefix=a/", "--dst-prefix=b/",
-            f"{b}...{t}", "--",
-        ]
+        argv = git_argv(
+            "diff", "--no-color", "--src-prefix=a/", "--dst-prefix=b/", f"{b}...{t}", "--",
+        )
         proc = subprocess.Popen(
-            argv, cwd=self.root, env=git_env(), stdin=subprocess.DEVNULL,
+            argv, cwd=self.root, env=safe_env(argv, cwd=self.root, timeout=self.timeout),
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
         )
         assert proc.stdout is not None and proc.stderr is not None

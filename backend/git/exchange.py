@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from backend.git.command import GitError, repo_lock
+from backend.git.command import GitError, git_argv, repo_lock
 from backend.git.command import run as _run
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class GitExchange:
         self.project = project
 
     def _git(self, *args: str, cwd: Path | None = None) -> str:
-        proc = _run(["git", *args], cwd=cwd or self.root, timeout=TIMEOUT_S)
+        proc = _run(git_argv(*args), cwd=cwd or self.root, timeout=TIMEOUT_S)
         if proc.returncode != 0:
             raise GitError(f"git {' '.join(args[:3])} failed in the exchange repository: "
                            f"{proc.stderr.decode(errors='replace').strip()[-500:]}")
@@ -79,7 +79,7 @@ class GitExchange:
     def collect(self, task_id: str, attempt: int, branch: str) -> str | None:
         """Bring the attempt's pushed branch into the project as ``branch``; its tip, or None."""
         ref = attempt_ref(task_id, attempt)
-        proc = _run(["git", "--git-dir", str(self.path), "rev-parse", "--verify", "-q", ref],
+        proc = _run(git_argv("--git-dir", str(self.path), "rev-parse", "--verify", "-q", ref),
                     cwd=self.root, timeout=TIMEOUT_S)
         if proc.returncode != 0:
             return None
@@ -91,5 +91,5 @@ class GitExchange:
 
     def drop(self, task_id: str, attempt: int) -> None:
         for ref in (base_ref(task_id, attempt), attempt_ref(task_id, attempt)):
-            _run(["git", "--git-dir", str(self.path), "update-ref", "-d", ref], cwd=self.root,
+            _run(git_argv("--git-dir", str(self.path), "update-ref", "-d", ref), cwd=self.root,
                  timeout=TIMEOUT_S)

@@ -83,9 +83,16 @@ def exercise(project: Path, work: Path) -> None:
     assert repo.find_trailer(tip1, "Shipyard-Task:") is None
     merged = repo.merge_commit(tip1, tip2, "merge the tasks")
     assert merged.ok, merged.message
-    into = repo.merge_into_worktree(one, tip2, "merge task 2 into task 1")
+    three = work / "three"  # a task's own repository (a clone borrowing the project's objects)
+    repo.add_clone(three, tip1, "shipyard/task-3")
+    into = repo.merge_into_worktree(three, tip2, "merge task 2 into task 1")
     assert into.ok, into.message
-    assert "line last" in (one / "app.py").read_text()
+    assert "line last" in (three / "app.py").read_text()
+    (three / "more.txt").write_text("more\n")
+    assert repo.commit_in_clone(three, "task 3") is not None
+    assert repo.fetch_task_branch(three, "shipyard/task-3") is not None
+    repo.reset_clone(three, main, "shipyard/task-3")
+    repo.remove_clone(three)
     repo.reset_worktree(two, main, "shipyard/task-2")
     landed = repo.land("shipyard/task-1", "main")
     assert landed.ok, landed.message

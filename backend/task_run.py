@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from backend.budget import run_limits
 from backend.costs import record_run
 from backend.errors import NotFound, ShipyardError, describe_exception
 from backend.executors.base import AttemptHandle, AttemptOutcome, AttemptSpec
-from backend.git import GitError
+from backend.git import GitError, integrity
 from backend.holdpoints import hold
 from backend.integration import Integrator
 from backend.models import RunStats, Task, TaskStatus, utcnow
@@ -243,9 +244,30 @@ class TaskRun:
                   kind: str | None = None, reason: str | None = None) -> RunResult:
         """One agent run; its cost is added to the task's (see backend/costs.py) whatever the outcome."""
         request = self._request(previous, resume, prompt=prompt)
+        before = integrity.snapshot(self.git.common_dir)
         result = self.yard.runner_for(self.agent).run(request, on_event=self._on_event, cancel=self.stop.event)
         self._record(result, kind or ("rerun" if self.task.attempts > 1 else "run"), reason)
+        self._check_git_setup(before, sandboxed=request.sandbox is not None)
         return result
+
+    def _check_git_setup(self, before: integrity.GitSnapshot, sandboxed: bool) -> None:
+        """Fail the task if the project's git config or hooks changed while its agent ran.
+
+        A sandboxed agent cannot reach them; an unsandboxed one could plant a
+        ``core.fsmonitor`` or a hook that would then run in the user's own git
+        commands. Refs are only reported: the user may commit while a task runs.
+        """
+        after = integrity.snapshot(self.git.common_dir)
+        setup = integrity.changes(replace(before, refs=()), replace(after, refs=()))
+        moved = [change for change in integrity.changes(before, after) if change not in setup]
+        if moved:
+            self.note("while the agent ran: " + "; ".join(moved)
+                      + ("" if sandboxed else " (by you, or by the unsandboxed agent)"), kind="warning")
+        if setup:
+            raise TaskFailure("the agent changed the project's git setup: " + "; ".join(setup),
+                              "Shipyard fails a task whose run changes the project's .git/config, hooks or "
+                              "attributes: they would run programs in your own git commands. Check and "
+                              "undo the change by hand.", keep_branch=True)
 
     def _request(self, previous: str | None, resume: str | None, announce: bool = True,
                  prompt: str | None = None) -> RunRequest:

@@ -244,8 +244,14 @@ class Settings(BaseModel):
     )
     sandbox_network: str = Field(
         default="model",
-        description="Network of a sandboxed agent: model (only the model API's loopback port is "
-        "reachable; needs socat) or host (the machine's network).",
+        description="Network of a sandboxed agent: model (only the model API is reachable: its loopback "
+        "port through a bridge, its host name through an allow-list proxy; needs socat), allow (the model "
+        "and sandbox_allow_hosts) or host (the machine's network).",
+    )
+    sandbox_allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names a sandboxed agent may reach with sandbox_network: allow (exact names, or "
+        "*.example.org), through a proxy that logs every connection and refusal.",
     )
     sandbox_ro_paths: list[Path] = Field(
         default_factory=list,
@@ -274,6 +280,7 @@ class Settings(BaseModel):
 
     @field_validator("agent_extra_args", "orchestrator_extra_args", "copy_files", "codex_extra_args",
                      "gemini_extra_args", "opencode_extra_args", "sandbox_ro_paths", "sandbox_rw_paths",
+                     "sandbox_allow_hosts",
                      mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:
@@ -289,7 +296,7 @@ class Settings(BaseModel):
     @classmethod
     def _sandbox_choice(cls, value: str, info: ValidationInfo) -> str:
         value = value.strip().lower()
-        choices = ("auto", "required", "off") if info.field_name == "sandbox" else ("model", "host")
+        choices = ("auto", "required", "off") if info.field_name == "sandbox" else ("model", "allow", "host")
         if value not in choices:
             raise ValueError(f"unknown {info.field_name} {value!r}: choose {', '.join(choices)}")
         return value

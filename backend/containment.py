@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from backend.config import Settings
 from backend.runners.process import REPO_ROOT
+from backend.sandbox.bwrap import Wrapped, wrap
 from backend.sandbox.policy import Decision, sandbox_mode
 from backend.sandbox.probe import probe
 from backend.sandbox.spec import SandboxSpec
@@ -40,6 +41,12 @@ from backend.sandbox.spec import SandboxSpec
 #: Agents whose CLI was measured to run inside the sandbox (the suite runs them there).
 SANDBOXED_AGENTS: frozenset[str] = frozenset({"claude"})
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+#: The model API each agent talks to when no ``*_BASE_URL`` variable points it elsewhere.
+DEFAULT_MODEL_HOSTS: dict[str, tuple[str, ...]] = {
+    "claude": ("api.anthropic.com",),
+    "codex": ("api.openai.com",),
+    "gemini": ("generativelanguage.googleapis.com",),
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,38 @@ class Containment:
     spec: SandboxSpec | None
     note: str
     refusal: str | None = None
+
+
+@dataclass
+class ContainedCommand:
+    """A configured command's ``argv`` and ``env`` (sandboxed or not); :meth:`close` after it ends."""
+
+    argv: list[str]
+    env: dict[str, str]
+    note: str
+    wrapped: Wrapped | None
+
+    def close(self) -> None:
+        if self.wrapped is not None:
+            self.wrapped.close()
+
+
+def model_hosts(agent: str, env: Mapping[str, str]) -> tuple[str, ...]:
+    """Host names of the run's model endpoints that are not on loopback (reached through the proxy)."""
+    hosts: list[str] = []
+    pointed = False
+    for name, value in env.items():
+        if not name.endswith("_BASE_URL") or not value:
+            continue
+        with contextlib.suppress(ValueError):
+            host = urlsplit(value).hostname
+            if host:
+                pointed = True
+                if host not in _LOOPBACK:
+                    hosts.append(host)
+    if not pointed:
+        hosts += DEFAULT_MODEL_HOSTS.get(agent, ())
+    return tuple(dict.fromkeys(hosts))
 
 
 def model_ports(env: Mapping[str, str]) -> tuple[int, ...]:
@@ -110,9 +149,25 @@ class Sandboxes:
             home=home,
             network=self.settings.sandbox_network,
             model_ports=model_ports(env),
+            proxy_hosts=self._proxy_hosts(model_hosts(agent, env)),
             read_only=read_only,
         )
         return Containment(spec, spec.describe() + (" (project read-only)" if read_only else ""))
+
+    def command(self, command: str, cwd: Path, env: Mapping[str, str], home: Path) -> ContainedCommand:
+        """``command`` (a shell line from the settings) ready to start on the tree ``cwd``.
+
+        Raises ValueError (one sentence) when it must not run: ``sandbox:
+        required`` without a working sandbox, or a sandbox that cannot be built.
+        """
+        contained = self.for_command(cwd, home)
+        if contained.refusal:
+            raise ValueError(contained.refusal)
+        argv = ["/bin/sh", "-c", command]
+        if contained.spec is None:
+            return ContainedCommand(argv, dict(env), contained.note, None)
+        wrapped = wrap(argv, env, contained.spec, cwd=Path(cwd))
+        return ContainedCommand(wrapped.argv, wrapped.env, contained.note, wrapped)
 
     def for_command(self, cwd: Path, home: Path) -> Containment:
         """A configured command (setup, test, verify) run on the tree ``cwd``."""
@@ -121,13 +176,18 @@ class Sandboxes:
             return self._unsandboxed(decision)
         home.mkdir(parents=True, exist_ok=True)
         spec = SandboxSpec(rw_paths=(Path(cwd), *self.settings.sandbox_rw_paths), ro_paths=self._ro_paths(),
-                           hidden_paths=self._hidden(), home=home, network=self.settings.sandbox_network)
+                           hidden_paths=self._hidden(), home=home, network=self.settings.sandbox_network,
+                           proxy_hosts=self._proxy_hosts(()))
         return Containment(spec, spec.describe())
 
     def _unsandboxed(self, decision: Decision) -> Containment:
         if decision.refusal:
             return Containment(None, "", decision.refusal)
         return Containment(None, decision.warning or decision.summary)
+
+    def _proxy_hosts(self, model: tuple[str, ...]) -> tuple[str, ...]:
+        extra = self.settings.sandbox_allow_hosts if self.settings.sandbox_network == "allow" else []
+        return tuple(dict.fromkeys((*model, *extra)))
 
     def _hidden(self) -> tuple[Path, ...]:
         return (self.settings.project_dir, self.settings.state_path)

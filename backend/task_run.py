@@ -203,10 +203,16 @@ class TaskRun:
         self.note(f"{label}: {command}", kind=label)
         env = self.yard.child_env(f"task-{self.task.id}")
         try:
-            proc = subprocess.run(command, shell=True, cwd=cwd, capture_output=True, text=True,
-                                  timeout=timeout, env=env, start_new_session=True)
+            contained = self.yard.sandboxes.command(command, cwd, env, self.yard.agents_dir / self.task.id / label)
+        except ValueError as exc:
+            raise TaskFailure(f"the {label} command cannot run: {exc}") from exc
+        try:
+            proc = subprocess.run(contained.argv, cwd=cwd, capture_output=True, text=True,
+                                  timeout=timeout, env=contained.env, start_new_session=True)
         except subprocess.TimeoutExpired as exc:
             raise TaskFailure(f"the {label} command timed out after {timeout:.0f} s: {command}") from exc
+        finally:
+            contained.close()
         tail = (proc.stdout + proc.stderr)[-4000:]
         self.note(f"{label} exited with code {proc.returncode}", kind=label, output=tail,
                   exit_code=proc.returncode)

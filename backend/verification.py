@@ -307,8 +307,21 @@ class Verifier:
                ) -> tuple[int | None, str, str | None]:
         """Run ``command``; its output is published live to the plan's event stream in batches."""
         timeout = self.settings.verify_timeout_s
+        try:  # the command comes from the repository and runs its code: contained like an agent
+            contained = self.yard.sandboxes.command(command, cwd, env,
+                                                    self.yard.agents_dir / f"verify-{plan_id}")
+        except ValueError as exc:
+            return None, "", f"{command} cannot run: {exc}"
         try:
-            proc = subprocess.Popen(command, shell=True, cwd=cwd, env=env, text=True, errors="replace",
+            return self._run(plan_id, contained.argv, contained.env, cwd, timeout)
+        finally:
+            contained.close()
+
+    def _run(self, plan_id: str, argv: list[str], env: dict[str, str], cwd: Path, timeout: float
+             ) -> tuple[int | None, str, str | None]:
+        command = argv[-1]
+        try:
+            proc = subprocess.Popen(argv, cwd=cwd, env=env, text=True, errors="replace",
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
         except OSError as exc:

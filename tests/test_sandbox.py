@@ -309,7 +309,7 @@ def test_settings_come_from_the_environment_and_bad_ones_are_named(git_repo: Pat
                                                 "SHIPYARD_SANDBOX_RO_PATHS": "/opt/node,/usr/local/go"})
     assert settings.sandbox == "required" and settings.sandbox_network == "model"
     assert settings.sandbox_ro_paths == [Path("/opt/node"), Path("/usr/local/go")]
-    with pytest.raises(ConfigError, match="SHIPYARD_SANDBOX_NETWORK: .*choose model, host"):
+    with pytest.raises(ConfigError, match="SHIPYARD_SANDBOX_NETWORK: .*choose model, allow, host"):
         load_settings(git_repo, environ={"SHIPYARD_SANDBOX_NETWORK": "anywhere"})
     with pytest.raises(ConfigError, match="SHIPYARD_SANDBOX_RW_PATHS: .*cache is not an absolute path"):
         load_settings(git_repo, environ={"SHIPYARD_SANDBOX_RW_PATHS": "cache"})

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.sandbox_proxy import AllowList, ConnectProxy, ProxyEvent, is_public
+from backend.sandbox.proxy import AllowList, ConnectProxy, ProxyEvent, is_public
 from tests.support import wait_for
 
 TIMEOUT = 10.0

@@ -81,10 +81,12 @@ from backend.runners.wording import (
     describe_api_error,
     exit_description,
     last_line,
+    network_event,
     one_line,
     truthy,
 )
 from backend.sandbox import SANDBOX_ENV, Wrapped, wrap
+from backend.sandbox.proxy import ProxyEvent
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +230,9 @@ class Runner:
                     except ValueError as exc:
                         return RunResult.not_started(str(exc))
                     argv, env = wrapped.argv, wrapped.env
-                return _Supervision(self, request, argv, env, token, log, on_event, cancel).run()
+                supervision = _Supervision(self, request, argv, env, token, log, on_event, cancel)
+                supervision.network = wrapped.network_events if wrapped is not None else None
+                return supervision.run()
             finally:
                 if wrapped is not None:
                     wrapped.close()
@@ -266,6 +270,8 @@ class _Supervision:
         self.label = runner.driver.label
         self.stop_cause: str | None = None
         self.watchdog: Watchdog | None = None
+        #: The sandbox proxy's decisions since the last look (None: no sandbox), logged as events.
+        self.network: Callable[[], list[ProxyEvent]] | None = None
 
     # -- events ------------------------------------------------------------------
     def emit(self, event: AgentEvent) -> None:
@@ -372,6 +378,9 @@ class _Supervision:
                 if now >= next_snapshot:
                     stopper.snapshot()
                     next_snapshot = now + _SNAPSHOT_EVERY_S
+                if self.network is not None:
+                    for decision in self.network():
+                        self.emit(network_event(decision))
                 if capture.read(self.handle_line):
                     watchdog.activity(now)
                     continue

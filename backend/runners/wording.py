@@ -10,6 +10,9 @@ from __future__ import annotations
 import signal
 from typing import Any
 
+from backend.runners.records import AgentEvent
+from backend.sandbox.proxy import ProxyEvent
+
 #: Longest string kept in an event's ``data`` (run logs and the UI stay small).
 EVENT_STRING_LIMIT = 4096
 #: Most list items kept in an event's ``data``.
@@ -91,3 +94,15 @@ def last_line(text: str) -> str:
 def truthy(value: str | None) -> bool:
     """Whether an environment-style value means "on" (1, true, yes, on)."""
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def network_event(decision: ProxyEvent) -> AgentEvent:
+    """A sandbox proxy's decision as a run-log event: the host reached, or refused and why."""
+    where = f"{decision.host}:{decision.port}" if decision.host else "a connection"
+    if decision.kind == "refused":
+        summary = f"network: refused {where} ({decision.reason})"
+    else:
+        summary = f"network: connected to {where}"
+    return AgentEvent("other", decision.ts, summary,
+                      {"network": decision.kind, "host": decision.host, "port": decision.port,
+                       "reason": decision.reason})

@@ -21,6 +21,7 @@ places are dropped.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import pwd
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from backend.sandbox.bridge import Bridge
 from backend.sandbox.probe import INSTALL_BWRAP, INSTALL_SOCAT, probe
+from backend.sandbox.proxy import ConnectProxy, ProxyEvent
 from backend.sandbox.spec import SandboxSpec
 
 #: Set in every sandboxed run's environment: Claude Code allows --dangerously-skip-permissions
@@ -41,6 +43,8 @@ SANDBOX_ENV: dict[str, str] = {"CLAUDE_CODE_BUBBLEWRAP": "1"}
 #: Where the bridge sockets appear inside the sandbox (under the private /tmp, so the mount
 #: point can be created whatever the outside temporary directory is).
 INSIDE_BRIDGE_DIR = "/tmp/.shipyard-bridge"
+#: The allow-list proxy's port inside the sandbox (its own network namespace: nothing else there).
+PROXY_PORT = 3128
 #: How long the prelude waits for the inside listeners (polls of 10 ms).
 BRIDGE_WAIT_S = 5.0
 #: Exit code of the prelude when the bridge did not come up (bwrap's own failures use 1).
@@ -62,13 +66,26 @@ class Wrapped:
     env: dict[str, str]
     dropped: tuple[str, ...] = ()
     bridges: list[Bridge] = field(default_factory=list)
+    proxies: list[ConnectProxy] = field(default_factory=list)
+    #: What the allow-list proxy decided (appended from its threads; see :meth:`network_events`).
+    decisions: collections.deque[ProxyEvent] = field(default_factory=collections.deque)
     runtime_dir: Path | None = None
 
+    def network_events(self) -> list[ProxyEvent]:
+        """The proxy's decisions since the last call (connections made, hosts refused)."""
+        taken = []
+        while self.decisions:
+            taken.append(self.decisions.popleft())
+        return taken
+
     def close(self) -> None:
-        """Stop the network bridges and remove their sockets (idempotent)."""
+        """Stop the network bridges and the proxy, and remove their sockets (idempotent)."""
         for bridge in self.bridges:
             bridge.close()
         self.bridges = []
+        for proxy in self.proxies:
+            proxy.close()
+        self.proxies = []
         if self.runtime_dir is not None:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
             self.runtime_dir = None
@@ -169,14 +186,14 @@ def wrap(argv: list[str], env: Mapping[str, str], spec: SandboxSpec, *, cwd: Pat
         args += ["--chdir", str(Path(cwd).resolve())]
     args += ["--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session"]
     wrapped = Wrapped(args, out_env, dropped)
-    if spec.network == "model":
+    if spec.network != "host":
         args.append("--unshare-net")
-        if spec.model_ports:
+        if spec.model_ports or spec.proxy_hosts:
             if found.socat is None:
-                raise ValueError(f"network 'model' needs socat, which is not installed ({INSTALL_SOCAT})")
+                raise ValueError(f"network {spec.network!r} needs socat, which is not installed ({INSTALL_SOCAT})")
             try:
-                _bridge(wrapped, spec.model_ports, found.socat)
-            except OSError as exc:
+                _bridge(wrapped, spec, found.socat)
+            except (OSError, ValueError) as exc:
                 wrapped.close()
                 raise ValueError(f"cannot set up the model bridge: {exc}") from exc
             args += argv  # the prelude's "$@"
@@ -185,12 +202,25 @@ def wrap(argv: list[str], env: Mapping[str, str], spec: SandboxSpec, *, cwd: Pat
     return wrapped
 
 
-def _bridge(wrapped: Wrapped, ports: Sequence[int], socat: str) -> None:
-    """Start the outside bridges and put the prelude that starts the inside listeners before argv."""
+def _bridge(wrapped: Wrapped, spec: SandboxSpec, socat: str) -> None:
+    """Start the outside bridges (and the proxy) and put the prelude that starts the inside
+    listeners before argv."""
     runtime = Path(tempfile.mkdtemp(prefix="shipyard-sandbox-", dir="/tmp"))
     wrapped.runtime_dir = runtime
-    for port in dict.fromkeys(ports):
+    ports = list(dict.fromkeys(spec.model_ports))
+    for port in ports:
         wrapped.bridges.append(Bridge(runtime / f"{port}.sock", port))
+    if spec.proxy_hosts:
+        proxy = ConnectProxy(spec.proxy_hosts, on_event=wrapped.decisions.append)
+        wrapped.proxies.append(proxy)
+        proxy.start(runtime / f"{PROXY_PORT}.sock")
+        ports.append(PROXY_PORT)
+        url = f"http://127.0.0.1:{PROXY_PORT}"
+        local = "127.0.0.1,localhost,::1"
+        for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+            wrapped.env[name] = url
+        for name in ("NO_PROXY", "no_proxy"):
+            wrapped.env[name] = local
     wrapped.argv += ["--ro-bind", str(runtime), INSIDE_BRIDGE_DIR, "--", "/bin/sh", "-c",
                      prelude(ports, socat), "shipyard-sandbox"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 #: Network modes: "model" (own network namespace, only the model's ports bridged in) or
 #: "host" (the machine's network, unchanged).
-NETWORK_MODES: tuple[str, ...] = ("model", "host")
+NETWORK_MODES: tuple[str, ...] = ("model", "allow", "host")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +38,9 @@ class SandboxSpec:
     home: Path
     network: str = "model"
     model_ports: tuple[int, ...] = ()
+    #: Host names reachable through the allow-list proxy (``HTTPS_PROXY`` inside): the model's
+    #: API when it is not on loopback, plus ``sandbox_allow_hosts`` in network "allow".
+    proxy_hosts: tuple[str, ...] = ()
     read_only: bool = False
 
     def check(self) -> None:
@@ -47,7 +50,7 @@ class SandboxSpec:
         because bubblewrap would otherwise fail with a message about mount points.
         """
         if self.network not in NETWORK_MODES:
-            raise ValueError(f"unknown sandbox network {self.network!r}: choose model or host")
+            raise ValueError(f"unknown sandbox network {self.network!r}: choose model, allow or host")
         for port in self.model_ports:
             if not isinstance(port, int) or not 0 < port < 65536:
                 raise ValueError(f"model port {port!r} is not a TCP port number")
@@ -67,8 +70,9 @@ class SandboxSpec:
         """One line for a person: what this sandbox does (run logs, the doctor, the dashboard)."""
         if self.network == "host":
             net = "network: host (unrestricted)"
-        elif self.model_ports:
-            net = "network: model only (port " + ", ".join(str(p) for p in self.model_ports) + ")"
+        elif self.model_ports or self.proxy_hosts:
+            reach = [f"port {p}" for p in self.model_ports] + list(self.proxy_hosts)
+            net = f"network: {'allow-list' if self.network == 'allow' else 'model only'} ({', '.join(reach)})"
         else:
             net = "network: none"
         parts = [f"sandboxed (bubblewrap): {net}"]

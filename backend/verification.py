@@ -313,11 +313,11 @@ class Verifier:
         except ValueError as exc:
             return None, "", f"{command} cannot run: {exc}"
         try:
-            return self._run(plan_id, contained.argv, contained.env, cwd, timeout)
+            return self._spawn(plan_id, contained.argv, contained.env, cwd, timeout)
         finally:
             contained.close()
 
-    def _run(self, plan_id: str, argv: list[str], env: dict[str, str], cwd: Path, timeout: float
+    def _spawn(self, plan_id: str, argv: list[str], env: dict[str, str], cwd: Path, timeout: float
              ) -> tuple[int | None, str, str | None]:
         command = argv[-1]
         try:

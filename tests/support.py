@@ -230,7 +230,7 @@ def local_dispatcher() -> Iterator[object]:
     made: list[Dispatcher] = []
 
     def factory(project: Path, **settings: object) -> Dispatcher:
-        config = Settings(project_dir=project, **{"dispatcher_autostart": False, **settings})
+        config = Settings(project_dir=project, **{"dispatcher_autostart": False, "sandbox": "off", **settings})
         bus = EventBus()
         dispatcher = Dispatcher(config, Store(config.state_path, bus.publish), bus)
         dispatcher.startup()

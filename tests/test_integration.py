@@ -125,19 +125,21 @@ def test_failing_tests_leave_the_target_where_it_was(project: Path, local_dispat
     assert "bad.txt" not in git(project, "ls-tree", "--name-only", STANDALONE_BRANCH).split()
 
 
-def hand_commit_during_tests(flags: Path, times: int) -> str:
+def hand_commit_during_tests(flags: Path, times: int, project: Path) -> str:
     """A test command that, the first ``times`` times it runs, commits on shipyard/tasks by hand
-    (as someone else integrating meanwhile would), then passes."""
+    (as someone else integrating meanwhile would), then passes. (It runs in a repository of its
+    own, so it names the project's; an unsandboxed test command can.)"""
+    git = f"git -C {project}"
     return (f"n=$(ls {flags} | wc -l); if [ $n -lt {times} ]; then touch {flags}/run-$n; "
-            f"c=$(git commit-tree -p {STANDALONE_BRANCH} -m \"by hand $n\" {STANDALONE_BRANCH}^{{tree}}) && "
-            f"git update-ref refs/heads/{STANDALONE_BRANCH} $c; fi")
+            f"c=$({git} commit-tree -p {STANDALONE_BRANCH} -m \"by hand $n\" {STANDALONE_BRANCH}^{{tree}}) && "
+            f"{git} update-ref refs/heads/{STANDALONE_BRANCH} $c; fi")
 
 
 def test_a_target_moved_during_the_tests_is_merged_onto_again(project: Path, tmp_path: Path,
                                                                local_dispatcher) -> None:
     flags = tmp_path / "flags"
     flags.mkdir()
-    dispatcher = local_dispatcher(project, repair_attempts=0, test_command=hand_commit_during_tests(flags, 1))
+    dispatcher = local_dispatcher(project, repair_attempts=0, test_command=hand_commit_during_tests(flags, 1, project))
     run, base, tip = task_run(dispatcher, "Careful", {"careful.txt": "c\n"})
     merged = Integrator(dispatcher.yard).integrate(run, base, tip).merged
     assert merged == tip_of(project, STANDALONE_BRANCH)
@@ -156,7 +158,7 @@ def test_a_target_that_keeps_moving_is_given_up_with_a_sentence(project: Path, t
     flags = tmp_path / "flags"
     flags.mkdir()
     dispatcher = local_dispatcher(project, repair_attempts=0,
-                                  test_command=hand_commit_during_tests(flags, MERGE_TRIES))
+                                  test_command=hand_commit_during_tests(flags, MERGE_TRIES, project))
     run, base, tip = task_run(dispatcher, "Unlucky", {"unlucky.txt": "u\n"})
     with pytest.raises(TaskFailure) as caught:
         Integrator(dispatcher.yard).integrate(run, base, tip)

@@ -3,7 +3,7 @@
 git never runs hooks that come with a clone, and VS Code opens unknown folders
 in Restricted Mode. Shipyard does the same for the settings that make it run
 something (``setup_command``, ``test_command``, ``claude_bin``, the agents'
-extra arguments, and any ``*_command`` setting added later) when they come
+extra arguments, the sandbox settings, and any ``*_command`` setting added later) when they come
 from a ``shipyard.yaml`` that is tracked by git: such a file may have been
 written by whoever published the repository. Values from the environment,
 CLI flags or an untracked ``shipyard.yaml`` are the user's own and are trusted.
@@ -30,9 +30,13 @@ from backend.auth import write_private_json
 from backend.git.command import git_argv, git_env
 
 #: Settings whose values make Shipyard execute something besides its own code.
+#: The sandbox settings count too: a repository that turns its own sandbox off (or opens the
+#: network, or makes a path writable) would let its code out, so that waits for trust as well.
 RUNNING_SETTINGS = ("claude_bin", "agent_extra_args", "orchestrator_extra_args",
                     "codex_bin", "codex_extra_args", "gemini_bin", "gemini_extra_args",
-                    "opencode_bin", "opencode_extra_args")
+                    "opencode_bin", "opencode_extra_args",
+                    "sandbox", "sandbox_network", "sandbox_rw_paths", "sandbox_ro_paths",
+                    "sandbox_allow_hosts")
 
 
 def command_settings(names: Any) -> list[str]:
@@ -57,7 +61,8 @@ def is_tracked(project: Path, relative: str) -> bool:
 
 
 def commands_hash(project: Path, commands: dict[str, Any]) -> str:
-    text = json.dumps({"project": str(project), "commands": commands}, sort_keys=True, ensure_ascii=False)
+    text = json.dumps({"project": str(project), "commands": commands}, sort_keys=True, ensure_ascii=False,
+                      default=str)  # paths (sandbox_rw_paths) hash as their text
     return hashlib.sha256(text.encode()).hexdigest()
 
 

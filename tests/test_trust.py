@@ -158,3 +158,12 @@ def test_untrusted_claude_bin_is_never_run(tmp_path: Path, config_home: dict) ->
         assert not marker.exists()
     finally:
         server.stop()
+
+
+def test_a_committed_config_cannot_loosen_the_sandbox_without_trust(tmp_path: Path) -> None:
+    """A repository that turns its own sandbox off, opens the network or a writable path waits for trust."""
+    repo = hostile_repo(tmp_path / "r", "sandbox: 'off'\nsandbox_network: host\nsandbox_rw_paths: [/]\n"
+                        "max_tasks: 5\n")
+    settings = load_settings(repo, environ={})
+    assert set(settings.committed_commands) == {"sandbox", "sandbox_network", "sandbox_rw_paths"}
+    assert not TrustGate(repo, settings.committed_commands, TrustStore(tmp_path / "trust.json")).trusted

@@ -27,6 +27,8 @@ from backend.cli_plan import plan_app
 from backend.cli_task import task_app
 from backend.client import Client, ClientError, resolve_server, server_for_settings
 from backend.config import ConfigError, Settings, load_settings
+from backend.sandbox.policy import sandbox_mode
+from backend.sandbox.probe import probe
 
 app = typer.Typer(help="Shipyard: plans in, merged work out.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -142,6 +144,14 @@ def _announce(settings: Settings, state: Path, state_file: Path, trust: Any) -> 
     typer.echo(f"  state:     {state}")
     typer.echo(f"  The token is in {state_file} (only you can read it); the CLI finds it there.")
     typer.echo("  Ctrl-C stops (running agents are stopped and their tasks requeued).")
+    decision = sandbox_mode(settings.sandbox, probe(settings.bwrap_bin), settings.sandbox_network)
+    if decision.sandbox:
+        typer.echo(f"  sandbox:   {decision.summary}")
+    else:
+        typer.secho(f"  ! {decision.refusal or decision.summary}.", fg=typer.colors.YELLOW)
+        if settings.sandbox != "off":
+            typer.secho("    To fix: install bubblewrap and socat (apt-get install bubblewrap socat), "
+                        "or set sandbox: off to run agents unsandboxed on purpose.", fg=typer.colors.YELLOW)
     if not trust.trusted:
         typer.secho(f"  ! {trust.explain()}.", fg=typer.colors.YELLOW)
         typer.secho(f"    To fix: {trust.FIX}", fg=typer.colors.YELLOW)

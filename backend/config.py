@@ -248,6 +248,10 @@ class Settings(BaseModel):
         "port through a bridge, its host name through an allow-list proxy; needs socat), allow (the model "
         "and sandbox_allow_hosts) or host (the machine's network).",
     )
+    bwrap_bin: str | None = Field(
+        default=None,
+        description="The bubblewrap binary sandboxes use (default: bwrap on PATH).",
+    )
     sandbox_allow_hosts: list[str] = Field(
         default_factory=list,
         description="Host names a sandboxed agent may reach with sandbox_network: allow (exact names, or "

@@ -115,7 +115,8 @@ class Sandboxes:
     def decision(self) -> Decision:
         with self._lock:
             if self._decision is None:
-                self._decision = sandbox_mode(self.settings.sandbox, probe(), self.settings.sandbox_network)
+                self._decision = sandbox_mode(self.settings.sandbox, probe(self.settings.bwrap_bin),
+                                              self.settings.sandbox_network)
             return self._decision
 
     def status(self) -> dict[str, object]:
@@ -151,6 +152,7 @@ class Sandboxes:
             model_ports=model_ports(env),
             proxy_hosts=self._proxy_hosts(model_hosts(agent, env)),
             read_only=read_only,
+            bwrap=self.settings.bwrap_bin,
         )
         return Containment(spec, spec.describe() + (" (project read-only)" if read_only else ""))
 
@@ -177,7 +179,7 @@ class Sandboxes:
         home.mkdir(parents=True, exist_ok=True)
         spec = SandboxSpec(rw_paths=(Path(cwd), *self.settings.sandbox_rw_paths), ro_paths=self._ro_paths(),
                            hidden_paths=self._hidden(), home=home, network=self.settings.sandbox_network,
-                           proxy_hosts=self._proxy_hosts(()))
+                           proxy_hosts=self._proxy_hosts(()), bwrap=self.settings.bwrap_bin)
         return Containment(spec, spec.describe())
 
     def _unsandboxed(self, decision: Decision) -> Containment:

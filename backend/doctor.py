@@ -144,7 +144,7 @@ def sandbox_check(settings: Settings) -> Check:
 
     Cheap after the first call (the probe is cached per process), so the health endpoint runs it too.
     """
-    decision = sandbox_mode(settings.sandbox, probe(), settings.sandbox_network)
+    decision = sandbox_mode(settings.sandbox, probe(settings.bwrap_bin), settings.sandbox_network)
     if decision.refusal:
         return Check("sandbox", "error", decision.refusal + ".",
                      "install bubblewrap and socat (apt-get install bubblewrap socat), or set sandbox: auto")

@@ -36,7 +36,7 @@ RUNNING_SETTINGS = ("claude_bin", "agent_extra_args", "orchestrator_extra_args",
                     "codex_bin", "codex_extra_args", "gemini_bin", "gemini_extra_args",
                     "opencode_bin", "opencode_extra_args",
                     "sandbox", "sandbox_network", "sandbox_rw_paths", "sandbox_ro_paths",
-                    "sandbox_allow_hosts")
+                    "sandbox_allow_hosts", "bwrap_bin")
 
 
 def command_settings(names: Any) -> list[str]:

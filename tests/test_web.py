@@ -246,6 +246,24 @@ def test_banner_when_claude_code_is_missing(browser: Browser, git_repo: Path, en
         d.check()
 
 
+def test_banner_when_agents_cannot_be_sandboxed(browser: Browser, git_repo: Path, env: dict, start_server) -> None:
+    """sandbox: auto without a working bubblewrap: agents still run, and the header says they are not contained."""
+    server: ServerProcess = start_server(git_repo, {**env, **PAUSED, "SHIPYARD_SANDBOX": "auto",
+                                                    "SHIPYARD_BWRAP_BIN": str(git_repo / "no-bwrap")})
+    assert any("not sandboxed" in line for line in server.output), server.output  # serve says so too
+    with server.client() as http, dashboard(browser, server.url) as d:
+        assert http.get("/agent/health").json()["sandbox"]["sandboxed"] is False
+        d.open()
+        banner = d.page.locator('#banners [data-banner="sandbox"]')
+        expect(banner).to_contain_text("they are not sandboxed")
+        expect(banner).to_contain_text("no-bwrap was not found")
+        expect(banner).to_contain_text("apt-get install bubblewrap socat")
+        for width in (1280, 1920):
+            d.page.set_viewport_size({"width": width, "height": 800})
+            d.shot(f"06c-banner-not-sandboxed-{width}")
+        d.check()
+
+
 def test_access_token_from_the_address_bar(browser: Browser, git_repo: Path, env: dict, start_server) -> None:
     server: ServerProcess = start_server(git_repo, {**env, **PAUSED})
     with dashboard(browser, server.url, signed_in=False) as d:

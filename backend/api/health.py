@@ -32,6 +32,7 @@ async def health(settings: SettingsDep, disp: DispatcherDep, checks: ChecksDep, 
         "dispatcher": disp.status(),
         "nodes": disp.executor.nodes(),
         "trust": disp.trust.to_dict(),
+        "sandbox": disp.yard.sandboxes.status(),  # probed once at start-up (serve's announcement)
         "agents": {"default": settings.agent, "orchestrator": settings.planner_agent,
                    "available": [{"name": n, "label": agent_label(n)} for n in AGENT_NAMES]},
         "load": {**gate.report(), **ConnectionLimits.report()},

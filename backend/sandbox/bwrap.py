@@ -172,7 +172,7 @@ def wrap(argv: list[str], env: Mapping[str, str], spec: SandboxSpec, *, cwd: Pat
             raise ValueError(f"the run's folder {extra} is not an existing absolute path")
     if not argv:
         raise ValueError("there is no command to sandbox")
-    found = probe(bwrap)
+    found = probe(bwrap or spec.bwrap)
     if not found.works:
         raise ValueError(f"cannot sandbox the run: {found.reason} ({found.fix})")
     assert found.bwrap is not None

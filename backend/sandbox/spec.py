@@ -42,6 +42,8 @@ class SandboxSpec:
     #: API when it is not on loopback, plus ``sandbox_allow_hosts`` in network "allow".
     proxy_hosts: tuple[str, ...] = ()
     read_only: bool = False
+    #: The bubblewrap binary (None: ``bwrap`` on PATH).
+    bwrap: str | None = None
 
     def check(self) -> None:
         """Raise ValueError (one sentence) for a spec no sandbox can be built from.

@@ -58,7 +58,10 @@ function showAuthProblem(detail) {
 function renderBanners() {
   const box = $("#banners");
   const problems = S.health ? S.health.problems || [] : [];
-  const sig = JSON.stringify([healthProblems, problems, authProblem]);
+  // agents run unsandboxed although the sandbox was wanted (auto without bubblewrap, or required)
+  const sandbox = S.health && S.health.sandbox;
+  const unsandboxed = sandbox && !sandbox.sandboxed && sandbox.setting !== "off" ? sandbox.warning : null;
+  const sig = JSON.stringify([healthProblems, problems, authProblem, unsandboxed]);
   patch(box, sig, () => {
     const out = [];
     if (authProblem) {
@@ -77,6 +80,15 @@ function renderBanners() {
             c.fix ? h("span", { class: "fix" }, "To fix: ", c.fix) : null))),
         ),
         h("button", { class: "btn small", type: "button", onclick: () => refreshHealth() }, icon("refresh"), "Check again")));
+    }
+    if (unsandboxed) {
+      out.push(h("div", { class: "banner warn", role: "status", "data-banner": "sandbox" }, icon("alert"),
+        h("div", { class: "banner-body" },
+          h("strong", null, "Agents run with every permission of this account: they are not sandboxed."),
+          h("span", { class: "detail" }, " ",
+            unsandboxed.replace(/^runs are not sandboxed: /, "").replace(/ \([^)]*\)$/, ""), ". "),
+          h("span", { class: "fix" }, "To fix: apt-get install bubblewrap socat, then restart Shipyard "
+            + "(or set sandbox: off to run agents unsandboxed on purpose)."))));
     }
     if (problems.length) {
       out.push(h("div", { class: "banner warn", role: "status" }, icon("alert"),

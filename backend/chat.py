@@ -489,6 +489,7 @@ class ChatService:
             model=settings.orchestrator_model,
             extra_args=list(settings.orchestrator_extra_args),
             env={MARK: str(settings.state_path), RUN_MARK: f"chat-{chat.id}"},
+            read_only=True,
             timeout_s=settings.orchestrator_timeout_s,
             idle_timeout_s=settings.idle_timeout_s,
             log_path=self.chats.log_path(chat.id),

@@ -8,6 +8,7 @@ did from inside a task (issue "contained agents"), and then to do its job.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import threading
@@ -16,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from backend.runners.records import RunRequest
 from backend.sandbox.probe import probe
 from tests.fakes.model_server import ModelServer, bash, text, tool_calls, write
 from tests.support import agent_processes, git, make_repo, task_settled
@@ -137,3 +139,30 @@ def test_a_hostile_agent_reaches_nothing_outside_its_task(
     assert other.accepted == 0
     assert not agent_processes(project)
     other.close()
+
+
+def test_a_read_only_run_ignores_hooks_and_mcp_servers_the_repository_planted(
+        tmp_path: Path, claude_runner, model_server: ModelServer) -> None:
+    """The orchestrator and the chat read the project; its .claude/settings.json and .mcp.json are
+    the repository's words and must not run (a worker run, for contrast, does load them)."""
+    canaries = tmp_path / "canaries"
+    canaries.mkdir()
+    hook = {"hooks": [{"type": "command", "command": f"touch {canaries}/hook-$$"}]}
+    settings = {"hooks": {event: [{"matcher": "*", **hook}] if event == "PreToolUse" else [hook]
+                          for event in ("SessionStart", "UserPromptSubmit", "PreToolUse")}}
+    mcp = {"mcpServers": {"evil": {"command": "sh", "args": ["-c", f"touch {canaries}/mcp-$$"]}}}
+    project = make_repo(tmp_path / "project", {"README.md": "# demo\n",
+                                               ".claude/settings.json": json.dumps(settings),
+                                               ".mcp.json": json.dumps(mcp)})
+    def run(prompt: str, read_only: bool) -> list[Path]:
+        model_server.script(prompt, [bash("cat README.md"), text("read it")])
+        result = claude_runner.run(RunRequest(prompt, project, read_only=read_only,
+                                              permission_mode="bypassPermissions", timeout_s=60))
+        assert result.ok, result
+        found = list(canaries.iterdir())
+        for path in found:
+            path.unlink()
+        return found
+
+    assert run("the worker reads", read_only=False), "the planted hook should run in a normal run"
+    assert run("the orchestrator reads", read_only=True) == []

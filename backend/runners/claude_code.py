@@ -383,6 +383,10 @@ class ClaudeDriver(AgentDriver):
             argv += ["--session-id", request.session_id]
         if request.resume:
             argv += ["--resume", request.resume]
+        if request.read_only:
+            # the project's .claude/settings.json and .mcp.json are the repository's words: a
+            # read-only run (orchestrator, chat) must not run hooks or MCP servers planted there
+            argv += ["--setting-sources", "user", "--strict-mcp-config"]
         argv += list(request.extra_args)
         return argv
 

@@ -22,8 +22,8 @@ from backend.sandbox.probe import probe
 from tests.fakes.model_server import ModelServer, bash, text, tool_calls, write
 from tests.support import agent_processes, git, make_repo, task_settled
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not probe().works, reason="bubblewrap does not work here")]
+pytestmark = pytest.mark.slow
+needs_bwrap = pytest.mark.skipif(not probe().works, reason="bubblewrap does not work here")
 
 
 class Listener:
@@ -53,6 +53,7 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
 
 
+@needs_bwrap
 def test_a_hostile_agent_reaches_nothing_outside_its_task(
         tmp_path: Path, shipyard_env: dict[str, str], start_server, model_server: ModelServer) -> None:
     user_home = tmp_path / "home"
@@ -166,3 +167,24 @@ def test_a_read_only_run_ignores_hooks_and_mcp_servers_the_repository_planted(
 
     assert run("the worker reads", read_only=False), "the planted hook should run in a normal run"
     assert run("the orchestrator reads", read_only=True) == []
+
+
+def test_an_unsandboxed_agent_that_plants_git_config_fails_its_task(
+        tmp_path: Path, shipyard_env: dict[str, str], start_server, model_server: ModelServer) -> None:
+    """Without a sandbox an agent can write the project's .git by its path: the task then fails,
+    saying what changed, and none of Shipyard's own git calls ran what was planted."""
+    project = make_repo(tmp_path / "project", {"README.md": "# demo\n"})
+    canaries = tmp_path / "canaries"
+    canaries.mkdir()
+    plant = tmp_path / "plant.sh"
+    plant.write_text(f"#!/bin/sh\ntouch {canaries}/ran-$$\nexit 1\n")
+    plant.chmod(0o755)
+    model_server.script("# Task: Plant", [bash(f"git -C {project} config core.fsmonitor {plant}"),
+                                          write("work.txt", "work\n"), text("done")])
+    server = start_server(project, {**shipyard_env, "SHIPYARD_SANDBOX": "off"})
+    with server.client() as http:
+        task_id = http.post("/agent/tasks", json={"title": "Plant", "content": "x"}).json()["id"]
+        task = task_settled(http, task_id, timeout=90)
+    assert task["status"] == "failed"
+    assert "changed the project's git setup" in task["error"] and "core.fsmonitor" in task["error"], task
+    assert list(canaries.iterdir()) == []

@@ -39,7 +39,7 @@ from backend.sandbox.probe import probe
 from backend.sandbox.spec import SandboxSpec
 
 #: Agents whose CLI was measured to run inside the sandbox (the suite runs them there).
-SANDBOXED_AGENTS: frozenset[str] = frozenset({"claude"})
+SANDBOXED_AGENTS: frozenset[str] = frozenset({"claude", "codex", "gemini"})
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 #: The model API each agent talks to when no ``*_BASE_URL`` variable points it elsewhere.
 DEFAULT_MODEL_HOSTS: dict[str, tuple[str, ...]] = {

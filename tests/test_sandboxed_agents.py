@@ -1,0 +1,70 @@
+"""Codex, Gemini CLI and opencode inside the sandbox: does each CLI work there (issue "contained agents")."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backend.containment import model_ports
+from backend.runners.core import Runner, RunRequest
+from backend.runners.registry import make_runner
+from backend.sandbox.probe import probe
+from backend.sandbox.spec import SandboxSpec
+from tests.fakes.agent_tools import shell
+from tests.fakes.fixtures import agent_bin, hermetic_agent_environ
+from tests.fakes.model_server import ModelServer, text
+
+pytestmark = [pytest.mark.agents, pytest.mark.slow,
+              pytest.mark.skipif(not probe().works, reason="bubblewrap does not work here")]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ModelServer]:
+    with ModelServer() as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("agent", ["codex", "gemini"])  # opencode: not yet (its model is in a config file)
+def test_agent_runs_inside_the_sandbox(agent: str, server: ModelServer, agent_home: Path, tmp_path: Path) -> None:
+    env = hermetic_agent_environ(agent, server, agent_home)
+    runner: Runner = make_runner(agent, agent_bin(agent), env, grace_s=3.0)
+    project = tmp_path / "project"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=project, check=True)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET\n")
+    state = tmp_path / "agents"
+    home = state / agent
+    home.mkdir(parents=True)
+    spec = SandboxSpec(rw_paths=(project,), home=home, hidden_paths=(tmp_path / "agents-hidden",),
+                       ro_paths=(Path(agent_bin(agent)).resolve().parent.parent,),
+                       model_ports=model_ports(env))
+    prompt = f"{agent}: sandboxed"
+    server.script(prompt, [shell(agent, f"echo inside > made.txt; cat {secret} > seen.txt; echo done"),
+                           text("finished")])
+    result = runner.run(RunRequest(prompt, project, state_dir=state, timeout_s=120, sandbox=spec))
+    assert result.ok, (result.reason, result.stderr_tail)
+    assert (project / "made.txt").read_text() == "inside\n"
+    assert "SECRET" not in (project / "seen.txt").read_text()
+
+
+def test_codex_plans_read_only_inside_the_sandbox(server: ModelServer, agent_home: Path, tmp_path: Path) -> None:
+    """Codex's own read-only sandbox nested in Shipyard's: the write fails, the run still answers."""
+    env = hermetic_agent_environ("codex", server, agent_home)
+    runner = make_runner("codex", agent_bin("codex"), env, grace_s=3.0)
+    project = tmp_path / "project"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=project, check=True)
+    home = tmp_path / "agents" / "codex"
+    home.mkdir(parents=True)
+    spec = SandboxSpec(rw_paths=(project,), home=home, read_only=True, model_ports=model_ports(env),
+                       ro_paths=(Path(agent_bin("codex")).resolve().parent.parent,))
+    prompt = "codex: plan read-only"
+    server.script(prompt, [shell("codex", "echo x > planted.txt; ls"), text("planned")])
+    result = runner.run(RunRequest(prompt, project, state_dir=tmp_path / "agents", timeout_s=120,
+                                   read_only=True, sandbox=spec))
+    assert result.ok, (result.reason, result.stderr_tail)
+    assert not (project / "planted.txt").exists()

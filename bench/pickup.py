@@ -93,7 +93,9 @@ def bench_bed(root: Path, files: int, script: str = FAKE_AGENT) -> tuple[Path, P
     agent.chmod(0o755)
     marks = root / "marks"
     marks.mkdir()
-    return project, marks, {"SHIPYARD_CLAUDE_BIN": str(agent), "PICKUP_DIR": str(marks), "IS_SANDBOX": "1"}
+    # the marks folder is writable from inside the agent's sandbox (SHIPYARD_SANDBOX=off measures without)
+    return project, marks, {"SHIPYARD_CLAUDE_BIN": str(agent), "PICKUP_DIR": str(marks), "IS_SANDBOX": "1",
+                            "SHIPYARD_SANDBOX_RW_PATHS": str(marks)}
 
 
 def one_run(args: argparse.Namespace) -> tuple[list[float], float | None]:

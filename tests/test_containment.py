@@ -188,3 +188,21 @@ def test_an_unsandboxed_agent_that_plants_git_config_fails_its_task(
     assert task["status"] == "failed"
     assert "changed the project's git setup" in task["error"] and "core.fsmonitor" in task["error"], task
     assert list(canaries.iterdir()) == []
+
+
+@needs_bwrap
+def test_a_test_command_from_the_repository_cannot_write_the_checkout(
+        tmp_path: Path, shipyard_env: dict[str, str], start_server, model_server: ModelServer) -> None:
+    """test_command runs the repository's code: contained like an agent (its own tree writable only)."""
+    project = make_repo(tmp_path / "project", {"README.md": "# demo\n"})
+    command = f"echo pwned > {project}/pwned-by-test.txt; echo pwned > {tmp_path}/outside.txt; test -f work.txt"
+    model_server.script("# Task: Work", [write("work.txt", "work\n"), text("done")])
+    server = start_server(project, {**shipyard_env, "SHIPYARD_SANDBOX": "required",
+                                    "SHIPYARD_TEST_COMMAND": command})
+    with server.client() as http:
+        task_id = http.post("/agent/tasks", json={"title": "Work", "content": "x"}).json()["id"]
+        task = task_settled(http, task_id, timeout=90)
+        log = http.get(f"/agent/tasks/{task_id}/log").json()["events"]
+    assert task["status"] == "completed", task["error_log"]  # the test saw its own tree
+    assert any(e["kind"] == "test" for e in log)
+    assert not (project / "pwned-by-test.txt").exists() and not (tmp_path / "outside.txt").exists()

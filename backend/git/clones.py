@@ -47,8 +47,6 @@ CLONE_CONFIG = (
 #: Name prefix of a removed clone's directory while its files are being deleted.
 TRASH_PREFIX = ".trash-"
 _TRASH_IDS = itertools.count(1)
-#: Git state a reused clone must not carry into the next task: an operation in progress.
-_UNFINISHED = ("rebase-merge", "rebase-apply", "BISECT_LOG", "sequencer")
 #: A merge, cherry-pick or revert left in progress (a repair's conflict): a reset ends it.
 _MERGE_STATE = ("MERGE_HEAD", "MERGE_MSG", "MERGE_MODE", "AUTO_MERGE", "CHERRY_PICK_HEAD", "REVERT_HEAD")
 #: Files in a clone's git directory that would make git look somewhere else.
@@ -185,15 +183,8 @@ class CloneOps(WorktreeOps):
         when the clone should not be reused.
         """
         path = Path(path)
-        gitdir = self.restore_clone(path)
-        self._check_finished(path, gitdir)
-        hidden = self.run_git("ls-files", "-v", "-z", what=f"list the index of {path}", cwd=path)
-        for entry in hidden.stdout.split(b"\0"):
-            if entry[:1].islower() or entry[:2] == b"S ":
-                raise GitError(f"{path} has index entries git is told not to check "
-                               f"({os.fsdecode(entry[2:])}).")
-        self.run_git("update-ref", "--no-deref", "-m", "shipyard: detach", "HEAD", "HEAD",
-                     what=f"detach HEAD in {path}", cwd=path)
+        self.detach_for_reuse(path, self.restore_clone(path))
+        gitdir = path / ".git"
         try:
             for name in ("refs", "logs"):
                 if (gitdir / name).exists():
@@ -204,11 +195,6 @@ class CloneOps(WorktreeOps):
                 (gitdir / "packed-refs").unlink()
         except OSError as exc:
             raise GitError(f"Could not clear the branches of {path}: {exc}") from exc
-
-    def _check_finished(self, path: Path, gitdir: Path) -> None:
-        for marker in _UNFINISHED:
-            if (gitdir / marker).exists():
-                raise GitError(f"{path} has {marker} left by an unfinished git operation.")
 
     def remove_clone(self, path: Path) -> None:
         """Delete the task repository at ``path`` (already gone is fine).

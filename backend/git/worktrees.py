@@ -283,6 +283,11 @@ class WorktreeOps(DiffOps):
         reused.
         """
         path, gitdir = self.require_task_worktree_gitdir(path)
+        self.detach_for_reuse(path, gitdir)
+
+    def detach_for_reuse(self, path: Path, gitdir: Path) -> None:
+        """Refuse a checkout with a git operation half-done or index entries git is told not to
+        check (an edit there could survive the next reset); else detach its HEAD."""
         self._check_finished(path, gitdir)
         hidden = self.run_git("ls-files", "-v", "-z", what=f"list the index of {path}", cwd=path)
         for entry in hidden.stdout.split(b"\0"):

@@ -23,6 +23,7 @@ sentence in ``required`` (no silent bypass).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import threading
@@ -39,7 +40,7 @@ from backend.sandbox.probe import probe
 from backend.sandbox.spec import SandboxSpec
 
 #: Agents whose CLI was measured to run inside the sandbox (the suite runs them there).
-SANDBOXED_AGENTS: frozenset[str] = frozenset({"claude", "codex", "gemini"})
+SANDBOXED_AGENTS: frozenset[str] = frozenset({"claude", "codex", "gemini", "opencode"})
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 #: The model API each agent talks to when no ``*_BASE_URL`` variable points it elsewhere.
 DEFAULT_MODEL_HOSTS: dict[str, tuple[str, ...]] = {
@@ -143,14 +144,16 @@ class Sandboxes:
         home.mkdir(parents=True, exist_ok=True)
         if agent == "claude":
             _copy_claude_login(env, home)
+        config = _opencode_config(env) if agent == "opencode" else None
+        endpoints = {**env, **(_config_urls(config) if config else {})}
         spec = SandboxSpec(
             rw_paths=(Path(cwd),) if read_only else (Path(cwd), *self.settings.sandbox_rw_paths),
-            ro_paths=self._ro_paths(),
+            ro_paths=self._ro_paths() + ((config,) if config else ()),
             hidden_paths=self._hidden(),
             home=home,
             network=self.settings.sandbox_network,
-            model_ports=model_ports(env),
-            proxy_hosts=self._proxy_hosts(model_hosts(agent, env)),
+            model_ports=model_ports(endpoints),
+            proxy_hosts=self._proxy_hosts(model_hosts(agent, endpoints)),
             read_only=read_only,
             bwrap=self.settings.bwrap_bin,
         )
@@ -200,6 +203,29 @@ class Sandboxes:
         if tools.is_dir():
             paths.append(tools)
         return tuple(paths)
+
+
+def _opencode_config(env: Mapping[str, str]) -> Path | None:
+    """The config file ``OPENCODE_CONFIG`` names (its providers and their base URLs), if any."""
+    value = env.get("OPENCODE_CONFIG")
+    path = Path(value) if value else None
+    return path if path is not None and path.is_absolute() and path.is_file() else None
+
+
+def _config_urls(config: Path) -> dict[str, str]:
+    """Every provider ``baseURL`` in an opencode config, as ``*_BASE_URL`` entries (for the bridge)."""
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    providers = data.get("provider") if isinstance(data, dict) else None
+    urls: dict[str, str] = {}
+    for name, provider in (providers or {}).items():
+        options = provider.get("options") if isinstance(provider, dict) else None
+        url = options.get("baseURL") if isinstance(options, dict) else None
+        if isinstance(url, str):
+            urls[f"OPENCODE_{name}_BASE_URL"] = url
+    return urls
 
 
 def _copy_claude_login(env: Mapping[str, str], home: Path) -> None:

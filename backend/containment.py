@@ -91,15 +91,16 @@ def model_hosts(agent: str, env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(hosts))
 
 
-def model_ports(env: Mapping[str, str]) -> tuple[int, ...]:
-    """Loopback ports the run's model endpoints use (``*_BASE_URL`` variables), kept reachable inside."""
+def model_ports(env: Mapping[str, str], loopback: bool = True) -> tuple[int, ...]:
+    """Ports the run's model endpoints use (``*_BASE_URL`` variables): on loopback (bridged
+    inside), or with ``loopback=False`` elsewhere (allowed through the proxy)."""
     ports: list[int] = []
     for name, value in env.items():
         if not name.endswith("_BASE_URL") or not value:
             continue
         with contextlib.suppress(ValueError):
             url = urlsplit(value)
-            if url.hostname in _LOOPBACK:
+            if url.hostname and (url.hostname in _LOOPBACK) == loopback:
                 ports.append(url.port or (443 if url.scheme == "https" else 80))
     return tuple(dict.fromkeys(ports))
 
@@ -154,6 +155,7 @@ class Sandboxes:
             network=self.settings.sandbox_network,
             model_ports=model_ports(endpoints),
             proxy_hosts=self._proxy_hosts(model_hosts(agent, endpoints)),
+            proxy_ports=model_ports(endpoints, loopback=False),
             read_only=read_only,
             bwrap=self.settings.bwrap_bin,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,13 +11,14 @@ import pytest
 
 from backend.config import Settings
 from backend.containment import Sandboxes, model_ports
-from backend.runners.core import Runner, RunRequest
+from backend.runners.claude_code import ClaudeCodeRunner
+from backend.runners.core import AgentEvent, Runner, RunRequest
 from backend.runners.registry import make_runner
 from backend.sandbox.probe import probe
 from backend.sandbox.spec import SandboxSpec
 from tests.fakes.agent_tools import shell
-from tests.fakes.fixtures import agent_bin, hermetic_agent_environ
-from tests.fakes.model_server import ModelServer, text
+from tests.fakes.fixtures import agent_bin, hermetic_agent_environ, hermetic_environ
+from tests.fakes.model_server import ModelServer, bash, text
 
 pytestmark = [pytest.mark.agents, pytest.mark.slow,
               pytest.mark.skipif(not probe().works, reason="bubblewrap does not work here")]
@@ -71,3 +73,39 @@ def test_codex_plans_read_only_inside_the_sandbox(server: ModelServer, agent_hom
                                    read_only=True, sandbox=spec))
     assert result.ok, (result.reason, result.stderr_tail)
     assert not (project / "planted.txt").exists()
+
+
+def test_a_model_behind_a_host_name_is_reached_through_the_allow_list_proxy(
+        claude_bin: str, tmp_path: Path) -> None:
+    """The production shape: the model is not on loopback, so it is reached through the proxy (the
+    machine's own non-loopback address stands in for api.anthropic.com); the run log says so."""
+    probe_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:  # the address outbound traffic would leave from (a UDP connect sends nothing)
+        probe_socket.connect(("192.0.2.1", 9))
+        address: str | None = probe_socket.getsockname()[0]
+    except OSError:
+        address = None
+    finally:
+        probe_socket.close()
+    if address is None or address.startswith("127."):
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    with ModelServer(host=address) as server:
+        env = {**hermetic_environ({}), "ANTHROPIC_BASE_URL": server.url, "ANTHROPIC_API_KEY": "test-key",
+               "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+               "CLAUDE_CODE_MAX_RETRIES": "1"}
+        runner = ClaudeCodeRunner(claude_bin, base_env=env, grace_s=3.0)
+        project = tmp_path / "project"
+        project.mkdir()
+        home = tmp_path / "agents" / "claude"
+        sandboxes = Sandboxes(Settings(project_dir=project, sandbox="required"), project / ".git" / "objects")
+        contained = sandboxes.for_agent("claude", cwd=project, home=home, env=env)
+        assert contained.spec is not None and contained.spec.proxy_hosts == (address,), contained
+        server.script("through the proxy", [bash("echo hi > made.txt"), text("done")])
+        events: list[AgentEvent] = []
+        result = runner.run(RunRequest("through the proxy", project, state_dir=tmp_path / "agents",
+                                       permission_mode="bypassPermissions", timeout_s=60,
+                                       sandbox=contained.spec), on_event=events.append)
+    assert result.ok, (result.reason, result.stderr_tail)
+    assert (project / "made.txt").read_text() == "hi\n"
+    assert any(e.data.get("network") == "connect" and e.data.get("host") == address for e in events), \
+        [e.summary for e in events if e.kind == "other"]

@@ -211,7 +211,8 @@ def _bridge(wrapped: Wrapped, spec: SandboxSpec, socat: str) -> None:
     for port in ports:
         wrapped.bridges.append(Bridge(runtime / f"{port}.sock", port))
     if spec.proxy_hosts:
-        proxy = ConnectProxy(spec.proxy_hosts, on_event=wrapped.decisions.append)
+        proxy = ConnectProxy(spec.proxy_hosts, on_event=wrapped.decisions.append,
+                             allowed_ports=tuple(dict.fromkeys((80, 443, *spec.proxy_ports))))
         wrapped.proxies.append(proxy)
         proxy.start(runtime / f"{PROXY_PORT}.sock")
         ports.append(PROXY_PORT)

@@ -41,6 +41,8 @@ class SandboxSpec:
     #: Host names reachable through the allow-list proxy (``HTTPS_PROXY`` inside): the model's
     #: API when it is not on loopback, plus ``sandbox_allow_hosts`` in network "allow".
     proxy_hosts: tuple[str, ...] = ()
+    #: Ports the proxy allows besides 80 and 443 (a model endpoint's own port).
+    proxy_ports: tuple[int, ...] = ()
     read_only: bool = False
     #: The bubblewrap binary (None: ``bwrap`` on PATH).
     bwrap: str | None = None

@@ -154,7 +154,7 @@ class CloneOps(WorktreeOps):
         path = Path(path)
         gitdir = self.restore_clone(path)
         sha = self.commit_id(commit, "commit")
-        self._check_finished(path, gitdir)
+        self.check_finished(path, gitdir)
         for name in ("index.lock", *_MERGE_STATE):  # whoever held the lock was killed with its run
             with contextlib.suppress(FileNotFoundError):
                 (gitdir / name).unlink()

@@ -255,7 +255,7 @@ class WorktreeOps(DiffOps):
         path = Path(path)
         gitdir = self._owned_gitdir(path)
         sha = self.commit_id(commit, "commit")
-        self._check_finished(path, gitdir)
+        self.check_finished(path, gitdir)
         # Whoever held the index was killed (the agent is gone before a worktree is reused).
         with contextlib.suppress(FileNotFoundError):
             (gitdir / "index.lock").unlink()
@@ -288,7 +288,7 @@ class WorktreeOps(DiffOps):
     def detach_for_reuse(self, path: Path, gitdir: Path) -> None:
         """Refuse a checkout with a git operation half-done or index entries git is told not to
         check (an edit there could survive the next reset); else detach its HEAD."""
-        self._check_finished(path, gitdir)
+        self.check_finished(path, gitdir)
         hidden = self.run_git("ls-files", "-v", "-z", what=f"list the index of {path}", cwd=path)
         for entry in hidden.stdout.split(b"\0"):
             # lower-case tags are assume-unchanged entries, S is skip-worktree
@@ -298,7 +298,8 @@ class WorktreeOps(DiffOps):
         self.run_git("update-ref", "--no-deref", "-m", "shipyard: detach", "HEAD", "HEAD",
                   what=f"detach HEAD in {path}", cwd=path)
 
-    def _check_finished(self, path: Path, gitdir: Path) -> None:
+    def check_finished(self, path: Path, gitdir: Path) -> None:
+        """Refuse a checkout with a rebase, bisect or sequencer left half-done."""
         for marker in self._UNFINISHED:
             if (gitdir / marker).exists():
                 raise GitError(f"{path} has {marker} left by an unfinished git operation.")

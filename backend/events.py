@@ -47,7 +47,8 @@ class Event:
         """The event as sent to clients; encoded once however many streams send it."""
         cached = self.__dict__.get("_json")
         if cached is None:
-            cached = json.dumps({"id": self.id, "type": self.type, "ts": self.ts, **self.data},
+            # the envelope wins: a payload key named id, type or ts cannot pass for the event's own
+            cached = json.dumps({**self.data, "id": self.id, "type": self.type, "ts": self.ts},
                                 ensure_ascii=False, default=str)
             self.__dict__["_json"] = cached
         return cached
@@ -109,19 +110,22 @@ class EventBus:
             event = Event(next(self._ids), type_, data)
             (self._recent_logs if type_.endswith(".log") else self._recent).append(event)
             self._last_id = event.id
-            subscribers = list(self._subscribers)
             listeners = list(self._listeners)
+            # handed to each loop under the lock, so every stream receives events in id order
+            # (a reconnect "after N" then never skips an event that arrived late)
+            closed = []
+            for sub in self._subscribers:
+                if sub.wants(event):
+                    try:
+                        sub.loop.call_soon_threadsafe(sub.offer, event)
+                    except RuntimeError:  # loop closed
+                        closed.append(sub)
+            self._subscribers.difference_update(closed)
         for listener in listeners:
             try:
                 listener(event)
             except Exception:
                 log.exception("event listener failed on %s", event.type)
-        for sub in subscribers:
-            if sub.wants(event):
-                try:
-                    sub.loop.call_soon_threadsafe(sub.offer, event)
-                except RuntimeError:  # loop closed
-                    self._discard(sub)
         return event
 
     def _discard(self, sub: _Subscriber) -> None:

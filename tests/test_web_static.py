@@ -85,6 +85,15 @@ def test_every_module_is_served_as_javascript_and_every_import_resolves(server: 
     assert seen == on_disk
 
 
+def test_every_stylesheet_is_served_as_css(server: ServerProcess) -> None:
+    """A stylesheet served with another type is ignored by the browser (nosniff): an unstyled page."""
+    with server.client() as http:
+        for path in sorted((STATIC / "css").glob("*.css")):
+            response = http.get(f"/static/css/{path.name}")
+            assert response.status_code == 200, path.name
+            assert response.headers["content-type"].split(";")[0] == "text/css", path.name
+
+
 def test_every_static_file_is_packaged() -> None:
     """pyproject's package-data must cover each dashboard file, or an installed server shows a blank page."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())

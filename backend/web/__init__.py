@@ -16,9 +16,11 @@ STATIC = Path(__file__).parent / "static"
 # The dashboard is native ES modules (static/js/*.js): browsers refuse a module
 # script served with a non-JavaScript type, and Python's guess comes from the
 # host (/etc/mime.types, the Windows registry), which can say text/plain.
-# StaticFiles asks the mimetypes module, so pin the type for .js (and .mjs) here.
+# StaticFiles asks the mimetypes module, so pin the type for .js (and .mjs) here, and for
+# .css, which a browser also refuses under another type (with nosniff, which Shipyard sends).
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("text/javascript", ".mjs")
+mimetypes.add_type("text/css", ".css")
 
 
 def mount_dashboard(app: FastAPI, settings: Settings) -> None:

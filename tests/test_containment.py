@@ -18,12 +18,10 @@ import psutil
 import pytest
 
 from backend.runners.records import RunRequest
-from backend.sandbox.probe import probe
 from tests.fakes.model_server import ModelServer, bash, text, tool_calls, write
 from tests.support import agent_processes, git, make_repo, task_settled
 
 pytestmark = pytest.mark.slow
-needs_bwrap = pytest.mark.skipif(not probe().works, reason="bubblewrap does not work here")
 
 
 class Listener:
@@ -53,7 +51,6 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
 
 
-@needs_bwrap
 def test_a_hostile_agent_reaches_nothing_outside_its_task(
         tmp_path: Path, shipyard_env: dict[str, str], start_server, model_server: ModelServer) -> None:
     user_home = tmp_path / "home"
@@ -190,7 +187,6 @@ def test_an_unsandboxed_agent_that_plants_git_config_fails_its_task(
     assert list(canaries.iterdir()) == []
 
 
-@needs_bwrap
 def test_a_test_command_from_the_repository_cannot_write_the_checkout(
         tmp_path: Path, shipyard_env: dict[str, str], start_server, model_server: ModelServer) -> None:
     """test_command runs the repository's code: contained like an agent (its own tree writable only)."""

@@ -8,7 +8,6 @@ addresses by an injected resolver, so no test depends on the internet or on /etc
 from __future__ import annotations
 
 import http.server
-import shutil
 import socket
 import socketserver
 import subprocess
@@ -380,8 +379,6 @@ kill "$bridge"
 """
 
 
-@pytest.mark.skipif(not all(shutil.which(tool) for tool in ("bwrap", "socat", "curl")),
-                    reason="needs bubblewrap, socat and curl")
 def test_a_sandbox_without_network_reaches_only_the_allow_list(
         start_proxy: Proxies, web_port: int, tmp_path: Path) -> None:
     sockdir = tmp_path / "sock"

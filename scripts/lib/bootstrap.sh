@@ -100,10 +100,10 @@ ensure_debian_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# ensure_sandbox_tools: bubblewrap (agent sandboxes; Codex's own sandbox uses it too) and socat
-# (the sandbox's bridge to the model API).
+# ensure_sandbox_tools: bubblewrap (agent sandboxes; Codex's own sandbox uses it too), socat
+# (the sandbox's bridge to the model API) and curl (the proxy test's client inside a sandbox).
 ensure_sandbox_tools() {
-    ensure_debian_packages bwrap:bubblewrap socat:socat
+    ensure_debian_packages bwrap:bubblewrap socat:socat curl:curl
 }
 
 # ensure_chromium: Debian's chromium for the browser tests (Playwright cannot download one here).

@@ -138,13 +138,26 @@ def running_servers(environ: dict[str, str] | None = None) -> list[dict[str, Any
     return found
 
 
-def token_for_url(url: str, environ: dict[str, str] | None = None) -> str | None:
-    """The token of this user's running server at ``url``, if there is one."""
+def token_for_url(url: str, environ: dict[str, str] | None = None,
+                  project: Path | None = None) -> str | None:
+    """The token of this user's running server at ``url``, if there is one.
+
+    With ``project``, only a server of that project counts: a command typed in
+    one repository must not act on another project's server that happens to
+    listen on the default port.
+    """
     wanted = _normal_url(url)
     for data in running_servers(environ):
-        if _normal_url(data["url"]) == wanted and isinstance(data.get("token"), str):
-            return data["token"]
+        if _normal_url(data["url"]) != wanted or not isinstance(data.get("token"), str):
+            continue
+        if project is not None and not _same_dir(data.get("project"), project):
+            continue
+        return data["token"]
     return None
+
+
+def _same_dir(recorded: object, project: Path) -> bool:
+    return isinstance(recorded, str) and os.path.realpath(recorded) == os.path.realpath(project)
 
 
 def _normal_url(url: str) -> str:

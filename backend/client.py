@@ -52,7 +52,9 @@ def server_for_settings(settings: Settings, environ: dict[str, str] | None = Non
     running = read_state_server(settings.state_path)
     if running is not None:
         return running["url"].rstrip("/"), running.get("token")
-    return settings.url, settings.access_token or token_for_url(settings.url, environ)
+    # no server of this project is running: a server answering at the default address belongs to
+    # another project, so its token is not taken (the request is then refused, not misdirected)
+    return settings.url, settings.access_token or token_for_url(settings.url, environ, settings.project_dir)
 
 
 class Client:

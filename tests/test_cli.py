@@ -234,3 +234,23 @@ def test_plan_retry_starts_the_plan_again(tmp_path: Path, start_server, claude_e
     assert retried.returncode == 0, retried.stderr
     assert retried.stdout.startswith(f"plan {plan_id}: executing")
     assert "[chore]  Second time" in retried.stdout
+
+
+def test_commands_in_another_repository_never_reach_this_projects_server(tmp_path: Path, start_server) -> None:
+    """A server answering at the address another repository would default to is not that repository's:
+    doctor checks the repository it is in, and plan new there is refused instead of landing here."""
+    mine = make_repo(tmp_path / "mine")
+    server = start_server(mine, {"SHIPYARD_DISPATCHER_AUTOSTART": "false"})
+    port = server.url.rsplit(":", 1)[1]
+    other = make_repo(tmp_path / "other")
+    env = {"SHIPYARD_PORT": port}  # the other repository's default address is where mine listens
+    doctor = shipyard("doctor", env=env, cwd=other)
+    assert f"(project {mine}" not in doctor.stdout, doctor.stdout
+    assert f"git repository: {other}" in doctor.stdout, doctor.stdout
+    plan_file = tmp_path / "plan.md"
+    plan_file.write_text("# Elsewhere\n")
+    created = shipyard("plan", "new", "--title", "Elsewhere", "--file", str(plan_file), env=env, cwd=other)
+    assert created.returncode != 0, created.stdout
+    with server.client() as http:
+        grouped = http.get("/agent/plans").json()
+    assert [p for group in grouped.values() if isinstance(group, list) for p in group] == []

@@ -27,8 +27,7 @@ from backend.cli_plan import plan_app
 from backend.cli_task import task_app
 from backend.client import Client, ClientError, resolve_server, server_for_settings
 from backend.config import ConfigError, Settings, load_settings
-from backend.sandbox.policy import sandbox_mode
-from backend.sandbox.probe import probe
+from backend.containment import sandbox_decision
 
 app = typer.Typer(help="Shipyard: plans in, merged work out.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -144,7 +143,7 @@ def _announce(settings: Settings, state: Path, state_file: Path, trust: Any) -> 
     typer.echo(f"  state:     {state}")
     typer.echo(f"  The token is in {state_file} (only you can read it); the CLI finds it there.")
     typer.echo("  Ctrl-C stops (running agents are stopped and their tasks requeued).")
-    decision = sandbox_mode(settings.sandbox, probe(settings.bwrap_bin), settings.sandbox_network)
+    decision = sandbox_decision(settings)
     if decision.sandbox:
         typer.echo(f"  sandbox:   {decision.summary}")
     else:

@@ -50,6 +50,12 @@ DEFAULT_MODEL_HOSTS: dict[str, tuple[str, ...]] = {
 }
 
 
+def sandbox_decision(settings: Settings) -> Decision:
+    """What the project's sandbox settings do on this machine (the probe is cached per process):
+    the one answer runs, ``serve``'s start-up text, ``doctor`` and the health endpoint share."""
+    return sandbox_mode(settings.sandbox, probe(settings.bwrap_bin), settings.sandbox_network)
+
+
 @dataclass(frozen=True)
 class Containment:
     """One run's containment: a ``spec`` (None: unsandboxed), its one-line ``note``, or a ``refusal``."""
@@ -117,8 +123,7 @@ class Sandboxes:
     def decision(self) -> Decision:
         with self._lock:
             if self._decision is None:
-                self._decision = sandbox_mode(self.settings.sandbox, probe(self.settings.bwrap_bin),
-                                              self.settings.sandbox_network)
+                self._decision = sandbox_decision(self.settings)
             return self._decision
 
     def status(self) -> dict[str, object]:

@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from backend.config import Settings
+from backend.containment import sandbox_decision
 from backend.git.command import git_argv, git_env
 from backend.runners.claude_code import find_claude_bin
 from backend.runners.codex import tmpdir_inside
 from backend.runners.gemini import auth_type
 from backend.runners.registry import DRIVERS
-from backend.sandbox import probe, sandbox_mode
 from backend.trust import TrustGate
 
 CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
@@ -144,7 +144,7 @@ def sandbox_check(settings: Settings) -> Check:
 
     Cheap after the first call (the probe is cached per process), so the health endpoint runs it too.
     """
-    decision = sandbox_mode(settings.sandbox, probe(settings.bwrap_bin), settings.sandbox_network)
+    decision = sandbox_decision(settings)
     if decision.refusal:
         return Check("sandbox", "error", decision.refusal + ".",
                      "install bubblewrap and socat (apt-get install bubblewrap socat), or set sandbox: auto")
